@@ -1,0 +1,95 @@
+//! WebFIX methods: the [`Method`] enum, [`dispatch`], and one file per method.
+//!
+//! Every transport (HTTP `POST /`, WebSocket frames) ends here, so a method behaves the same
+//! whichever way it arrives.
+
+mod compat;
+mod get_leader_info;
+mod get_worker_stats;
+mod list_workers;
+mod set_worker;
+mod stop_all_workers;
+mod update_worker;
+
+use crate::auth::{self, Caller};
+use crate::node::NodeState;
+use crate::webfix::{ApiError, Envelope, Reply};
+
+/// Every method this node answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    SetWorker,
+    ListWorkers,
+    UpdateWorker,
+    StopAllWorkers,
+    GetWorkerStats,
+    GetLeaderInfo,
+    /// The existing client calls it at start-up; this node holds no assets.
+    AssetList,
+    /// The existing client calls it at start-up; this node holds no exchange accounts.
+    ListAccounts,
+}
+
+/// Who may call a method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without a session.
+    Public,
+    /// A session whose wallet has the Owner role (W-AUTH-3).
+    Owner,
+}
+
+impl Method {
+    /// The method named `name`, if this node has it (W-ENV-3).
+    pub fn from_name(name: &str) -> Option<Method> {
+        Some(match name {
+            "setWorker" => Method::SetWorker,
+            "listWorkers" => Method::ListWorkers,
+            "updateWorker" => Method::UpdateWorker,
+            "stopAllWorkers" => Method::StopAllWorkers,
+            "getWorkerStats" => Method::GetWorkerStats,
+            "getLeaderInfo" => Method::GetLeaderInfo,
+            "assetList" => Method::AssetList,
+            "listAccounts" => Method::ListAccounts,
+            _ => return None,
+        })
+    }
+
+    pub fn access(self) -> Access {
+        match self {
+            Method::AssetList => Access::Public,
+            _ => Access::Owner,
+        }
+    }
+}
+
+/// Runs one request to completion.
+pub async fn dispatch(node: &NodeState, caller: &Caller, request: &Envelope) -> Reply {
+    let method = Method::from_name(&request.method).ok_or_else(ApiError::method_not_found)?;
+    auth::authorize(node, caller, method.access())?;
+    let body = &request.body;
+    let reply = match method {
+        Method::SetWorker => set_worker::apply(node, body).await,
+        Method::ListWorkers => list_workers::apply(node).await,
+        Method::UpdateWorker => update_worker::apply(node, body).await,
+        Method::StopAllWorkers => stop_all_workers::apply(node).await,
+        Method::GetWorkerStats => get_worker_stats::apply(node),
+        Method::GetLeaderInfo => get_leader_info::apply(node, body).await,
+        Method::AssetList => compat::asset_list(node),
+        Method::ListAccounts => compat::list_accounts(),
+    };
+    if let Err(error) = &reply {
+        tracing::debug!(method = %request.method, status = error.status, error = %error.message, "request failed");
+    }
+    reply
+}
+
+/// The record of `raw` as a store value, refused when it exceeds the entry limit (W-SET-8).
+fn worker_value(raw: crate::workers::WorkerScript) -> Result<serde_json::Value, ApiError> {
+    let value = crate::workers::WorkerData::new(raw).to_value();
+    let size = serde_json::to_vec(&value).map_err(ApiError::internal)?.len();
+    if size > crate::store::MAX_VALUE_BYTES {
+        return Err(ApiError::bad_request("Worker entry exceeds 64 KiB limit").with("size", size));
+    }
+    Ok(value)
+}

@@ -1,0 +1,122 @@
+//! `updateWorker` (W-UPD-1..5): replaces a worker's `raw` as a whole, with optimistic locking.
+
+use serde_json::{Map, Value};
+
+use super::worker_value;
+use crate::node::NodeState;
+use crate::store::{AtomicWrite, CommitOutcome, Entry, Versionstamp};
+use crate::webfix::{ApiError, Reply};
+use crate::workers::WorkerScript;
+use crate::workers::model::{entry_json, now_ms, worker_key};
+use crate::workers::validate::{Settings, SettingsError, prepare_script};
+
+/// Fields `raw` must carry: a missing one would be lost by the replacement (W-UPD-2).
+const REQUIRED: &[&str] = &[
+    "sid",
+    "nid",
+    "active",
+    "mode",
+    "note",
+    "script",
+    "dependencies",
+    "version",
+];
+
+const CONFLICT: &str = "Update Worker Error: version mismatch or not found";
+
+pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
+    let sid = match body.get("channel") {
+        Some(Value::String(channel)) => channel
+            .strip_prefix("ami.worker.")
+            .filter(|sid| uuid::Uuid::try_parse(sid).is_ok())
+            .ok_or_else(|| ApiError::invalid_body("channel must be \"ami.worker.<sid>\" with a UUID sid"))?,
+        Some(_) => return Err(ApiError::invalid_body("channel must be a string")),
+        None => return Err(ApiError::invalid_body("channel is required")),
+    };
+    let raw = match body.get("raw") {
+        Some(Value::Object(raw)) => raw,
+        Some(_) => return Err(ApiError::invalid_body("raw must be an object")),
+        None => return Err(ApiError::invalid_body("raw is required")),
+    };
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|f| raw.get(*f).is_none_or(Value::is_null))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::bad_request("Invalid request body").with("missing", missing));
+    }
+    let expected = match body.get("versionstamp") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(
+            Versionstamp::parse(s)
+                .ok_or_else(|| ApiError::invalid_body("versionstamp must be 20 hexadecimal digits"))?,
+        ),
+        Some(_) => return Err(ApiError::invalid_body("versionstamp must be a string")),
+    };
+
+    let text = |field: &str| match raw.get(field) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(ApiError::invalid_body(format!("raw.{field} must be a string"))),
+    };
+    let raw_sid = text("sid")?;
+    if raw_sid != sid {
+        return Err(ApiError::invalid_body(
+            "raw.sid does not match the sid in channel",
+        ));
+    }
+    let nid = text("nid")?;
+    let note = text("note")?;
+    let version = text("version")?;
+    let Some(active) = raw.get("active").and_then(Value::as_bool) else {
+        return Err(ApiError::invalid_body("raw.active must be a boolean"));
+    };
+    let settings = Settings::read(raw).map_err(|e| match e {
+        SettingsError::Field(f) => ApiError::invalid_body(format!("raw.{} {}", f.field, f.reason)),
+        SettingsError::Rule(message) => ApiError::bad_request(message),
+    })?;
+    let script = prepare_script(raw.get("script"))?;
+
+    let new_raw = WorkerScript {
+        sid: sid.to_string(),
+        nid,
+        active,
+        mode: settings.mode,
+        scope: settings.scope,
+        execution_mode: settings.execution_mode,
+        priority: settings.priority,
+        account_id: settings.account_id,
+        assigned_node: settings.assigned_node,
+        note,
+        script,
+        dependencies: settings.dependencies,
+        version,
+        timestamp: now_ms(),
+    };
+    let value = worker_value(new_raw)?;
+    let key = worker_key(sid);
+    let expected = match expected {
+        Some(stamp) => stamp,
+        None => match node.store.get(&key).await.map_err(ApiError::internal)? {
+            Some(current) => current.versionstamp,
+            None => return Err(ApiError::new(409, CONFLICT)),
+        },
+    };
+    let write = AtomicWrite::new()
+        .check(key.clone(), Some(expected))
+        .set(key.clone(), value.clone());
+    match node.store.commit(write).await.map_err(ApiError::internal)? {
+        CommitOutcome::Committed(versionstamp) => {
+            tracing::info!(%sid, active, "worker updated");
+            Ok((
+                200,
+                entry_json(&Entry {
+                    key,
+                    value,
+                    versionstamp,
+                }),
+            ))
+        }
+        CommitOutcome::CheckFailed => Err(ApiError::new(409, CONFLICT)),
+    }
+}

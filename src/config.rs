@@ -1,0 +1,328 @@
+//! Node configuration: command-line flags, `HETEROGEN_*` environment variables and an optional
+//! TOML file, in that order of precedence, over built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Everything a node needs to start. Built by [`ServeArgs::resolve`] or directly in tests.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Address the one HTTP/WebSocket listener binds (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// This node's id in the cluster (`nid`).
+    pub nid: String,
+    /// Wallet addresses with the Owner role.
+    pub owners: Vec<String>,
+    /// No authentication at all (local development only).
+    pub open: bool,
+    /// WebSocket connections held at once; upgrades above it get 503.
+    pub max_connections: usize,
+    /// Network name reported to clients and checked in logins.
+    pub network: String,
+    /// How clients reach this node (`http(s)://host:port`); `None`: derived from `listen`.
+    pub public_url: Option<String>,
+    /// fdatasync every commit (W-T-3). Off: a commit survives a crash of the process, not of the OS.
+    pub fsync: bool,
+    /// Largest request body or WebSocket message accepted (W-ENV-4).
+    pub max_request_bytes: usize,
+    /// Interval of protocol pings on WebSockets; a peer that misses one is closed (W-WS-7).
+    pub ws_ping_interval: Duration,
+    /// Frames queued for one WebSocket before its producers wait.
+    pub ws_outbound_queue: usize,
+    /// Requests of one WebSocket in flight at once before the node stops reading from it.
+    pub ws_max_in_flight: usize,
+}
+
+impl NodeConfig {
+    /// Defaults for everything, with the store in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        NodeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8088)),
+            data_dir: data_dir.into(),
+            nid: "s-0001".into(),
+            owners: Vec::new(),
+            open: false,
+            max_connections: 100_000,
+            network: "testnet".into(),
+            public_url: None,
+            fsync: true,
+            max_request_bytes: 1024 * 1024,
+            ws_ping_interval: Duration::from_secs(30),
+            ws_outbound_queue: 256,
+            ws_max_in_flight: 64,
+        }
+    }
+
+    /// The URL clients use for HTTP calls.
+    pub fn api_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+/// A configuration that cannot be used; the binary prints it and exits with code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("invalid {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+/// Flags of `heterogen serve`. Each also reads `HETEROGEN_<NAME>` and the `--config` file.
+#[derive(Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys as the flag names, `-` or `_`).
+    #[arg(long, env = "HETEROGEN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8088].
+    #[arg(long, env = "HETEROGEN_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the embedded store [default: ./data].
+    #[arg(long, env = "HETEROGEN_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// This node's id [default: s-0001].
+    #[arg(long, env = "HETEROGEN_NID", value_name = "ID")]
+    pub nid: Option<String>,
+    /// Wallet addresses with the Owner role, comma-separated.
+    #[arg(
+        long,
+        env = "HETEROGEN_OWNERS",
+        value_name = "ADDR[,ADDR…]",
+        value_delimiter = ','
+    )]
+    pub owners: Option<Vec<String>>,
+    /// Skip authentication entirely (local development only; never the default).
+    #[arg(long, env = "HETEROGEN_OPEN", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub open: Option<bool>,
+    /// Most WebSocket connections held at once [default: 100000].
+    #[arg(long, env = "HETEROGEN_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Network name [default: testnet].
+    #[arg(long, env = "HETEROGEN_NETWORK", value_name = "NAME")]
+    pub network: Option<String>,
+    /// URL clients use to reach this node [default: http://<listen>].
+    #[arg(long, env = "HETEROGEN_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// fdatasync every store commit [default: true]; false survives a process crash, not power loss.
+    #[arg(long, env = "HETEROGEN_FSYNC", value_name = "BOOL")]
+    pub fsync: Option<bool>,
+    /// Largest request body / WebSocket message in bytes [default: 1048576].
+    #[arg(long, env = "HETEROGEN_MAX_REQUEST_BYTES", value_name = "BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// WebSocket ping interval in milliseconds [default: 30000].
+    #[arg(long, env = "HETEROGEN_WS_PING_INTERVAL_MS", value_name = "MS")]
+    pub ws_ping_interval_ms: Option<u64>,
+}
+
+/// The `--config` file: the same settings as the flags.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    listen: Option<String>,
+    #[serde(alias = "data_dir")]
+    data_dir: Option<PathBuf>,
+    nid: Option<String>,
+    owners: Option<Vec<String>>,
+    open: Option<bool>,
+    #[serde(alias = "max_connections")]
+    max_connections: Option<usize>,
+    network: Option<String>,
+    #[serde(alias = "public_url")]
+    public_url: Option<String>,
+    fsync: Option<bool>,
+    #[serde(alias = "max_request_bytes")]
+    max_request_bytes: Option<usize>,
+    #[serde(alias = "ws_ping_interval_ms")]
+    ws_ping_interval_ms: Option<u64>,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+impl ServeArgs {
+    /// Merges flags/env over the file over the defaults and checks every value.
+    pub fn resolve(&self) -> Result<NodeConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut config = NodeConfig::new(
+            self.data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+        );
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        } else if let Some(text) = file.listen {
+            config.listen = text.parse().map_err(|_| {
+                invalid(
+                    "listen",
+                    format!("{text:?} is not an address like 127.0.0.1:8088"),
+                )
+            })?;
+        }
+        if let Some(nid) = self.nid.clone().or(file.nid) {
+            config.nid = nid;
+        }
+        if let Some(owners) = self.owners.clone().or(file.owners) {
+            config.owners = owners
+                .into_iter()
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .collect();
+        }
+        config.open = self.open.or(file.open).unwrap_or(false);
+        if let Some(n) = self.max_connections.or(file.max_connections) {
+            config.max_connections = n;
+        }
+        if let Some(network) = self.network.clone().or(file.network) {
+            config.network = network;
+        }
+        config.public_url = self.public_url.clone().or(file.public_url);
+        if let Some(fsync) = self.fsync.or(file.fsync) {
+            config.fsync = fsync;
+        }
+        if let Some(n) = self.max_request_bytes.or(file.max_request_bytes) {
+            config.max_request_bytes = n;
+        }
+        if let Some(ms) = self.ws_ping_interval_ms.or(file.ws_ping_interval_ms) {
+            config.ws_ping_interval = Duration::from_millis(ms);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl NodeConfig {
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let id_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if !id_ok(&self.nid) {
+            return Err(invalid(
+                "nid",
+                format!("{:?}: use 1-64 letters, digits, '-', '_' or '.'", self.nid),
+            ));
+        }
+        if !id_ok(&self.network) {
+            return Err(invalid(
+                "network",
+                format!("{:?}: use 1-64 letters, digits, '-', '_' or '.'", self.network),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("max-connections", "must be at least 1"));
+        }
+        if self.max_request_bytes < 1024 {
+            return Err(invalid("max-request-bytes", "must be at least 1024"));
+        }
+        if self.ws_ping_interval < Duration::from_millis(10) {
+            return Err(invalid("ws-ping-interval-ms", "must be at least 10"));
+        }
+        if let Some(url) = &self.public_url {
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            match rest {
+                Some(host) if !host.is_empty() && !host.contains(['?', '#', ' ']) => {}
+                _ => {
+                    return Err(invalid(
+                        "public-url",
+                        format!("{url:?}: expected http(s)://host[:port] without query or fragment"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let config = ServeArgs::default().resolve().unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8088");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.nid, "s-0001");
+        assert_eq!(config.network, "testnet");
+        assert!(!config.open);
+        assert!(config.fsync);
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "nid = \"s-0007\"\nlisten = \"127.0.0.1:9000\"\nowners = [\"gA\"]\nfsync = false\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            nid: Some("s-0009".into()),
+            ..Default::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.nid, "s-0009");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.owners, vec!["gA".to_string()]);
+        assert!(!config.fsync);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let args = ServeArgs {
+            nid: Some("has space".into()),
+            ..Default::default()
+        };
+        assert!(args.resolve().unwrap_err().to_string().contains("nid"));
+        let args = ServeArgs {
+            public_url: Some("ftp://x".into()),
+            ..Default::default()
+        };
+        assert!(args.resolve().unwrap_err().to_string().contains("public-url"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(args.resolve().unwrap_err().to_string().contains("unknown field"));
+    }
+}

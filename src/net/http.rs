@@ -1,0 +1,172 @@
+//! Routes, CORS, and the HTTP transport of WebFIX (W-HTTP-1..3, W-ENV-4).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::{Value, json};
+use tower_http::cors::{Any, CorsLayer};
+
+use super::ws;
+use crate::api;
+use crate::auth::Caller;
+use crate::node::NodeState;
+use crate::webfix::{ApiError, WEBFIX_VERSION, parse_envelope};
+
+/// Header carrying the session on HTTP (matched case-insensitively, W-HTTP-1).
+pub const SESSION_HEADER: &str = "stels-session";
+
+/// Every route of a node.
+pub fn router(node: Arc<NodeState>) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            HeaderName::from_static(SESSION_HEADER),
+            header::AUTHORIZATION,
+        ])
+        .allow_private_network(true)
+        .max_age(std::time::Duration::from_secs(600));
+    Router::new()
+        .route("/", get(root_get).post(root_post))
+        .route("/ws", get(ws_get))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(cors)
+        .with_state(node)
+}
+
+/// A JSON reply with `status`.
+pub fn json_response(status: u16, body: &Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+fn error_response(error: &ApiError) -> Response {
+    json_response(error.status, &error.http_body())
+}
+
+/// The session a request carries, from the header (HTTP and WS) or `?session=` (WS).
+pub fn session_of(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    if let Some(value) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
+        && !value.is_empty()
+    {
+        return Some(value.to_string());
+    }
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("session="))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+async fn root_post(
+    State(node): State<Arc<NodeState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let limit = node.config.max_request_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return error_response(&ApiError::too_large(limit));
+    }
+    let caller = Caller {
+        session: session_of(request.headers(), None),
+        peer: Some(peer),
+    };
+    let bytes = match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return error_response(&ApiError::too_large(limit));
+        }
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "request body read failed");
+            return error_response(&ApiError::bad_request("Could not read the request body"));
+        }
+    };
+    let envelope = match parse_envelope(&bytes) {
+        Ok(envelope) => envelope,
+        Err((_, error)) => return error_response(&error),
+    };
+    match api::dispatch(&node, &caller, &envelope).await {
+        Ok((status, body)) => json_response(status, &body),
+        Err(error) => error_response(&error),
+    }
+}
+
+type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
+
+/// `GET /`: a WebSocket upgrade, or a short description of the node for plain GETs.
+async fn root_get(
+    State(node): State<Arc<NodeState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request_uri: axum::http::Uri,
+    upgrade: Upgrade,
+) -> Response {
+    if upgrade.is_err() && !headers.contains_key(header::UPGRADE) {
+        return json_response(
+            200,
+            &json!({
+                "name": "heterogen",
+                "version": env!("CARGO_PKG_VERSION"),
+                "webfix": WEBFIX_VERSION,
+                "nid": node.config.nid,
+                "network": node.config.network,
+                "websocket": node.ws_url(),
+            }),
+        );
+    }
+    ws_get(State(node), ConnectInfo(peer), headers, request_uri, upgrade).await
+}
+
+/// `GET /ws`: WebSocket only.
+async fn ws_get(
+    State(node): State<Arc<NodeState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request_uri: axum::http::Uri,
+    upgrade: Upgrade,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            let status = rejection.status().as_u16();
+            return json_response(
+                if status == 405 { 426 } else { status },
+                &json!({"webfix": WEBFIX_VERSION, "error": {"code": status, "message": format!("WebSocket upgrade required: {}", rejection.body_text())}}),
+            );
+        }
+    };
+    let caller = Caller {
+        session: session_of(&headers, request_uri.query()),
+        peer: Some(peer),
+    };
+    ws::upgrade(node, upgrade, caller)
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
+    json_response(
+        404,
+        &json!({"webfix": WEBFIX_VERSION, "error": {"code": 404, "message": format!("No route for {method} {}", uri.path())}}),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+    json_response(
+        405,
+        &json!({"webfix": WEBFIX_VERSION, "error": {"code": 405, "message": format!("{method} is not allowed on {}; use POST for WebFIX requests", uri.path())}}),
+    )
+}

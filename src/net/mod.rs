@@ -1,0 +1,10 @@
+//! The network face of a node: one listener serving HTTP (`POST /`) and WebSocket (`GET /`,
+//! `GET /ws`) with CORS on every route.
+
+mod http;
+mod listener;
+mod ws;
+
+pub use http::router;
+pub use listener::bind;
+pub use ws::ConnectionSlots;

@@ -1,0 +1,220 @@
+//! Building, running and stopping a node.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::NodeConfig;
+use crate::net::{self, ConnectionSlots};
+use crate::runtime::stats::StatsBoard;
+use crate::store::Store;
+use crate::store::fjall::FjallStore;
+
+/// How long shutdown waits for WebSockets to take their close frames.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Descriptors kept back from WebSockets for the store, HTTP and logs.
+const RESERVED_FDS: u64 = 256;
+
+/// What every request and connection of a node shares.
+pub struct NodeState {
+    pub config: NodeConfig,
+    /// Worker records, leases, sessions: the single source of truth.
+    pub store: Arc<dyn Store>,
+    /// What `getWorkerStats` reports.
+    pub stats: StatsBoard,
+    /// The address actually bound (differs from `config.listen` for port 0).
+    pub local_addr: SocketAddr,
+    /// Cancelled once, when the node starts shutting down.
+    pub shutdown: CancellationToken,
+    /// Open WebSockets against `--max-connections`.
+    pub connections: ConnectionSlots,
+    /// WebSocket tasks, so shutdown can wait for their close frames.
+    pub tasks: TaskTracker,
+}
+
+impl NodeState {
+    /// The URL clients use for HTTP calls.
+    pub fn api_url(&self) -> String {
+        self.config.api_url(self.local_addr)
+    }
+
+    /// The WebSocket URL matching [`NodeState::api_url`].
+    pub fn ws_url(&self) -> String {
+        let api = self.api_url();
+        match api.strip_prefix("https://") {
+            Some(rest) => format!("wss://{rest}"),
+            None => format!("ws://{}", api.trim_start_matches("http://")),
+        }
+    }
+}
+
+/// Why a node could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot open the store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A started node.
+pub struct RunningNode {
+    state: Arc<NodeState>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+/// Raises the soft descriptor limit to the hard one; returns the limit now in force.
+fn raise_fd_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the file-descriptor limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .map(|(soft, _)| soft)
+                .unwrap_or(1024)
+        }
+    }
+}
+
+/// Opens the store, binds the listener and starts serving.
+pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+    let fd_limit = raise_fd_limit();
+    let capacity = fd_limit.saturating_sub(RESERVED_FDS);
+    if (config.max_connections as u64) > capacity {
+        tracing::warn!(
+            fd_limit,
+            capacity,
+            max_connections = config.max_connections,
+            "--max-connections exceeds what the descriptor limit allows; connections past it fail to accept"
+        );
+    }
+    tracing::info!(
+        fd_limit,
+        capacity = capacity.min(config.max_connections as u64),
+        "WebSocket connection capacity"
+    );
+    if config.open {
+        tracing::warn!("--open: authentication is OFF; anyone who reaches this port may manage workers");
+    }
+
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let dir = config.data_dir.clone();
+    let fsync = config.fsync;
+    let store = tokio::task::spawn_blocking(move || FjallStore::open(&dir, fsync))
+        .await
+        .map_err(|e| NodeError::Store(crate::store::StoreError::Backend(e.to_string())))??;
+    if fsync {
+        tracing::info!(dir = %config.data_dir.display(), "store open; every commit is fsynced");
+    } else {
+        tracing::warn!(
+            dir = %config.data_dir.display(),
+            "store open with fsync OFF: acknowledged writes survive a process crash, not a power loss"
+        );
+    }
+
+    let listener = net::bind(config.listen).map_err(|source| NodeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let local_addr = listener.local_addr().map_err(|source| NodeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let shutdown = CancellationToken::new();
+    let state = Arc::new(NodeState {
+        connections: ConnectionSlots::new(config.max_connections),
+        config,
+        store: Arc::new(store),
+        stats: StatsBoard::default(),
+        local_addr,
+        shutdown: shutdown.clone(),
+        tasks: TaskTracker::new(),
+    });
+    let app = net::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    });
+    tracing::info!(addr = %local_addr, nid = %state.config.nid, network = %state.config.network, "node listening");
+    Ok(RunningNode { state, server })
+}
+
+impl RunningNode {
+    /// The address the node listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.state.local_addr
+    }
+
+    /// The shared state (for tests and embedding).
+    pub fn state(&self) -> &Arc<NodeState> {
+        &self.state
+    }
+
+    /// Stops accepting, closes every WebSocket with 1001, waits for them, flushes the store.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        tracing::info!("shutting down");
+        self.state.shutdown.cancel();
+        let served = self.server.await;
+        self.state.tasks.close();
+        if tokio::time::timeout(CLOSE_GRACE, self.state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.state.connections.open(),
+                "some WebSockets did not close in time"
+            );
+        }
+        self.state.store.flush().await?;
+        tracing::info!("store flushed; node stopped");
+        match served {
+            Ok(result) => result.map_err(NodeError::Serve),
+            Err(join) => Err(NodeError::Serve(std::io::Error::other(join))),
+        }
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> Result<(), NodeError> {
+        wait_for_signal().await;
+        self.shutdown().await
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

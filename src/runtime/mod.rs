@@ -1,0 +1,4 @@
+//! Running workers. The JS pool and supervisor come with issue #3; what exists now is the
+//! per-node statistics board that `getWorkerStats` reads (W-STATS-1).
+
+pub mod stats;

@@ -1,0 +1,232 @@
+//! Keys: arrays of strings, numbers and booleans (S-20), encoded to bytes so that byte order
+//! is key order and a key's encoding is a byte prefix of the encoding of every longer key
+//! that starts with it (prefix scans are range scans).
+
+use std::fmt;
+
+use serde_json::Value;
+
+const TAG_STR: u8 = 0x02;
+const TAG_NUM: u8 = 0x21;
+const TAG_FALSE: u8 = 0x26;
+const TAG_TRUE: u8 = 0x27;
+
+/// One part of a key. Order between kinds: strings < numbers < booleans.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyPart {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+}
+
+/// A key: a sequence of parts, e.g. `["ami","worker",sid]`.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Key(pub Vec<KeyPart>);
+
+impl Key {
+    /// A key made of string parts only.
+    pub fn of(parts: &[&str]) -> Key {
+        Key(parts.iter().map(|p| KeyPart::Str((*p).to_string())).collect())
+    }
+
+    /// This key with one more string part.
+    pub fn child(&self, part: &str) -> Key {
+        let mut parts = self.0.clone();
+        parts.push(KeyPart::Str(part.to_string()));
+        Key(parts)
+    }
+
+    /// Whether `self` starts with every part of `prefix` and is longer.
+    pub fn has_prefix(&self, prefix: &Key) -> bool {
+        self.0.len() > prefix.0.len() && self.0[..prefix.0.len()] == prefix.0[..]
+    }
+
+    /// The last part as a string, if it is one.
+    pub fn last_str(&self) -> Option<&str> {
+        match self.0.last() {
+            Some(KeyPart::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Order-preserving byte encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        for part in &self.0 {
+            match part {
+                KeyPart::Str(s) => {
+                    out.push(TAG_STR);
+                    for &b in s.as_bytes() {
+                        out.push(b);
+                        if b == 0 {
+                            out.push(0xff);
+                        }
+                    }
+                    out.push(0);
+                }
+                KeyPart::Num(n) => {
+                    out.push(TAG_NUM);
+                    let bits = n.to_bits();
+                    let ordered = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
+                    out.extend_from_slice(&ordered.to_be_bytes());
+                }
+                KeyPart::Bool(false) => out.push(TAG_FALSE),
+                KeyPart::Bool(true) => out.push(TAG_TRUE),
+            }
+        }
+        out
+    }
+
+    /// Inverse of [`Key::encode`]; `None` for bytes no key encodes to.
+    pub fn decode(mut bytes: &[u8]) -> Option<Key> {
+        let mut parts = Vec::new();
+        while let Some((&tag, rest)) = bytes.split_first() {
+            bytes = rest;
+            match tag {
+                TAG_STR => {
+                    let mut s = Vec::new();
+                    loop {
+                        let (&b, rest) = bytes.split_first()?;
+                        bytes = rest;
+                        if b == 0 {
+                            if bytes.first() == Some(&0xff) {
+                                bytes = &bytes[1..];
+                                s.push(0);
+                            } else {
+                                break;
+                            }
+                        } else {
+                            s.push(b);
+                        }
+                    }
+                    parts.push(KeyPart::Str(String::from_utf8(s).ok()?));
+                }
+                TAG_NUM => {
+                    let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+                    bytes = &bytes[8..];
+                    let ordered = u64::from_be_bytes(raw);
+                    let bits = if ordered >> 63 == 1 {
+                        ordered & !(1 << 63)
+                    } else {
+                        !ordered
+                    };
+                    parts.push(KeyPart::Num(f64::from_bits(bits)));
+                }
+                TAG_FALSE => parts.push(KeyPart::Bool(false)),
+                TAG_TRUE => parts.push(KeyPart::Bool(true)),
+                _ => return None,
+            }
+        }
+        Some(Key(parts))
+    }
+
+    /// The JSON array form (`["ami","worker","…"]`).
+    pub fn to_json(&self) -> Value {
+        Value::Array(
+            self.0
+                .iter()
+                .map(|p| match p {
+                    KeyPart::Str(s) => Value::String(s.clone()),
+                    KeyPart::Num(n) if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 => {
+                        Value::from(*n as i64)
+                    }
+                    KeyPart::Num(n) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
+                    KeyPart::Bool(b) => Value::Bool(*b),
+                })
+                .collect(),
+        )
+    }
+
+    /// Parses the JSON array form; errors name what is wrong.
+    pub fn from_json(value: &Value) -> Result<Key, String> {
+        let Value::Array(items) = value else {
+            return Err("a key must be an array".into());
+        };
+        let mut parts = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            parts.push(match item {
+                Value::String(s) => KeyPart::Str(s.clone()),
+                Value::Bool(b) => KeyPart::Bool(*b),
+                Value::Number(n) => match n.as_f64() {
+                    Some(f) if f.is_finite() => KeyPart::Num(f),
+                    _ => return Err(format!("key part {i} is not a finite number")),
+                },
+                _ => return Err(format!("key part {i} must be a string, number or boolean")),
+            });
+        }
+        Ok(Key(parts))
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_json())
+    }
+}
+
+impl serde::Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(parts: Vec<KeyPart>) -> Key {
+        Key(parts)
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let key = k(vec![
+            KeyPart::Str("a\0b".into()),
+            KeyPart::Num(-2.5),
+            KeyPart::Num(7.0),
+            KeyPart::Bool(true),
+            KeyPart::Str(String::new()),
+        ]);
+        assert_eq!(Key::decode(&key.encode()), Some(key));
+    }
+
+    #[test]
+    fn byte_order_is_key_order() {
+        let ordered = [
+            k(vec![KeyPart::Str("a".into())]),
+            k(vec![KeyPart::Str("a".into()), KeyPart::Str("b".into())]),
+            k(vec![KeyPart::Str("a\0".into())]),
+            k(vec![KeyPart::Str("ab".into())]),
+            k(vec![KeyPart::Num(-10.0)]),
+            k(vec![KeyPart::Num(-1.0)]),
+            k(vec![KeyPart::Num(0.0)]),
+            k(vec![KeyPart::Num(3.0)]),
+            k(vec![KeyPart::Bool(false)]),
+            k(vec![KeyPart::Bool(true)]),
+        ];
+        for pair in ordered.windows(2) {
+            assert!(pair[0].encode() < pair[1].encode(), "{} < {}", pair[0], pair[1]);
+        }
+    }
+
+    #[test]
+    fn prefix_encoding_is_byte_prefix() {
+        let prefix = Key::of(&["ami", "worker"]);
+        let child = prefix.child("x");
+        assert!(child.encode().starts_with(&prefix.encode()));
+        assert!(child.has_prefix(&prefix));
+        assert!(
+            !Key::of(&["ami", "workers"])
+                .encode()
+                .starts_with(&prefix.encode())
+        );
+    }
+
+    #[test]
+    fn json_form() {
+        let key = Key::from_json(&serde_json::json!(["ami", 1, false])).unwrap();
+        assert_eq!(key.to_json(), serde_json::json!(["ami", 1, false]));
+        assert!(Key::from_json(&serde_json::json!("x")).is_err());
+        assert!(Key::from_json(&serde_json::json!([null])).is_err());
+    }
+}

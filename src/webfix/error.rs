@@ -1,0 +1,171 @@
+//! Every failure a client can see, with its status code, in one place (W-ENV-2..4, W-HTTP-2).
+
+use serde_json::{Map, Value, json};
+
+use super::{RequestId, WEBFIX_VERSION};
+
+/// How an error body is shaped on HTTP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// Protocol-level: `{"webfix":"1.0","error":{"code":…,"message":…}}`.
+    Protocol { code: u16 },
+    /// Method-level: `{"error":"<text>", …extra}`.
+    Method,
+}
+
+/// A failed request: status code, message and optional extra fields (`details`, `missing`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+    pub extra: Map<String, Value>,
+    pub shape: ErrorShape,
+}
+
+impl ApiError {
+    /// A method error `{"error": message}` with this status.
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            extra: Map::new(),
+            shape: ErrorShape::Method,
+        }
+    }
+
+    /// Adds a field beside `error`.
+    pub fn with(mut self, field: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(field.to_string(), value.into());
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    /// W-UPD-3 style: `Invalid request body: <reason>`.
+    pub fn invalid_body(reason: impl std::fmt::Display) -> Self {
+        Self::new(400, format!("Invalid request body: {reason}"))
+    }
+
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %message, "internal error");
+        Self::new(500, "Internal server error")
+    }
+
+    fn protocol(status: u16, code: u16, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            extra: Map::new(),
+            shape: ErrorShape::Protocol { code },
+        }
+    }
+
+    /// W-ENV-2.
+    pub fn invalid_structure() -> Self {
+        Self::protocol(400, 400, "Invalid WebFIX request structure")
+    }
+
+    /// W-ENV-3.
+    pub fn method_not_found() -> Self {
+        Self::protocol(404, 13, "WebFIX method not found")
+    }
+
+    /// W-ENV-4.
+    pub fn too_large(limit: usize) -> Self {
+        Self::protocol(
+            413,
+            413,
+            format!("Request body exceeds the limit of {limit} bytes"),
+        )
+    }
+
+    /// Refused because the node holds its configured maximum of connections.
+    pub fn at_capacity(max: usize) -> Self {
+        Self::protocol(
+            503,
+            503,
+            format!("Node is at its limit of {max} WebSocket connections; retry later"),
+        )
+    }
+
+    /// The HTTP body of this error.
+    pub fn http_body(&self) -> Value {
+        match self.shape {
+            ErrorShape::Protocol { code } => {
+                json!({"webfix": WEBFIX_VERSION, "error": {"code": code, "message": self.message}})
+            }
+            ErrorShape::Method => {
+                let mut body = Map::new();
+                body.insert("error".into(), Value::String(self.message.clone()));
+                body.extend(self.extra.clone());
+                Value::Object(body)
+            }
+        }
+    }
+}
+
+/// The outcome of one request: a status and the bare result, or an error.
+pub type Reply = Result<(u16, Value), ApiError>;
+
+/// The WebSocket response frame for `reply` (W-WS-2): the HTTP status and, on success, exactly
+/// the HTTP body as `result`; on failure the error text in `error` beside any extra fields.
+pub fn ws_frame(id: Option<&RequestId>, reply: &Reply) -> Value {
+    let mut frame = Map::new();
+    frame.insert("webfix".into(), Value::from(WEBFIX_VERSION));
+    frame.insert("id".into(), id.map_or(Value::Null, RequestId::to_json));
+    match reply {
+        Ok((status, result)) => {
+            frame.insert("status".into(), Value::from(*status));
+            frame.insert("result".into(), result.clone());
+        }
+        Err(error) => {
+            frame.insert("status".into(), Value::from(error.status));
+            frame.insert("error".into(), Value::String(error.message.clone()));
+            if let ErrorShape::Protocol { code } = error.shape {
+                frame.insert("code".into(), Value::from(code));
+            }
+            for (k, v) in &error.extra {
+                frame.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    Value::Object(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_bodies() {
+        assert_eq!(
+            ApiError::invalid_structure().http_body(),
+            json!({"webfix":"1.0","error":{"code":400,"message":"Invalid WebFIX request structure"}})
+        );
+        assert_eq!(
+            ApiError::method_not_found().http_body(),
+            json!({"webfix":"1.0","error":{"code":13,"message":"WebFIX method not found"}})
+        );
+        assert_eq!(
+            ApiError::bad_request("Script minification failed")
+                .with("details", "x")
+                .http_body(),
+            json!({"error":"Script minification failed","details":"x"})
+        );
+    }
+
+    #[test]
+    fn ws_frames() {
+        let id = RequestId::Num(7.into());
+        assert_eq!(
+            ws_frame(Some(&id), &Ok((200, json!([])))),
+            json!({"webfix":"1.0","id":7,"status":200,"result":[]})
+        );
+        assert_eq!(
+            ws_frame(Some(&id), &Err(ApiError::new(409, "conflict"))),
+            json!({"webfix":"1.0","id":7,"status":409,"error":"conflict"})
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! The stored shape of a worker (`worker-api.md` §4.1).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::store::{Entry, Key};
+
+/// Where an active worker runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionMode {
+    Parallel,
+    Leader,
+    Exclusive,
+}
+
+/// Scheduling class when the JS pool is saturated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Critical,
+    High,
+    Normal,
+    Low,
+}
+
+/// Whether the engine repeats the script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    Loop,
+    Single,
+}
+
+/// Which KV the worker record belongs to (from the existing client).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Local,
+    Network,
+}
+
+macro_rules! named_values {
+    ($ty:ty { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every accepted spelling, in order.
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            /// Parses the wire spelling.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($name => Some(Self::$variant),)+ _ => None }
+            }
+
+            /// The wire spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name,)+ }
+            }
+        }
+    };
+}
+
+named_values!(ExecutionMode { Parallel => "parallel", Leader => "leader", Exclusive => "exclusive" });
+named_values!(Priority { Critical => "critical", High => "high", Normal => "normal", Low => "low" });
+named_values!(RunMode { Loop => "loop", Single => "single" });
+named_values!(Scope { Local => "local", Network => "network" });
+
+/// `raw` of a worker record. Field order is the wire order the existing client shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerScript {
+    pub sid: String,
+    /// The node that created the worker (editable by clients).
+    pub nid: String,
+    pub active: bool,
+    pub mode: RunMode,
+    pub scope: Scope,
+    pub execution_mode: ExecutionMode,
+    pub priority: Priority,
+    pub account_id: Option<String>,
+    /// Set only for `exclusive` workers.
+    pub assigned_node: Option<String>,
+    pub note: String,
+    /// The minified script.
+    pub script: String,
+    pub dependencies: Vec<String>,
+    pub version: String,
+    /// Milliseconds since the epoch of the last write, set by the server.
+    pub timestamp: i64,
+}
+
+/// `value` of a worker record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerData {
+    pub channel: String,
+    pub module: String,
+    pub widget: String,
+    pub raw: WorkerScript,
+    pub timestamp: i64,
+}
+
+/// The key prefix of every worker record.
+pub fn workers_prefix() -> Key {
+    Key::of(&["ami", "worker"])
+}
+
+/// The key of worker `sid`.
+pub fn worker_key(sid: &str) -> Key {
+    Key::of(&["ami", "worker", sid])
+}
+
+/// `ami.worker.{sid}`.
+pub fn worker_channel(sid: &str) -> String {
+    format!("ami.worker.{sid}")
+}
+
+impl WorkerData {
+    /// Wraps `raw` with its channel, module and widget names.
+    pub fn new(raw: WorkerScript) -> Self {
+        let timestamp = raw.timestamp;
+        WorkerData {
+            channel: worker_channel(&raw.sid),
+            module: "worker".into(),
+            widget: format!("widget.ami.worker.{}", raw.sid),
+            raw,
+            timestamp,
+        }
+    }
+
+    /// Reads a stored record; `None` when the stored value is not a worker.
+    pub fn from_entry(entry: &Entry) -> Option<Self> {
+        serde_json::from_value(entry.value.clone()).ok()
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// A stored entry as `WorkerKVEntry` JSON: `{key, value, versionstamp}`.
+pub fn entry_json(entry: &Entry) -> Value {
+    json!({"key": entry.key.to_json(), "value": entry.value, "versionstamp": entry.versionstamp.to_string()})
+}
+
+/// Current time in milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

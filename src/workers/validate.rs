@@ -1,0 +1,250 @@
+//! Checks client input for worker records and turns it into a [`WorkerScript`]
+//! (W-SET-3..9, W-UPD-2..4). Both `setWorker` and `updateWorker` go through [`Settings::read`],
+//! so the two methods can never disagree about what a valid worker is.
+
+use serde_json::{Map, Value};
+
+use super::minify::minify_script;
+use super::model::{ExecutionMode, Priority, RunMode, Scope};
+use crate::webfix::ApiError;
+
+/// Dependencies a script may declare (the SDK modules this node provides).
+pub const KNOWN_DEPENDENCIES: &[&str] = &["gliesereum"];
+
+/// Largest script text accepted before minification (the entry limit is checked after it).
+pub const MAX_SCRIPT_SOURCE_BYTES: usize = 512 * 1024;
+
+/// A field with a wrong type or value: `field` as the client spelled it, `reason` in words.
+#[derive(Debug, PartialEq)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    fn new(field: &str, reason: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Reads one optional field of a JSON object.
+struct Fields<'a> {
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Fields<'a> {
+    fn present(&self, name: &str) -> Option<&'a Value> {
+        self.map.get(name).filter(|v| !v.is_null())
+    }
+
+    fn string(&self, name: &str) -> Result<Option<&'a str>, FieldError> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(FieldError::new(name, "must be a string")),
+        }
+    }
+
+    fn choice<T>(
+        &self,
+        name: &str,
+        parse: fn(&str) -> Option<T>,
+        names: &[&str],
+        default: T,
+    ) -> Result<T, FieldError> {
+        match self.present(name) {
+            None => Ok(default),
+            Some(Value::String(s)) => parse(s)
+                .ok_or_else(|| FieldError::new(name, format!("{s:?} is not one of {}", names.join(", ")))),
+            Some(_) => Err(FieldError::new(
+                name,
+                format!("must be one of {}", names.join(", ")),
+            )),
+        }
+    }
+}
+
+/// Everything about a worker except its identity, script and activity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub mode: RunMode,
+    pub scope: Scope,
+    pub execution_mode: ExecutionMode,
+    pub priority: Priority,
+    pub account_id: Option<String>,
+    pub assigned_node: Option<String>,
+    pub dependencies: Vec<String>,
+    pub version: Option<String>,
+    pub note: Option<String>,
+}
+
+/// Why [`Settings::read`] refused the input.
+#[derive(Debug, PartialEq)]
+pub enum SettingsError {
+    Field(FieldError),
+    /// A rule across fields, with its fixed message (W-SET-5, W-SET-7, W-SET-9).
+    Rule(String),
+}
+
+impl From<FieldError> for SettingsError {
+    fn from(e: FieldError) -> Self {
+        SettingsError::Field(e)
+    }
+}
+
+impl Settings {
+    /// Reads and checks the settings fields of `map`; absent fields take their defaults.
+    pub fn read(map: &Map<String, Value>) -> Result<Settings, SettingsError> {
+        let f = Fields { map };
+        let mode = f.choice("mode", RunMode::parse, RunMode::NAMES, RunMode::Loop)?;
+        let scope = f.choice("scope", Scope::parse, Scope::NAMES, Scope::Network)?;
+        let execution_mode = f.choice(
+            "executionMode",
+            ExecutionMode::parse,
+            ExecutionMode::NAMES,
+            ExecutionMode::Parallel,
+        )?;
+        let priority = f.choice("priority", Priority::parse, Priority::NAMES, Priority::Normal)?;
+        let account_id = f.string("accountId")?.map(str::to_string);
+        let assigned_node = f.string("assignedNode")?.map(str::trim).filter(|s| !s.is_empty());
+        let dependencies = match f.present("dependencies") {
+            None => vec!["gliesereum".to_string()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(FieldError::new("dependencies", "must be an array of strings")),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => return Err(FieldError::new("dependencies", "must be an array of strings").into()),
+        };
+        let version = f.string("version")?.map(str::to_string);
+        let note = f.string("note")?.map(str::to_string);
+
+        if execution_mode == ExecutionMode::Exclusive && assigned_node.is_none() {
+            return Err(SettingsError::Rule(
+                "Exclusive mode requires assignedNode parameter".into(),
+            ));
+        }
+        if scope == Scope::Local && execution_mode != ExecutionMode::Leader {
+            return Err(SettingsError::Rule(
+                "Local scope workers can only use leader execution mode".into(),
+            ));
+        }
+        if let Some(unknown) = dependencies
+            .iter()
+            .find(|d| !KNOWN_DEPENDENCIES.contains(&d.as_str()))
+        {
+            return Err(SettingsError::Rule(format!("Unknown dependency: {unknown}")));
+        }
+        let assigned_node = (execution_mode == ExecutionMode::Exclusive)
+            .then(|| assigned_node.unwrap_or_default().to_string());
+        Ok(Settings {
+            mode,
+            scope,
+            execution_mode,
+            priority,
+            account_id,
+            assigned_node,
+            dependencies,
+            version,
+            note,
+        })
+    }
+}
+
+/// Checks and minifies a script (W-SET-3, W-SET-4): `None` stands for a non-string value.
+pub fn prepare_script(script: Option<&Value>) -> Result<String, ApiError> {
+    let text = match script {
+        Some(Value::String(s)) if !s.trim().is_empty() => s,
+        _ => return Err(ApiError::bad_request("Invalid script content")),
+    };
+    if text.len() > MAX_SCRIPT_SOURCE_BYTES {
+        return Err(ApiError::bad_request("Worker entry exceeds 64 KiB limit"));
+    }
+    let minified = minify_script(text).map_err(|e| {
+        ApiError::bad_request("Script minification failed")
+            .with("details", e.to_string())
+            .with("line", e.line)
+            .with("column", e.column)
+    })?;
+    if minified.trim().is_empty() {
+        // A script of comments only has nothing to run.
+        return Err(ApiError::bad_request("Invalid script content"));
+    }
+    Ok(minified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read(v: Value) -> Result<Settings, SettingsError> {
+        Settings::read(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn defaults() {
+        let s = read(json!({})).unwrap();
+        assert_eq!(s.mode, RunMode::Loop);
+        assert_eq!(s.scope, Scope::Network);
+        assert_eq!(s.execution_mode, ExecutionMode::Parallel);
+        assert_eq!(s.priority, Priority::Normal);
+        assert_eq!(s.dependencies, vec!["gliesereum"]);
+        assert_eq!(s.assigned_node, None);
+    }
+
+    #[test]
+    fn errors_name_the_field_and_values() {
+        let SettingsError::Field(e) = read(json!({"priority": "urgent"})).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(e.field, "priority");
+        assert!(e.reason.contains("critical, high, normal, low"), "{}", e.reason);
+        let SettingsError::Field(e) = read(json!({"mode": 3})).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(e.field, "mode");
+    }
+
+    #[test]
+    fn rules() {
+        assert_eq!(
+            read(json!({"executionMode": "exclusive"})).unwrap_err(),
+            SettingsError::Rule("Exclusive mode requires assignedNode parameter".into())
+        );
+        assert_eq!(
+            read(json!({"scope": "local", "executionMode": "parallel"})).unwrap_err(),
+            SettingsError::Rule("Local scope workers can only use leader execution mode".into())
+        );
+        assert_eq!(
+            read(json!({"dependencies": ["left-pad"]})).unwrap_err(),
+            SettingsError::Rule("Unknown dependency: left-pad".into())
+        );
+        let s = read(json!({"executionMode": "leader", "assignedNode": "s-0002"})).unwrap();
+        assert_eq!(s.assigned_node, None, "assignedNode is kept only for exclusive");
+        let s = read(json!({"executionMode": "exclusive", "assignedNode": "s-0002"})).unwrap();
+        assert_eq!(s.assigned_node.as_deref(), Some("s-0002"));
+    }
+
+    #[test]
+    fn scripts() {
+        assert_eq!(
+            prepare_script(Some(&json!(""))).unwrap_err().message,
+            "Invalid script content"
+        );
+        assert_eq!(
+            prepare_script(Some(&json!(5))).unwrap_err().message,
+            "Invalid script content"
+        );
+        let e = prepare_script(Some(&json!("let = ;"))).unwrap_err();
+        assert_eq!(e.message, "Script minification failed");
+        assert!(e.extra["details"].as_str().unwrap().contains("line 1"));
+        let once = prepare_script(Some(&json!("const a = 1;\n  return a;"))).unwrap();
+        assert_eq!(prepare_script(Some(&json!(once.clone()))).unwrap(), once);
+    }
+}

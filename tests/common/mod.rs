@@ -1,0 +1,158 @@
+//! Shared test harness: a real node on 127.0.0.1:0 with its own store, and real HTTP and
+//! WebSocket clients.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use heterogen::{NodeConfig, RunningNode};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A running node and the temporary directory holding its store.
+pub struct TestNode {
+    pub node: Option<RunningNode>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+/// A config for tests: any free port, fsync off (speed), short ping interval.
+pub fn test_config(dir: &std::path::Path) -> NodeConfig {
+    let mut config = NodeConfig::new(dir);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.fsync = false;
+    config
+}
+
+impl TestNode {
+    pub async fn start() -> TestNode {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(change: impl FnOnce(&mut NodeConfig)) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        change(&mut config);
+        let node = heterogen::start(config).await.unwrap();
+        let addr = node.local_addr();
+        TestNode {
+            node: Some(node),
+            addr,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn running(&self) -> &RunningNode {
+        self.node.as_ref().unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// POSTs a WebFIX request; returns status and JSON body.
+    pub async fn call(&self, method: &str, body: Value) -> (u16, Value) {
+        self.post(&json!({"webfix": "1.0", "method": method, "params": [], "body": body}))
+            .await
+    }
+
+    /// POSTs any JSON value.
+    pub async fn post(&self, envelope: &Value) -> (u16, Value) {
+        self.post_raw(serde_json::to_vec(envelope).unwrap()).await
+    }
+
+    /// POSTs raw bytes.
+    pub async fn post_raw(&self, bytes: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url())
+            .header("content-type", "application/json")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}")),
+        )
+    }
+
+    /// Creates a worker over HTTP and returns its entry.
+    pub async fn create_worker(&self, body: Value) -> Value {
+        let (status, entry) = self.call("setWorker", body).await;
+        assert_eq!(status, 200, "{entry}");
+        entry
+    }
+
+    /// Opens a WebSocket on `path` offering the `webfix` subprotocol.
+    pub async fn ws(&self, path: &str) -> Ws {
+        let mut request = format!("ws://{}{}", self.addr, path)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", "webfix".parse().unwrap());
+        let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        assert_eq!(
+            response.headers().get("sec-websocket-protocol").unwrap(),
+            "webfix"
+        );
+        ws
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown().await.unwrap();
+        }
+    }
+}
+
+/// Sends a WebFIX request with `id` over a WebSocket.
+pub async fn ws_send(ws: &mut Ws, id: Value, method: &str, body: Value) {
+    let frame = json!({"webfix": "1.0", "method": method, "params": [], "body": body, "id": id});
+    ws.send(Message::Text(frame.to_string().into())).await.unwrap();
+}
+
+/// The next JSON text frame (skipping pings), failing after 10 s.
+pub async fn ws_next(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no frame within 10 s")
+            .expect("connection ended")
+            .expect("WebSocket error");
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// A WebFIX call over a WebSocket, expecting the answer as the next frame.
+pub async fn ws_call(ws: &mut Ws, id: Value, method: &str, body: Value) -> Value {
+    ws_send(ws, id.clone(), method, body).await;
+    let frame = ws_next(ws).await;
+    assert_eq!(frame["id"], id, "{frame}");
+    frame
+}
+
+/// The `raw` of a worker entry.
+pub fn raw(entry: &Value) -> Value {
+    entry["value"]["raw"].clone()
+}
+
+/// The sid of a worker entry.
+pub fn sid(entry: &Value) -> String {
+    entry["value"]["raw"]["sid"].as_str().unwrap().to_string()
+}
