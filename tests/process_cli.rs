@@ -1,0 +1,112 @@
+//! `heterogen serve` as a process: flags, environment, config file, exit code 2 on bad
+//! values, and graceful shutdown on SIGTERM (close 1001, exit 0, data kept).
+
+mod common;
+
+use std::process::Command;
+
+use common::process::spawn_node;
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+fn serve(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_heterogen"))
+        .arg("serve")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_values_exit_with_code_2_and_a_clear_message() {
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (&["--listen", "nowhere"], &[], "--listen"),
+        (&["--max-connections", "many"], &[], "--max-connections"),
+        (&["--max-connections", "0"], &[], "max-connections"),
+        (&["--nid", "bad nid"], &[], "nid"),
+        (&["--public-url", "ftp://host"], &[], "public-url"),
+        (&["--fsync", "sometimes"], &[], "--fsync"),
+        (&["--no-such-flag"], &[], "--no-such-flag"),
+        (&[], &[("HETEROGEN_LISTEN", "bad")], "HETEROGEN_LISTEN"),
+        (
+            &["--config", "/nonexistent/node.toml"],
+            &[],
+            "/nonexistent/node.toml",
+        ),
+    ];
+    for (args, env, needle) in cases {
+        let out = serve(args, env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: expected {needle:?} in {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_config_file_with_an_unknown_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, "nid = \"s-0003\"\nmax_conections = 5\n").unwrap();
+    let out = serve(&["--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_conections"));
+}
+
+#[tokio::test]
+async fn env_and_file_settings_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, "nid = \"s-0003\"\nnetwork = \"mainnet\"\n").unwrap();
+    let data = dir.path().join("data");
+    let mut node = spawn_node(&data, &["--config", path.to_str().unwrap(), "--nid", "s-0004"]).await;
+    let info: serde_json::Value = reqwest::get(node.url()).await.unwrap().json().await.unwrap();
+    assert_eq!(info["nid"], "s-0004", "flag beats file");
+    assert_eq!(info["network"], "mainnet", "file beats default");
+    node.child.start_kill().unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_closes_websockets_with_1001_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = spawn_node(dir.path(), &["--fsync", "false"]).await;
+    let client = reqwest::Client::new();
+    let response = client
+        .post(node.url())
+        .json(&json!({"webfix":"1.0","method":"setWorker","body":{"note":"kept"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/", node.addr))
+        .await
+        .unwrap();
+    node.terminate();
+    let frame = loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(frame.code), 1001);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), node.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    let node = spawn_node(dir.path(), &[]).await;
+    let response = client
+        .post(node.url())
+        .json(&json!({"webfix":"1.0","method":"listWorkers"}))
+        .send()
+        .await
+        .unwrap();
+    let list: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(list[0]["value"]["raw"]["note"], "kept");
+}
