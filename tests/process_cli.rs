@@ -19,9 +19,12 @@ fn serve(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         .unwrap()
 }
 
+/// Arguments, environment, and a word the error must contain.
+type BadCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn bad_values_exit_with_code_2_and_a_clear_message() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[BadCase] = &[
         (&["--listen", "nowhere"], &[], "--listen"),
         (&["--max-connections", "many"], &[], "--max-connections"),
         (&["--max-connections", "0"], &[], "max-connections"),
@@ -29,7 +32,7 @@ fn bad_values_exit_with_code_2_and_a_clear_message() {
         (&["--public-url", "ftp://host"], &[], "public-url"),
         (&["--fsync", "sometimes"], &[], "--fsync"),
         (&["--no-such-flag"], &[], "--no-such-flag"),
-        (&[], &[("HETEROGEN_LISTEN", "bad")], "HETEROGEN_LISTEN"),
+        (&[], &[("HETEROGEN_LISTEN", "bad")], "--listen"),
         (
             &["--config", "/nonexistent/node.toml"],
             &[],
