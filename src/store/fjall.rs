@@ -562,7 +562,7 @@ impl Store for FjallStore {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use futures_util::StreamExt;
     use serde_json::json;
@@ -965,7 +965,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn fast_list_of_ten_thousand_entries() {
+    async fn lists_ten_thousand_large_entries_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir);
         let prefix = Key::of(&["ami", "worker"]);
@@ -981,16 +981,15 @@ mod tests {
             }
             store.commit(write).await.unwrap();
         }
-        let started = Instant::now();
+        // Large enough to take the parallel parsing path; its speed is in benches/requests.rs.
         let entries = store.list(&prefix, ListOptions::default()).await.unwrap();
-        let elapsed = started.elapsed();
         assert_eq!(entries.len(), 10_000);
         assert!(serde_json::to_vec(&entries[0].value).unwrap().len() > 2000);
-        eprintln!("listed 10,000 entries in {elapsed:?}");
-        // Measured 25-35 ms in release on 2 cores; the bound leaves room for a busy machine.
-        if !cfg!(debug_assertions) {
-            assert!(elapsed < Duration::from_millis(200), "{elapsed:?}");
-        }
+        assert!(entries.windows(2).all(|w| w[0].key.encode() < w[1].key.encode()));
+        assert_eq!(
+            entries[9_999].key.last_str(),
+            Some("00009999-0000-4000-8000-000000000000")
+        );
     }
 
     /// Environment variable naming the directory [`crash_child`] writes to.
