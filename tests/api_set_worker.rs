@@ -41,7 +41,7 @@ async fn defaults_and_generated_fields() {
     assert_eq!(r["assignedNode"], Value::Null);
     assert_eq!(r["dependencies"], json!(["gliesereum"]));
     assert_eq!(r["version"], "1.19.2");
-    assert_eq!(r["script"], "logger.info(\"Worker script initialized!\");");
+    assert_eq!(r["script"], "logger.info(`Worker script initialized!`);");
     let ts = r["timestamp"].as_i64().unwrap();
     assert!(ts >= before && ts <= chrono::Utc::now().timestamp_millis());
     assert_eq!(entry["value"]["timestamp"], ts);

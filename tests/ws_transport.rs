@@ -177,3 +177,29 @@ async fn upgrades_above_max_connections_get_503() {
     }
     assert!(again.is_some(), "a freed slot was not reused");
 }
+
+#[tokio::test]
+async fn a_fast_request_is_answered_before_a_slow_one_sent_earlier() {
+    let node = TestNode::start().await;
+    // 500 active workers make stopAllWorkers do 500 sequential atomic commits.
+    let template = node.create_worker(json!({})).await;
+    let mut write = heterogen::store::AtomicWrite::new();
+    for _ in 0..500 {
+        let sid = uuid::Uuid::new_v4().to_string();
+        let mut value = template["value"].clone();
+        value["raw"]["sid"] = json!(sid);
+        value["raw"]["active"] = json!(true);
+        value["channel"] = json!(format!("ami.worker.{sid}"));
+        write = write.set(heterogen::store::Key::of(&["ami", "worker", &sid]), value);
+    }
+    node.running().state().store.commit(write).await.unwrap();
+
+    let mut ws = node.ws("/").await;
+    ws_send(&mut ws, json!("slow"), "stopAllWorkers", json!({})).await;
+    ws_send(&mut ws, json!("fast"), "getWorkerStats", json!({})).await;
+    let first = ws_next(&mut ws).await;
+    let second = ws_next(&mut ws).await;
+    assert_eq!(first["id"], "fast", "answers must leave as they finish");
+    assert_eq!(second["id"], "slow");
+    assert_eq!(second["result"]["stopped"], 500);
+}
