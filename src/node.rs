@@ -91,19 +91,14 @@ fn raise_fd_limit() -> u64 {
 /// Opens the store, binds the listener and starts serving.
 pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     let fd_limit = raise_fd_limit();
-    let capacity = fd_limit.saturating_sub(RESERVED_FDS);
-    if (config.max_connections as u64) > capacity {
-        tracing::warn!(
-            fd_limit,
-            capacity,
-            max_connections = config.max_connections,
-            "--max-connections exceeds what the descriptor limit allows; connections past it fail to accept"
-        );
-    }
+    // Past the descriptor limit accepts would fail with EMFILE; refusing with 503 is clearer.
+    let capacity = usize::try_from(fd_limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+    let max_connections = config.max_connections.min(capacity);
     tracing::info!(
+        max_connections,
+        configured = config.max_connections,
         fd_limit,
-        capacity = capacity.min(config.max_connections as u64),
-        "WebSocket connection capacity"
+        "WebSocket connection capacity (the smaller of --max-connections and the descriptor limit)"
     );
     if config.open {
         tracing::warn!("--open: authentication is OFF; anyone who reaches this port may manage workers");
@@ -137,7 +132,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     })?;
     let shutdown = CancellationToken::new();
     let state = Arc::new(NodeState {
-        connections: ConnectionSlots::new(config.max_connections),
+        connections: ConnectionSlots::new(max_connections),
         config,
         store: Arc::new(store),
         stats: StatsBoard::default(),

@@ -45,6 +45,34 @@ async fn defaults_and_generated_fields() {
     let ts = r["timestamp"].as_i64().unwrap();
     assert!(ts >= before && ts <= chrono::Utc::now().timestamp_millis());
     assert_eq!(entry["value"]["timestamp"], ts);
+    // Wire order as the existing client shows it.
+    let keys: Vec<&str> = entry["value"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["channel", "module", "widget", "raw", "timestamp"]);
+    let keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "sid",
+            "nid",
+            "active",
+            "mode",
+            "scope",
+            "executionMode",
+            "priority",
+            "accountId",
+            "assignedNode",
+            "note",
+            "script",
+            "dependencies",
+            "version",
+            "timestamp"
+        ]
+    );
     // W-SET-2: the default note names the sid and an ISO time.
     let note = r["note"].as_str().unwrap();
     let prefix = format!("Worker script Stels SDK {sid} - ");
