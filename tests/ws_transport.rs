@@ -203,3 +203,22 @@ async fn a_fast_request_is_answered_before_a_slow_one_sent_earlier() {
     assert_eq!(second["id"], "slow");
     assert_eq!(second["result"]["stopped"], 500);
 }
+
+#[tokio::test]
+async fn an_answer_far_larger_than_any_request_is_delivered() {
+    let node = TestNode::start_with(|c| c.max_request_bytes = 4096).await;
+    let template = node.create_worker(json!({})).await;
+    let mut write = heterogen::store::AtomicWrite::new();
+    for _ in 0..4000 {
+        let sid = uuid::Uuid::new_v4().to_string();
+        let mut value = template["value"].clone();
+        value["raw"]["sid"] = json!(sid);
+        write = write.set(heterogen::store::Key::of(&["ami", "worker", &sid]), value);
+    }
+    node.running().state().store.commit(write).await.unwrap();
+    let mut ws = node.ws("/").await;
+    let frame = ws_call(&mut ws, json!(1), "listWorkers", json!({})).await;
+    assert_eq!(frame["status"], 200);
+    assert_eq!(frame["result"].as_array().unwrap().len(), 4001);
+    assert!(frame.to_string().len() > 2 * 1024 * 1024);
+}

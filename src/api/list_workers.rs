@@ -13,5 +13,5 @@ pub async fn apply(node: &NodeState) -> Reply {
         .list(&workers_prefix(), ListOptions::default())
         .await
         .map_err(ApiError::internal)?;
-    Ok((200, Value::Array(entries.iter().map(entry_json).collect())))
+    Ok((200, Value::Array(entries.into_iter().map(entry_json).collect())))
 }

@@ -54,7 +54,7 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
             tracing::info!(%sid, "worker created");
             Ok((
                 200,
-                entry_json(&Entry {
+                entry_json(Entry {
                     key,
                     value,
                     versionstamp,

@@ -110,7 +110,7 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
             tracing::info!(%sid, active, "worker updated");
             Ok((
                 200,
-                entry_json(&Entry {
+                entry_json(Entry {
                     key,
                     value,
                     versionstamp,

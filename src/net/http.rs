@@ -98,7 +98,7 @@ async fn root_post(
     };
     let envelope = match parse_envelope(&bytes) {
         Ok(envelope) => envelope,
-        Err((_, error)) => return error_response(&error),
+        Err(invalid) => return error_response(&invalid.error()),
     };
     match api::dispatch(&node, &caller, &envelope).await {
         Ok((status, body)) => json_response(status, &body),

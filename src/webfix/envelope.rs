@@ -35,23 +35,36 @@ pub struct Envelope {
     pub channel: Option<String>,
 }
 
-/// Parses raw bytes into an [`Envelope`]. Every failure is the one W-ENV-2 error, since a
-/// client cannot act differently on the finer reasons; the reason is logged at debug level.
-pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, (Option<RequestId>, ApiError)> {
+/// A request that is not a WebFIX envelope. Every such failure is the one W-ENV-2 error,
+/// since a client cannot act differently on the finer reasons.
+#[derive(Debug, PartialEq)]
+pub struct InvalidEnvelope {
+    /// The request's `id`, when it could be read, so the client can match the error.
+    pub id: Option<RequestId>,
+}
+
+impl InvalidEnvelope {
+    pub fn error(&self) -> ApiError {
+        ApiError::invalid_structure()
+    }
+}
+
+/// Parses raw bytes into an [`Envelope`].
+pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, InvalidEnvelope> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         tracing::debug!(error = %e, "request is not JSON");
-        (None, ApiError::invalid_structure())
+        InvalidEnvelope { id: None }
     })?;
     let Value::Object(mut object) = value else {
-        return Err((None, ApiError::invalid_structure()));
+        return Err(InvalidEnvelope { id: None });
     };
     let id = match object.remove("id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(RequestId::Str(s)),
         Some(Value::Number(n)) => Some(RequestId::Num(n)),
-        Some(_) => return Err((None, ApiError::invalid_structure())),
+        Some(_) => return Err(InvalidEnvelope { id: None }),
     };
-    let fail = |id: Option<RequestId>| Err((id, ApiError::invalid_structure()));
+    let fail = |id: Option<RequestId>| Err(InvalidEnvelope { id });
     let webfix = match object.remove("webfix") {
         Some(Value::String(s)) => s,
         _ => return fail(id),
@@ -93,7 +106,7 @@ mod tests {
     }
 
     fn err(text: &str) -> ApiError {
-        parse_envelope(text.as_bytes()).unwrap_err().1
+        parse_envelope(text.as_bytes()).unwrap_err().error()
     }
 
     #[test]
@@ -125,7 +138,7 @@ mod tests {
 
     #[test]
     fn id_survives_a_structure_error() {
-        let (id, _) = parse_envelope(br#"{"id":9,"method":"x"}"#).unwrap_err();
+        let InvalidEnvelope { id } = parse_envelope(br#"{"id":9,"method":"x"}"#).unwrap_err();
         assert_eq!(id, Some(RequestId::Num(9.into())));
     }
 }

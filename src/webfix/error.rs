@@ -111,23 +111,23 @@ pub type Reply = Result<(u16, Value), ApiError>;
 
 /// The WebSocket response frame for `reply` (W-WS-2): the HTTP status and, on success, exactly
 /// the HTTP body as `result`; on failure the error text in `error` beside any extra fields.
-pub fn ws_frame(id: Option<&RequestId>, reply: &Reply) -> Value {
+pub fn ws_frame(id: Option<&RequestId>, reply: Reply) -> Value {
     let mut frame = Map::new();
     frame.insert("webfix".into(), Value::from(WEBFIX_VERSION));
     frame.insert("id".into(), id.map_or(Value::Null, RequestId::to_json));
     match reply {
         Ok((status, result)) => {
-            frame.insert("status".into(), Value::from(*status));
-            frame.insert("result".into(), result.clone());
+            frame.insert("status".into(), Value::from(status));
+            frame.insert("result".into(), result);
         }
         Err(error) => {
             frame.insert("status".into(), Value::from(error.status));
-            frame.insert("error".into(), Value::String(error.message.clone()));
+            frame.insert("error".into(), Value::String(error.message));
             if let ErrorShape::Protocol { code } = error.shape {
                 frame.insert("code".into(), Value::from(code));
             }
-            for (k, v) in &error.extra {
-                frame.entry(k.clone()).or_insert_with(|| v.clone());
+            for (k, v) in error.extra {
+                frame.entry(k).or_insert(v);
             }
         }
     }
@@ -160,11 +160,11 @@ mod tests {
     fn ws_frames() {
         let id = RequestId::Num(7.into());
         assert_eq!(
-            ws_frame(Some(&id), &Ok((200, json!([])))),
+            ws_frame(Some(&id), Ok((200, json!([])))),
             json!({"webfix":"1.0","id":7,"status":200,"result":[]})
         );
         assert_eq!(
-            ws_frame(Some(&id), &Err(ApiError::new(409, "conflict"))),
+            ws_frame(Some(&id), Err(ApiError::new(409, "conflict"))),
             json!({"webfix":"1.0","id":7,"status":409,"error":"conflict"})
         );
     }

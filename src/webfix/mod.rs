@@ -3,7 +3,7 @@
 mod envelope;
 mod error;
 
-pub use envelope::{Envelope, RequestId, parse_envelope};
+pub use envelope::{Envelope, InvalidEnvelope, RequestId, parse_envelope};
 pub use error::{ApiError, ErrorShape, Reply, ws_frame};
 
 /// The protocol version this node speaks.

@@ -1,7 +1,7 @@
 //! The stored shape of a worker (`worker-api.md` §4.1).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::store::{Entry, Key};
 
@@ -137,8 +137,15 @@ impl WorkerData {
 }
 
 /// A stored entry as `WorkerKVEntry` JSON: `{key, value, versionstamp}`.
-pub fn entry_json(entry: &Entry) -> Value {
-    json!({"key": entry.key.to_json(), "value": entry.value, "versionstamp": entry.versionstamp.to_string()})
+pub fn entry_json(entry: Entry) -> Value {
+    let mut object = serde_json::Map::with_capacity(3);
+    object.insert("key".into(), entry.key.to_json());
+    object.insert("value".into(), entry.value);
+    object.insert(
+        "versionstamp".into(),
+        Value::String(entry.versionstamp.to_string()),
+    );
+    Value::Object(object)
 }
 
 /// Current time in milliseconds since the epoch.
