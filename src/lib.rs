@@ -34,4 +34,4 @@ pub mod webfix;
 pub mod workers;
 
 pub use config::NodeConfig;
-pub use node::{NodeState, RunningNode, start};
+pub use node::{NodeState, RunningNode, start, start_with_store};

@@ -88,22 +88,8 @@ fn raise_fd_limit() -> u64 {
     }
 }
 
-/// Opens the store, binds the listener and starts serving.
+/// Opens the embedded store in `config.data_dir`, binds the listener and starts serving.
 pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
-    let fd_limit = raise_fd_limit();
-    // Past the descriptor limit accepts would fail with EMFILE; refusing with 503 is clearer.
-    let capacity = usize::try_from(fd_limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
-    let max_connections = config.max_connections.min(capacity);
-    tracing::info!(
-        max_connections,
-        configured = config.max_connections,
-        fd_limit,
-        "WebSocket connection capacity (the smaller of --max-connections and the descriptor limit)"
-    );
-    if config.open {
-        tracing::warn!("--open: authentication is OFF; anyone who reaches this port may manage workers");
-    }
-
     std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
@@ -121,6 +107,24 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
             "store open with fsync OFF: acknowledged writes survive a process crash, not a power loss"
         );
     }
+    start_with_store(config, Arc::new(store)).await
+}
+
+/// Starts a node on a store opened by the caller (another backend, or a wrapped one).
+pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Result<RunningNode, NodeError> {
+    let fd_limit = raise_fd_limit();
+    // Past the descriptor limit accepts would fail with EMFILE; refusing with 503 is clearer.
+    let capacity = usize::try_from(fd_limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+    let max_connections = config.max_connections.min(capacity);
+    tracing::info!(
+        max_connections,
+        configured = config.max_connections,
+        fd_limit,
+        "WebSocket connection capacity (the smaller of --max-connections and the descriptor limit)"
+    );
+    if config.open {
+        tracing::warn!("--open: authentication is OFF; anyone who reaches this port may manage workers");
+    }
 
     let listener = net::bind(config.listen).map_err(|source| NodeError::Bind {
         addr: config.listen,
@@ -134,7 +138,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     let state = Arc::new(NodeState {
         connections: ConnectionSlots::new(max_connections),
         config,
-        store: Arc::new(store),
+        store,
         stats: StatsBoard::default(),
         local_addr,
         shutdown: shutdown.clone(),

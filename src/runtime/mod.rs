@@ -1,4 +1,5 @@
 //! Running workers. The JS pool and supervisor come with issue #3; what exists now is the
 //! per-node statistics board that `getWorkerStats` reads (W-STATS-1).
 
+pub mod engine;
 pub mod stats;

@@ -1,0 +1,152 @@
+//! The boundary between the worker supervisor and a JavaScript engine.
+//!
+//! The supervisor only sees [`ScriptEngine`] and [`ScriptIsolate`]; QuickJS (`rquickjs`) is the
+//! one implementation here, and a V8 backend could be added where the `v8` crate builds.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+use crate::workers::{ExecutionMode, Priority, RunMode};
+
+/// Severity of a log line written by a script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The tag in a log line: `INFO`, `WARN`, `ERROR`, `DEBUG`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERROR",
+        }
+    }
+}
+
+/// Where a worker's log lines go (its ring of recent lines, later its subscribers).
+pub trait LogSink: Send + Sync {
+    /// One line; `message` has no level tag, time or trailing newline.
+    fn log(&self, level: LogLevel, message: &str);
+}
+
+/// `Stels.config` of one worker (S-6). Read-only for the script.
+#[derive(Clone, Debug)]
+pub struct ScriptConfig {
+    pub nid: String,
+    pub network: String,
+    /// Node title shown to clients.
+    pub title: String,
+    /// Updates per second the node aims for (informational).
+    pub tick: u32,
+    pub sid: String,
+    pub execution_mode: ExecutionMode,
+    pub priority: Priority,
+    pub mode: RunMode,
+    pub version: String,
+    /// Fencing number of the lease this node holds for a leader-mode worker.
+    pub lease_epoch: Option<u64>,
+}
+
+/// Which hosts `fetch` may reach (S-10).
+#[derive(Clone, Debug, Default)]
+pub struct FetchPolicy {
+    /// `None`: every host. Otherwise exact host names (or `*.suffix`).
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Whole-request time limit; past it the promise rejects with `RequestTimeout`.
+    pub timeout: Duration,
+    /// Largest response body read, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Everything the SDK of one worker needs from its node.
+#[derive(Clone)]
+pub struct WorkerEnv {
+    pub config: ScriptConfig,
+    /// Workers running on this node now (`Stels.config.workers`).
+    pub running_workers: Arc<AtomicUsize>,
+    /// The cluster KV behind `Stels.net` (S-7).
+    pub net: Arc<dyn Store>,
+    /// This node's own KV behind `Stels.local` (S-8).
+    pub local: Arc<dyn Store>,
+    pub log: Arc<dyn LogSink>,
+    pub fetch: FetchPolicy,
+}
+
+/// Per-isolate resource limits (W-RUN-6).
+#[derive(Clone, Copy, Debug)]
+pub struct IsolateLimits {
+    /// Heap limit of the runtime.
+    pub memory_bytes: usize,
+    /// Longest stretch of computation without yielding to the event loop.
+    pub cpu_slice: Duration,
+}
+
+/// Why a run (or the creation of an isolate) failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunError {
+    /// The JS error's `name` (`TypeError`, `NetworkError`, …); `Error` when unnamed.
+    pub name: String,
+    pub message: String,
+    /// JS stack, when there is one.
+    pub stack: Option<String>,
+    /// What the engine knows for sure about the cause.
+    pub cause: RunErrorCause,
+}
+
+/// Causes the engine detects itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunErrorCause {
+    /// Thrown (or rejected) by the script.
+    Thrown,
+    /// The script does not compile.
+    Syntax,
+    /// Interrupted after computing longer than `cpu_slice` without yielding.
+    CpuTimeLimit,
+    /// The runtime ran out of its memory limit; the isolate must be dropped.
+    MemoryLimit,
+    /// The run was stopped (deactivation, reload, shutdown) after its grace period.
+    Interrupted,
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+/// One worker's JavaScript runtime, kept for the worker's life on this node.
+pub trait ScriptIsolate: Send {
+    /// Runs the script once, to completion (its promise settles) or failure.
+    ///
+    /// `stop` is cancelled when the run must end: `Stels.sleep` resolves at once, `shouldStop()`
+    /// turns true, `signal` aborts. If the run has not ended `grace` after that, it is
+    /// interrupted (`RunErrorCause::Interrupted`). The returned future is `Send` and may be polled
+    /// on any thread that has entered the node's tokio runtime.
+    fn run<'a>(
+        &'a mut self,
+        stop: &'a CancellationToken,
+        grace: Duration,
+    ) -> BoxFuture<'a, Result<(), RunError>>;
+}
+
+/// Makes isolates.
+pub trait ScriptEngine: Send + Sync {
+    /// Compiles `script` (an async-function body) in a fresh runtime with the SDK installed.
+    fn create(
+        &self,
+        script: &str,
+        env: WorkerEnv,
+        limits: IsolateLimits,
+    ) -> BoxFuture<'static, Result<Box<dyn ScriptIsolate>, RunError>>;
+}
