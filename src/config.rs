@@ -37,6 +37,84 @@ pub struct NodeConfig {
     pub ws_outbound_queue: usize,
     /// Requests of one WebSocket in flight at once before the node stops reading from it.
     pub ws_max_in_flight: usize,
+    /// How workers run on this node.
+    pub runtime: RuntimeConfig,
+}
+
+/// Settings of the worker runtime (W-RUN-2..7, W-LE-1). Tests shrink the times.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Threads that run JavaScript (never the network threads).
+    pub js_threads: usize,
+    /// Heap limit of one worker's runtime (W-RUN-6).
+    pub memory_limit_bytes: usize,
+    /// Longest computation without yielding before a run is interrupted (W-RUN-6).
+    pub cpu_limit: Duration,
+    /// Time a stopping run gets to end by itself before it is interrupted (W-RUN-7).
+    pub stop_grace: Duration,
+    /// Leader lease length and renewal interval (W-LE-1).
+    pub lease_duration: Duration,
+    pub lease_renew_interval: Duration,
+    /// Backoff and stop rules (W-RUN-4).
+    pub errors: ErrorPolicy,
+    /// Log lines kept in memory per worker.
+    pub log_ring_lines: usize,
+    /// Hosts `fetch` may reach; `None`: all (S-10).
+    pub fetch_allowed_hosts: Option<Vec<String>>,
+    /// Time limit of one `fetch`.
+    pub fetch_timeout: Duration,
+}
+
+/// W-RUN-4: waits after errors and when a worker stops or pauses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ErrorPolicy {
+    /// Wait after the n-th consecutive network error: `base × factor^(n−1)`, at most `cap`.
+    pub network_backoff_base: Duration,
+    pub network_backoff_factor: f64,
+    pub network_backoff_cap: Duration,
+    /// After this many consecutive network errors the worker pauses for `network_pause`.
+    pub network_pause_after: u32,
+    pub network_pause: Duration,
+    /// Wait after the n-th consecutive critical error: `base × 2^(n−1)`, at most `cap`.
+    pub critical_backoff_base: Duration,
+    pub critical_backoff_cap: Duration,
+    /// After this many critical errors the worker is stopped on this node.
+    pub critical_stop_after: u32,
+    /// After this many consecutive errors of any kind the worker is stopped on this node.
+    pub consecutive_stop_after: u32,
+}
+
+impl Default for ErrorPolicy {
+    fn default() -> Self {
+        ErrorPolicy {
+            network_backoff_base: Duration::from_secs(5),
+            network_backoff_factor: 1.5,
+            network_backoff_cap: Duration::from_secs(60),
+            network_pause_after: 20,
+            network_pause: Duration::from_secs(300),
+            critical_backoff_base: Duration::from_secs(1),
+            critical_backoff_cap: Duration::from_secs(10),
+            critical_stop_after: 10,
+            consecutive_stop_after: 50,
+        }
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            js_threads: std::thread::available_parallelism().map_or(2, usize::from),
+            memory_limit_bytes: 64 * 1024 * 1024,
+            cpu_limit: Duration::from_secs(5),
+            stop_grace: Duration::from_secs(5),
+            lease_duration: Duration::from_secs(60),
+            lease_renew_interval: Duration::from_secs(30),
+            errors: ErrorPolicy::default(),
+            log_ring_lines: 1000,
+            fetch_allowed_hosts: None,
+            fetch_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 impl NodeConfig {
@@ -56,6 +134,7 @@ impl NodeConfig {
             ws_ping_interval: Duration::from_secs(30),
             ws_outbound_queue: 256,
             ws_max_in_flight: 64,
+            runtime: RuntimeConfig::default(),
         }
     }
 
@@ -123,6 +202,59 @@ pub struct ServeArgs {
     /// WebSocket ping interval in milliseconds [default: 30000].
     #[arg(long, env = "HETEROGEN_WS_PING_INTERVAL_MS", value_name = "MS")]
     pub ws_ping_interval_ms: Option<u64>,
+    /// Threads that run JavaScript [default: number of cores].
+    #[arg(long, env = "HETEROGEN_JS_THREADS", value_name = "N")]
+    pub js_threads: Option<usize>,
+    /// Heap limit per worker in MiB [default: 64].
+    #[arg(long, env = "HETEROGEN_WORKER_MEMORY_MB", value_name = "MIB")]
+    pub worker_memory_mb: Option<usize>,
+    /// Longest computation without yielding, in ms, before a run is interrupted [default: 5000].
+    #[arg(long, env = "HETEROGEN_WORKER_CPU_MS", value_name = "MS")]
+    pub worker_cpu_ms: Option<u64>,
+    /// Grace period of a stopping run, in ms [default: 5000].
+    #[arg(long, env = "HETEROGEN_STOP_GRACE_MS", value_name = "MS")]
+    pub stop_grace_ms: Option<u64>,
+    /// Leader lease length in ms [default: 60000].
+    #[arg(long, env = "HETEROGEN_LEASE_MS", value_name = "MS")]
+    pub lease_ms: Option<u64>,
+    /// Leader lease renewal interval in ms [default: 30000].
+    #[arg(long, env = "HETEROGEN_LEASE_RENEW_MS", value_name = "MS")]
+    pub lease_renew_ms: Option<u64>,
+    /// Hosts `fetch` may reach, comma-separated (`example.com`, `*.example.com`) [default: all].
+    #[arg(
+        long,
+        env = "HETEROGEN_FETCH_ALLOW",
+        value_name = "HOST[,HOST…]",
+        value_delimiter = ','
+    )]
+    pub fetch_allow: Option<Vec<String>>,
+    /// Time limit of one `fetch` in ms [default: 30000].
+    #[arg(long, env = "HETEROGEN_FETCH_TIMEOUT_MS", value_name = "MS")]
+    pub fetch_timeout_ms: Option<u64>,
+    /// First wait after a network error, in ms [default: 5000].
+    #[arg(long, env = "HETEROGEN_NETWORK_BACKOFF_MS", value_name = "MS")]
+    pub network_backoff_ms: Option<u64>,
+    /// Longest wait after network errors, in ms [default: 60000].
+    #[arg(long, env = "HETEROGEN_NETWORK_BACKOFF_CAP_MS", value_name = "MS")]
+    pub network_backoff_cap_ms: Option<u64>,
+    /// Consecutive network errors before a pause [default: 20].
+    #[arg(long, env = "HETEROGEN_NETWORK_PAUSE_AFTER", value_name = "N")]
+    pub network_pause_after: Option<u32>,
+    /// Length of that pause in ms [default: 300000].
+    #[arg(long, env = "HETEROGEN_NETWORK_PAUSE_MS", value_name = "MS")]
+    pub network_pause_ms: Option<u64>,
+    /// First wait after a critical error, in ms [default: 1000].
+    #[arg(long, env = "HETEROGEN_CRITICAL_BACKOFF_MS", value_name = "MS")]
+    pub critical_backoff_ms: Option<u64>,
+    /// Longest wait after critical errors, in ms [default: 10000].
+    #[arg(long, env = "HETEROGEN_CRITICAL_BACKOFF_CAP_MS", value_name = "MS")]
+    pub critical_backoff_cap_ms: Option<u64>,
+    /// Critical errors before the worker is stopped on this node [default: 10].
+    #[arg(long, env = "HETEROGEN_CRITICAL_STOP_AFTER", value_name = "N")]
+    pub critical_stop_after: Option<u32>,
+    /// Consecutive errors before the worker is stopped on this node [default: 50].
+    #[arg(long, env = "HETEROGEN_CONSECUTIVE_STOP_AFTER", value_name = "N")]
+    pub consecutive_stop_after: Option<u32>,
 }
 
 /// The `--config` file: the same settings as the flags.
@@ -145,6 +277,38 @@ struct FileConfig {
     max_request_bytes: Option<usize>,
     #[serde(alias = "ws_ping_interval_ms")]
     ws_ping_interval_ms: Option<u64>,
+    #[serde(alias = "js_threads")]
+    js_threads: Option<usize>,
+    #[serde(alias = "worker_memory_mb")]
+    worker_memory_mb: Option<usize>,
+    #[serde(alias = "worker_cpu_ms")]
+    worker_cpu_ms: Option<u64>,
+    #[serde(alias = "stop_grace_ms")]
+    stop_grace_ms: Option<u64>,
+    #[serde(alias = "lease_ms")]
+    lease_ms: Option<u64>,
+    #[serde(alias = "lease_renew_ms")]
+    lease_renew_ms: Option<u64>,
+    #[serde(alias = "fetch_allow")]
+    fetch_allow: Option<Vec<String>>,
+    #[serde(alias = "fetch_timeout_ms")]
+    fetch_timeout_ms: Option<u64>,
+    #[serde(alias = "network_backoff_ms")]
+    network_backoff_ms: Option<u64>,
+    #[serde(alias = "network_backoff_cap_ms")]
+    network_backoff_cap_ms: Option<u64>,
+    #[serde(alias = "network_pause_after")]
+    network_pause_after: Option<u32>,
+    #[serde(alias = "network_pause_ms")]
+    network_pause_ms: Option<u64>,
+    #[serde(alias = "critical_backoff_ms")]
+    critical_backoff_ms: Option<u64>,
+    #[serde(alias = "critical_backoff_cap_ms")]
+    critical_backoff_cap_ms: Option<u64>,
+    #[serde(alias = "critical_stop_after")]
+    critical_stop_after: Option<u32>,
+    #[serde(alias = "consecutive_stop_after")]
+    consecutive_stop_after: Option<u32>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -215,6 +379,57 @@ impl ServeArgs {
         if let Some(ms) = self.ws_ping_interval_ms.or(file.ws_ping_interval_ms) {
             config.ws_ping_interval = Duration::from_millis(ms);
         }
+        let rt = &mut config.runtime;
+        let ms = Duration::from_millis;
+        if let Some(n) = self.js_threads.or(file.js_threads) {
+            rt.js_threads = n;
+        }
+        if let Some(mib) = self.worker_memory_mb.or(file.worker_memory_mb) {
+            rt.memory_limit_bytes = mib.saturating_mul(1024 * 1024);
+        }
+        if let Some(v) = self.worker_cpu_ms.or(file.worker_cpu_ms) {
+            rt.cpu_limit = ms(v);
+        }
+        if let Some(v) = self.stop_grace_ms.or(file.stop_grace_ms) {
+            rt.stop_grace = ms(v);
+        }
+        if let Some(v) = self.lease_ms.or(file.lease_ms) {
+            rt.lease_duration = ms(v);
+        }
+        if let Some(v) = self.lease_renew_ms.or(file.lease_renew_ms) {
+            rt.lease_renew_interval = ms(v);
+        }
+        if let Some(hosts) = self.fetch_allow.clone().or(file.fetch_allow) {
+            rt.fetch_allowed_hosts = Some(hosts.into_iter().map(|h| h.trim().to_ascii_lowercase()).collect());
+        }
+        if let Some(v) = self.fetch_timeout_ms.or(file.fetch_timeout_ms) {
+            rt.fetch_timeout = ms(v);
+        }
+        let e = &mut rt.errors;
+        if let Some(v) = self.network_backoff_ms.or(file.network_backoff_ms) {
+            e.network_backoff_base = ms(v);
+        }
+        if let Some(v) = self.network_backoff_cap_ms.or(file.network_backoff_cap_ms) {
+            e.network_backoff_cap = ms(v);
+        }
+        if let Some(v) = self.network_pause_after.or(file.network_pause_after) {
+            e.network_pause_after = v;
+        }
+        if let Some(v) = self.network_pause_ms.or(file.network_pause_ms) {
+            e.network_pause = ms(v);
+        }
+        if let Some(v) = self.critical_backoff_ms.or(file.critical_backoff_ms) {
+            e.critical_backoff_base = ms(v);
+        }
+        if let Some(v) = self.critical_backoff_cap_ms.or(file.critical_backoff_cap_ms) {
+            e.critical_backoff_cap = ms(v);
+        }
+        if let Some(v) = self.critical_stop_after.or(file.critical_stop_after) {
+            e.critical_stop_after = v;
+        }
+        if let Some(v) = self.consecutive_stop_after.or(file.consecutive_stop_after) {
+            e.consecutive_stop_after = v;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -249,6 +464,35 @@ impl NodeConfig {
         }
         if self.ws_ping_interval < Duration::from_millis(10) {
             return Err(invalid("ws-ping-interval-ms", "must be at least 10"));
+        }
+        let rt = &self.runtime;
+        if rt.js_threads == 0 || rt.js_threads > 256 {
+            return Err(invalid("js-threads", "must be between 1 and 256"));
+        }
+        if rt.memory_limit_bytes < 4 * 1024 * 1024 {
+            return Err(invalid("worker-memory-mb", "must be at least 4"));
+        }
+        if rt.cpu_limit < Duration::from_millis(10) {
+            return Err(invalid("worker-cpu-ms", "must be at least 10"));
+        }
+        if rt.lease_renew_interval.is_zero() || rt.lease_renew_interval * 2 > rt.lease_duration {
+            return Err(invalid(
+                "lease-renew-ms",
+                "must be positive and at most half of --lease-ms",
+            ));
+        }
+        if rt.stop_grace + rt.lease_renew_interval + rt.lease_duration / 20 >= rt.lease_duration {
+            return Err(invalid(
+                "stop-grace-ms",
+                "a leader must be able to stop within its lease: --stop-grace-ms + --lease-renew-ms must stay \
+                 below 95% of --lease-ms",
+            ));
+        }
+        if rt.errors.critical_stop_after == 0 || rt.errors.consecutive_stop_after == 0 {
+            return Err(invalid(
+                "critical-stop-after",
+                "stop thresholds must be at least 1",
+            ));
         }
         if let Some(url) = &self.public_url {
             let rest = url

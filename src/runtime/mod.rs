@@ -2,4 +2,7 @@
 //! per-node statistics board that `getWorkerStats` reads (W-STATS-1).
 
 pub mod engine;
+pub mod errors;
+pub mod logs;
+pub mod pool;
 pub mod stats;

@@ -1,0 +1,4 @@
+//! Which node runs what: placement of workers and leader leases.
+
+pub mod leader;
+pub mod placement;
