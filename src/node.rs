@@ -10,7 +10,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::NodeConfig;
 use crate::net::{self, ConnectionSlots};
+use crate::runtime::logs::LogBook;
+use crate::runtime::pool::{JsPool, MinShares};
+use crate::runtime::quickjs::QuickJsEngine;
 use crate::runtime::stats::StatsBoard;
+use crate::runtime::supervisor::{RuntimeShared, Supervisor};
 use crate::store::Store;
 use crate::store::fjall::FjallStore;
 
@@ -26,7 +30,11 @@ pub struct NodeState {
     /// Worker records, leases, sessions: the single source of truth.
     pub store: Arc<dyn Store>,
     /// What `getWorkerStats` reports.
-    pub stats: StatsBoard,
+    pub stats: Arc<StatsBoard>,
+    /// Recent log lines of each worker run here.
+    pub logs: Arc<LogBook>,
+    /// This node's own KV (`Stels.local`), never replicated.
+    pub local_store: Arc<dyn Store>,
     /// The address actually bound (differs from `config.listen` for port 0).
     pub local_addr: SocketAddr,
     /// Cancelled once, when the node starts shutting down.
@@ -73,6 +81,8 @@ pub enum NodeError {
 pub struct RunningNode {
     state: Arc<NodeState>,
     server: JoinHandle<std::io::Result<()>>,
+    /// Runs the workers placed on this node.
+    supervisor: Supervisor,
 }
 
 /// Raises the soft descriptor limit to the hard one; returns the limit now in force.
@@ -88,18 +98,11 @@ fn raise_fd_limit() -> u64 {
     }
 }
 
-/// Opens the embedded store in `config.data_dir`, binds the listener and starts serving.
+/// Opens the embedded stores under `config.data_dir` (`cluster/`: worker records, leases and
+/// `Stels.net`; `local/`: `Stels.local`), binds the listener and starts serving.
 pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
-        path: config.data_dir.display().to_string(),
-        source,
-    })?;
-    let dir = config.data_dir.clone();
-    let fsync = config.fsync;
-    let store = tokio::task::spawn_blocking(move || FjallStore::open(&dir, fsync))
-        .await
-        .map_err(|e| NodeError::Store(crate::store::StoreError::Backend(e.to_string())))??;
-    if fsync {
+    let store = open_fjall(&config, "cluster").await?;
+    if config.fsync {
         tracing::info!(dir = %config.data_dir.display(), "store open; every commit is fsynced");
     } else {
         tracing::warn!(
@@ -107,10 +110,24 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
             "store open with fsync OFF: acknowledged writes survive a process crash, not a power loss"
         );
     }
-    start_with_store(config, Arc::new(store)).await
+    start_with_store(config, store).await
 }
 
-/// Starts a node on a store opened by the caller (another backend, or a wrapped one).
+async fn open_fjall(config: &NodeConfig, name: &str) -> Result<Arc<dyn Store>, NodeError> {
+    let dir = config.data_dir.join(name);
+    std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let fsync = config.fsync;
+    let store = tokio::task::spawn_blocking(move || FjallStore::open(&dir, fsync))
+        .await
+        .map_err(|e| NodeError::Store(crate::store::StoreError::Backend(e.to_string())))??;
+    Ok(Arc::new(store))
+}
+
+/// Starts a node on a cluster store opened by the caller (another backend, a wrapped one, or
+/// one shared by several nodes in a test); the local store is opened under `data_dir/local`.
 pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Result<RunningNode, NodeError> {
     let fd_limit = raise_fd_limit();
     // Past the descriptor limit accepts would fail with EMFILE; refusing with 503 is clearer.
@@ -134,12 +151,33 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
         addr: config.listen,
         source,
     })?;
+    let local_store = open_fjall(&config, "local").await?;
+    let stats = Arc::new(StatsBoard::default());
+    let logs = Arc::new(LogBook::new(config.runtime.log_ring_lines));
+    let pool = JsPool::start(
+        config.runtime.js_threads,
+        tokio::runtime::Handle::current(),
+        MinShares::default(),
+    );
+    tracing::info!(threads = pool.threads(), "JS pool started");
+    let supervisor = Supervisor::start(Arc::new(RuntimeShared {
+        config: config.clone(),
+        store: store.clone(),
+        local: local_store.clone(),
+        pool,
+        engine: Arc::new(QuickJsEngine::new()),
+        stats: stats.clone(),
+        logs: logs.clone(),
+        running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    }));
     let shutdown = CancellationToken::new();
     let state = Arc::new(NodeState {
         connections: ConnectionSlots::new(max_connections),
         config,
         store,
-        stats: StatsBoard::default(),
+        stats,
+        logs,
+        local_store,
         local_addr,
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
@@ -151,7 +189,11 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
             .await
     });
     tracing::info!(addr = %local_addr, nid = %state.config.nid, network = %state.config.network, "node listening");
-    Ok(RunningNode { state, server })
+    Ok(RunningNode {
+        state,
+        server,
+        supervisor,
+    })
 }
 
 impl RunningNode {
@@ -180,12 +222,23 @@ impl RunningNode {
                 "some WebSockets did not close in time"
             );
         }
+        self.supervisor.shutdown().await;
+        tracing::info!("workers stopped");
         self.state.store.flush().await?;
-        tracing::info!("store flushed; node stopped");
+        self.state.local_store.flush().await?;
+        tracing::info!("stores flushed; node stopped");
         match served {
             Ok(result) => result.map_err(NodeError::Serve),
             Err(join) => Err(NodeError::Serve(std::io::Error::other(join))),
         }
+    }
+
+    /// Stops at once, as a crash would (for failover tests): no close frames are awaited, no
+    /// lease is released, nothing is flushed beyond what every commit already made durable.
+    pub fn kill(self) {
+        self.server.abort();
+        self.state.shutdown.cancel();
+        self.supervisor.kill();
     }
 
     /// Runs until SIGINT or SIGTERM, then shuts down gracefully.

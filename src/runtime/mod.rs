@@ -5,4 +5,7 @@ pub mod engine;
 pub mod errors;
 pub mod logs;
 pub mod pool;
+pub mod quickjs;
+pub mod sdk;
 pub mod stats;
+pub mod supervisor;

@@ -158,3 +158,105 @@ pub fn raw(entry: &Value) -> Value {
 pub fn sid(entry: &Value) -> String {
     entry["value"]["raw"]["sid"].as_str().unwrap().to_string()
 }
+
+/// Polls `check` every 20 ms until it returns `Some`, failing after `secs` seconds with `what`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl TestNode {
+    /// Creates a worker with `body` and activates it; returns the active entry.
+    pub async fn start_worker(&self, body: Value) -> Value {
+        let entry = self.create_worker(body).await;
+        self.set_active(&entry, true).await
+    }
+
+    /// Sets `active` on a worker entry through `updateWorker`; returns the new entry.
+    pub async fn set_active(&self, entry: &Value, active: bool) -> Value {
+        let mut r = raw(entry);
+        r["active"] = json!(active);
+        let (status, updated) = self
+            .call(
+                "updateWorker",
+                json!({"channel": entry["value"]["channel"], "raw": r}),
+            )
+            .await;
+        assert_eq!(status, 200, "{updated}");
+        updated
+    }
+
+    /// Replaces the script of a worker entry; returns the new entry.
+    pub async fn set_script(&self, entry: &Value, script: &str) -> Value {
+        let mut r = raw(entry);
+        r["script"] = json!(script);
+        let (status, updated) = self
+            .call(
+                "updateWorker",
+                json!({"channel": entry["value"]["channel"], "raw": r}),
+            )
+            .await;
+        assert_eq!(status, 200, "{updated}");
+        updated
+    }
+
+    /// The `getWorkerStats` item of `sid`, if this node has one.
+    pub async fn worker_stats(&self, sid: &str) -> Option<Value> {
+        let (_, stats) = self.call("getWorkerStats", json!({})).await;
+        stats["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["sid"] == sid)
+            .cloned()
+    }
+
+    /// The log lines of `sid` kept on this node.
+    pub fn log_lines(&self, sid: &str) -> Vec<String> {
+        self.running()
+            .state()
+            .logs
+            .ring(sid)
+            .since(0)
+            .into_iter()
+            .map(|l| l.content)
+            .collect()
+    }
+
+    /// Waits until a log line of `sid` contains `needle`; returns all lines.
+    pub async fn wait_for_log(&self, sid: &str, needle: &str) -> Vec<String> {
+        eventually(15, &format!("a log line containing {needle:?}"), || async {
+            let lines = self.log_lines(sid);
+            lines.iter().any(|l| l.contains(needle)).then_some(lines)
+        })
+        .await
+    }
+}
+
+/// Fast timings for runtime tests: backoffs in milliseconds, short leases.
+pub fn quick_runtime(c: &mut NodeConfig) {
+    let rt = &mut c.runtime;
+    rt.js_threads = 2;
+    rt.stop_grace = Duration::from_millis(300);
+    rt.cpu_limit = Duration::from_millis(300);
+    rt.lease_duration = Duration::from_millis(1500);
+    rt.lease_renew_interval = Duration::from_millis(200);
+    rt.errors.network_backoff_base = Duration::from_millis(10);
+    rt.errors.network_backoff_cap = Duration::from_millis(50);
+    rt.errors.network_pause = Duration::from_millis(300);
+    rt.errors.critical_backoff_base = Duration::from_millis(10);
+    rt.errors.critical_backoff_cap = Duration::from_millis(50);
+}

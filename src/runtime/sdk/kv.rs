@@ -1,0 +1,986 @@
+//! `Stels.net`, `Stels.local` and `Stels.webfix` (S-7, S-8, S-9, S-20).
+//!
+//! Both KVs are Deno.Kv-like objects written in JavaScript ([`KV_PRELUDE`]) over three native
+//! async functions per store (`get`, `list`, `commit`) that take and return JSON text. The JS side
+//! validates arguments (so errors are thrown where the script called) and builds the list
+//! iterator and the atomic builder; the Rust side owns the namespace and talks to the [`Store`].
+//!
+//! Namespace: a user key `k` is stored as `["kv", ...k]`, so scripts can neither read nor write
+//! the node's own records (`["ami","worker",…]`, leases, sessions); results show `k` again.
+//!
+//! JS-visible API (each `brain` is `Stels.net` or `Stels.local`):
+//! - `get(key)` → `Promise<{key, value, versionstamp}>`; `value` and `versionstamp` are `null`
+//!   when absent. `getMany(keys)` → array of those.
+//! - `set(key, value, {expireIn?})` → `Promise<{ok: true, versionstamp}>`.
+//! - `delete(key)` → `Promise<undefined>`.
+//! - `list({prefix}, {limit?, reverse?})` → async iterator of `{key, value, versionstamp}`;
+//!   the entries are fetched in one store call on the first `next()`. Only `{prefix}`
+//!   selectors exist; bad arguments throw synchronously.
+//! - `atomic()` → builder: `.check({key, versionstamp}, …)` (`versionstamp: null` = must be
+//!   absent), `.set(key, value, {expireIn?})`, `.delete(key)`, `.commit()` →
+//!   `Promise<{ok: true, versionstamp} | {ok: false}>`.
+//! - `Stels.webfix({brain, method, channel, module, raw?, timestamp?, expireIn?, versionstamp?})`:
+//!   `get` → the brain's get result; `set` → `{ok: true, key, value, versionstamp}` where
+//!   `value = {channel, module, raw, timestamp}`; `update` (needs `versionstamp`, `null` = must
+//!   not exist) → the same, or `{ok: false}` when the check fails; `delete` →
+//!   `{ok: true, key, value: null, versionstamp: null}`.
+//!
+//! Errors: bad keys, values that are not JSON, values over 64 KiB and keys over the size limit
+//! reject with `TypeError`; store failures reject with `Error`. Messages start with the call,
+//! e.g. `Stels.net.set: value exceeds 64 KiB`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use rquickjs::prelude::Async;
+use rquickjs::{Ctx, Function, Object};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::runtime::engine::WorkerEnv;
+use crate::store::{
+    AtomicWrite, CommitOutcome, Entry, Key, KeyPart, ListOptions, MAX_KEY_BYTES, Store, StoreError,
+    Versionstamp,
+};
+
+/// First key part of every entry a script writes.
+const USER_PREFIX: &str = "kv";
+
+/// Builds `{net, local, webfix}` from the native functions of the two stores.
+const KV_PRELUDE: &str = r#"(function (netNative, localNative) {
+  "use strict";
+  const VERSIONSTAMP = /^[0-9a-fA-F]{20}$/;
+
+  function describe(v) {
+    if (v === null) return "null";
+    if (Array.isArray(v)) return "an array";
+    return typeof v;
+  }
+  function toError(where, err) {
+    if (err.name === "TypeError") return new TypeError(`${where}: ${err.message}`);
+    const e = new Error(`${where}: ${err.message}`);
+    if (err.name !== "Error") e.name = err.name;
+    return e;
+  }
+  function checkKey(where, key, what) {
+    what = what || "key";
+    if (!Array.isArray(key)) {
+      throw new TypeError(`${where}: ${what} must be an array of strings, numbers and booleans, got ${describe(key)}`);
+    }
+    for (let i = 0; i < key.length; i++) {
+      const part = key[i];
+      const type = typeof part;
+      if (type === "string" || type === "boolean") continue;
+      if (type === "number") {
+        if (Number.isFinite(part)) continue;
+        throw new TypeError(`${where}: ${what} part ${i} must be a finite number, got ${part}`);
+      }
+      throw new TypeError(`${where}: ${what} part ${i} must be a string, number or boolean, got ${describe(part)}`);
+    }
+    return key;
+  }
+  function encodeValue(where, value) {
+    let text;
+    try {
+      text = JSON.stringify(value);
+    } catch (e) {
+      throw new TypeError(`${where}: value is not JSON-serialisable: ${e && e.message}`);
+    }
+    if (text === undefined) throw new TypeError(`${where}: value is not JSON-serialisable (${describe(value)})`);
+    return text;
+  }
+  function expireIn(where, options) {
+    if (options === undefined || options === null) return null;
+    if (typeof options !== "object") throw new TypeError(`${where}: options must be an object`);
+    const ms = options.expireIn;
+    if (ms === undefined || ms === null) return null;
+    if (typeof ms !== "number" || !(ms >= 0)) {
+      throw new TypeError(`${where}: expireIn must be a non-negative number of milliseconds`);
+    }
+    return Math.floor(Math.min(ms, Number.MAX_SAFE_INTEGER));
+  }
+  function versionstampOf(where, vs) {
+    if (vs === null) return null;
+    if (typeof vs === "string" && VERSIONSTAMP.test(vs)) return vs;
+    throw new TypeError(`${where}: versionstamp must be null or 20 hex digits, got ${describe(vs)}`);
+  }
+  async function call(where, native, request) {
+    const reply = JSON.parse(await native(JSON.stringify(request)));
+    if (reply.err) throw toError(where, reply.err);
+    return reply.ok;
+  }
+
+  function makeKv(name, native) {
+    const kv = {
+      async get(key) {
+        const where = `${name}.get`;
+        return call(where, native.get, { key: checkKey(where, key) });
+      },
+      async getMany(keys) {
+        if (!Array.isArray(keys)) throw new TypeError(`${name}.getMany: expected an array of keys`);
+        return Promise.all(keys.map((key) => kv.get(key)));
+      },
+      async set(key, value, options) {
+        const where = `${name}.set`;
+        const mutation = { op: "set", key: checkKey(where, key), value: encodeValue(where, value), expireIn: expireIn(where, options) };
+        return call(where, native.commit, { checks: [], mutations: [mutation] });
+      },
+      async delete(key) {
+        const where = `${name}.delete`;
+        await call(where, native.commit, { checks: [], mutations: [{ op: "delete", key: checkKey(where, key) }] });
+      },
+      list(selector, options) {
+        const where = `${name}.list`;
+        if (selector === null || typeof selector !== "object") {
+          throw new TypeError(`${where}: selector must be an object like {prefix: [...]}`);
+        }
+        if (selector.start !== undefined || selector.end !== undefined) {
+          throw new TypeError(`${where}: only {prefix} selectors are supported`);
+        }
+        const request = { prefix: checkKey(where, selector.prefix, "prefix"), limit: null, reverse: false };
+        if (options !== undefined && options !== null) {
+          if (typeof options !== "object") throw new TypeError(`${where}: options must be an object`);
+          if (options.limit !== undefined && options.limit !== null) {
+            if (!Number.isInteger(options.limit) || options.limit < 0) {
+              throw new TypeError(`${where}: limit must be a non-negative integer`);
+            }
+            request.limit = Math.min(options.limit, 4294967295);
+          }
+          request.reverse = Boolean(options.reverse);
+        }
+        let loading = null;
+        let entries = null;
+        let index = 0;
+        return {
+          async next() {
+            if (entries === null) {
+              loading = loading || call(where, native.list, request);
+              const loaded = await loading;
+              if (entries === null) entries = loaded;
+            }
+            if (index < entries.length) return { value: entries[index++], done: false };
+            return { value: undefined, done: true };
+          },
+          async return(value) {
+            entries = [];
+            return { value, done: true };
+          },
+          [Symbol.asyncIterator]() {
+            return this;
+          },
+        };
+      },
+      atomic() {
+        const where = `${name}.atomic()`;
+        const checks = [];
+        const mutations = [];
+        const op = {
+          check(...items) {
+            for (const item of items) {
+              if (item === null || typeof item !== "object") {
+                throw new TypeError(`${where}.check: expected {key, versionstamp}, got ${describe(item)}`);
+              }
+              checks.push({
+                key: checkKey(`${where}.check`, item.key),
+                versionstamp: versionstampOf(`${where}.check`, item.versionstamp),
+              });
+            }
+            return op;
+          },
+          set(key, value, options) {
+            const w = `${where}.set`;
+            mutations.push({ op: "set", key: checkKey(w, key), value: encodeValue(w, value), expireIn: expireIn(w, options) });
+            return op;
+          },
+          delete(key) {
+            mutations.push({ op: "delete", key: checkKey(`${where}.delete`, key) });
+            return op;
+          },
+          async commit() {
+            return call(`${where}.commit`, native.commit, { checks, mutations });
+          },
+        };
+        return op;
+      },
+    };
+    return kv;
+  }
+
+  function record(cfg) {
+    return {
+      channel: cfg.channel,
+      module: cfg.module === undefined ? null : cfg.module,
+      raw: cfg.raw === undefined ? null : cfg.raw,
+      timestamp: cfg.timestamp === undefined || cfg.timestamp === null ? Date.now() : cfg.timestamp,
+    };
+  }
+  function setOptions(cfg) {
+    return cfg.expireIn === undefined || cfg.expireIn === null ? undefined : { expireIn: cfg.expireIn };
+  }
+  async function webfix(cfg) {
+    const where = "Stels.webfix";
+    if (cfg === null || typeof cfg !== "object") throw new TypeError(`${where}: expected a config object`);
+    const brain = cfg.brain;
+    if (brain === null || typeof brain !== "object" || typeof brain.get !== "function" ||
+        typeof brain.set !== "function" || typeof brain.delete !== "function" || typeof brain.atomic !== "function") {
+      throw new TypeError(`${where}: brain must be Stels.net or Stels.local`);
+    }
+    const channel = checkKey(where, cfg.channel, "channel");
+    switch (cfg.method) {
+      case "get":
+        return brain.get(channel);
+      case "set": {
+        const value = record(cfg);
+        const result = await brain.set(channel, value, setOptions(cfg));
+        return { ok: true, key: channel, value, versionstamp: result.versionstamp };
+      }
+      case "update": {
+        if (cfg.versionstamp === undefined) {
+          throw new TypeError(`${where}: update needs a versionstamp (null: the channel must not exist yet)`);
+        }
+        const value = record(cfg);
+        const result = await brain.atomic()
+          .check({ key: channel, versionstamp: cfg.versionstamp })
+          .set(channel, value, setOptions(cfg))
+          .commit();
+        return result.ok ? { ok: true, key: channel, value, versionstamp: result.versionstamp } : { ok: false };
+      }
+      case "delete":
+        await brain.delete(channel);
+        return { ok: true, key: channel, value: null, versionstamp: null };
+      default:
+        throw new TypeError(`${where}: unknown method ${String(cfg.method)}; expected get, set, update or delete`);
+    }
+  }
+
+  return { net: makeKv("Stels.net", netNative), local: makeKv("Stels.local", localNative), webfix };
+})"#;
+
+/// Installs `stels.net` (over `env.net`), `stels.local` (over `env.local`) and `stels.webfix`.
+///
+/// The native functions behind them return futures that are `Send` and spawn no tasks; they
+/// are polled by the context's runtime, which must run inside a tokio runtime (the stores use
+/// `spawn_blocking`).
+pub fn install_kv<'js>(ctx: &Ctx<'js>, stels: &Object<'js>, env: &WorkerEnv) -> rquickjs::Result<()> {
+    let mut options = rquickjs::context::EvalOptions::default();
+    options.strict = true;
+    options.filename = Some("<stels:kv>".to_string());
+    let factory: Function<'js> = ctx.eval_with_options(KV_PRELUDE, options)?;
+    let api: Object<'js> = factory.call((natives(ctx, &env.net)?, natives(ctx, &env.local)?))?;
+    for name in ["net", "local", "webfix"] {
+        stels.set(name, api.get::<_, rquickjs::Value<'js>>(name)?)?;
+    }
+    Ok(())
+}
+
+/// The native `{get, list, commit}` of one store, each `(requestJson) => Promise<replyJson>`.
+fn natives<'js>(ctx: &Ctx<'js>, store: &Arc<dyn Store>) -> rquickjs::Result<Object<'js>> {
+    let object = Object::new(ctx.clone())?;
+    object.set("get", native(ctx, store, get)?)?;
+    object.set("list", native(ctx, store, list)?)?;
+    object.set("commit", native(ctx, store, commit)?)?;
+    Ok(object)
+}
+
+/// Wraps `op` as an async JS function of one JSON string, replying with [`reply`]'s envelope.
+fn native<'js, F, Fut>(ctx: &Ctx<'js>, store: &Arc<dyn Store>, op: F) -> rquickjs::Result<Function<'js>>
+where
+    F: Fn(Arc<dyn Store>, String) -> Fut + 'static,
+    Fut: Future<Output = Result<Value, KvError>> + Send + 'static,
+{
+    let store = Arc::clone(store);
+    Function::new(
+        ctx.clone(),
+        Async(move |request: String| {
+            let work = op(Arc::clone(&store), request);
+            async move { reply(work.await) }
+        }),
+    )
+}
+
+/// Why a KV call failed, as the script sees it.
+#[derive(Debug, thiserror::Error)]
+enum KvError {
+    /// A bad argument: rejects with `TypeError`.
+    #[error("{0}")]
+    Type(String),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl KvError {
+    /// The JS error class the prelude creates.
+    fn js_name(&self) -> &'static str {
+        match self {
+            KvError::Type(_) | KvError::Store(StoreError::KeyTooLarge | StoreError::ValueTooLarge) => {
+                "TypeError"
+            }
+            KvError::Store(_) => "Error",
+        }
+    }
+}
+
+/// `{"ok": value}` or `{"err": {"name", "message"}}`, as JSON text.
+fn reply(result: Result<Value, KvError>) -> String {
+    match result {
+        Ok(value) => json!({ "ok": value }),
+        Err(err) => {
+            if let KvError::Store(StoreError::Corrupt(_) | StoreError::Backend(_)) = &err {
+                tracing::warn!(error = %err, "worker KV call failed");
+            }
+            json!({ "err": { "name": err.js_name(), "message": err.to_string() } })
+        }
+    }
+    .to_string()
+}
+
+/// Request of `get`.
+#[derive(Deserialize)]
+struct GetRequest {
+    /// The user key (JSON array).
+    key: Value,
+}
+
+/// Request of `list`.
+#[derive(Deserialize)]
+struct ListRequest {
+    /// The user prefix (JSON array).
+    prefix: Value,
+    limit: Option<usize>,
+    reverse: bool,
+}
+
+/// Request of `commit` (also used by `set` and `delete`).
+#[derive(Deserialize)]
+struct CommitRequest {
+    checks: Vec<CheckRequest>,
+    mutations: Vec<MutationRequest>,
+}
+
+/// One `.check({key, versionstamp})`.
+#[derive(Deserialize)]
+struct CheckRequest {
+    key: Value,
+    /// `None`: the key must be absent.
+    versionstamp: Option<String>,
+}
+
+/// One `.set` or `.delete`.
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum MutationRequest {
+    Set {
+        key: Value,
+        /// The value as JSON text (`JSON.stringify` in the prelude).
+        value: String,
+        #[serde(rename = "expireIn")]
+        expire_in: Option<u64>,
+    },
+    Delete {
+        key: Value,
+    },
+}
+
+/// Parses a request the prelude built.
+fn parse_request<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, KvError> {
+    serde_json::from_str(text).map_err(|e| KvError::Type(format!("malformed request: {e}")))
+}
+
+/// The encoded size of `["kv"]`, which every stored key starts with.
+fn prefix_bytes() -> usize {
+    Key::of(&[USER_PREFIX]).encode().len()
+}
+
+/// The store key of a user key given as a JSON array.
+fn store_key(user: &Value) -> Result<Key, KvError> {
+    let user = Key::from_json(user).map_err(KvError::Type)?;
+    let mut parts = Vec::with_capacity(user.0.len() + 1);
+    parts.push(KeyPart::Str(USER_PREFIX.to_string()));
+    parts.extend(user.0);
+    let key = Key(parts);
+    if key.encode().len() > MAX_KEY_BYTES {
+        return Err(KvError::Type(format!(
+            "key exceeds {} bytes when encoded",
+            MAX_KEY_BYTES - prefix_bytes()
+        )));
+    }
+    Ok(key)
+}
+
+/// `{key, value, versionstamp}` of a stored entry, with the `"kv"` part removed.
+fn entry_json(entry: Entry) -> Value {
+    let user = Key(entry.key.0.into_iter().skip(1).collect());
+    json!({ "key": user.to_json(), "value": entry.value, "versionstamp": entry.versionstamp.to_string() })
+}
+
+/// `get(key)`: the entry, or `{key, value: null, versionstamp: null}`.
+async fn get(store: Arc<dyn Store>, request: String) -> Result<Value, KvError> {
+    let request: GetRequest = parse_request(&request)?;
+    let key = store_key(&request.key)?;
+    Ok(match store.get(&key).await? {
+        Some(entry) => entry_json(entry),
+        None => json!({ "key": request.key, "value": null, "versionstamp": null }),
+    })
+}
+
+/// `list({prefix}, {limit, reverse})`: every matching entry, in one store call.
+async fn list(store: Arc<dyn Store>, request: String) -> Result<Value, KvError> {
+    let request: ListRequest = parse_request(&request)?;
+    let prefix = store_key(&request.prefix)?;
+    let options = ListOptions {
+        limit: request.limit,
+        reverse: request.reverse,
+    };
+    let entries = store.list(&prefix, options).await?;
+    Ok(Value::Array(entries.into_iter().map(entry_json).collect()))
+}
+
+/// `atomic().commit()` (and `set`, `delete`): `{ok: true, versionstamp}` or `{ok: false}`.
+async fn commit(store: Arc<dyn Store>, request: String) -> Result<Value, KvError> {
+    let request: CommitRequest = parse_request(&request)?;
+    let mut write = AtomicWrite::new();
+    for check in request.checks {
+        let expected = match check.versionstamp {
+            None => None,
+            Some(text) => Some(
+                Versionstamp::parse(&text)
+                    .ok_or_else(|| KvError::Type(format!("invalid versionstamp {text:?}")))?,
+            ),
+        };
+        write = write.check(store_key(&check.key)?, expected);
+    }
+    for mutation in request.mutations {
+        write = match mutation {
+            MutationRequest::Set {
+                key,
+                value,
+                expire_in,
+            } => {
+                let key = store_key(&key)?;
+                let value: Value = serde_json::from_str(&value)
+                    .map_err(|e| KvError::Type(format!("value is not storable JSON: {e}")))?;
+                match expire_in {
+                    Some(ms) => write.set_expiring(key, value, ms),
+                    None => write.set(key, value),
+                }
+            }
+            MutationRequest::Delete { key } => write.delete(store_key(&key)?),
+        };
+    }
+    Ok(match store.commit(write).await? {
+        CommitOutcome::Committed(versionstamp) => {
+            json!({ "ok": true, "versionstamp": versionstamp.to_string() })
+        }
+        CommitOutcome::CheckFailed => json!({ "ok": false }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use rquickjs::{AsyncContext, AsyncRuntime, CatchResultExt, Promise};
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::runtime::engine::{FetchPolicy, LogLevel, LogSink, ScriptConfig};
+    use crate::store::fjall::FjallStore;
+    use crate::store::{StoreResult, WatchStream};
+    use crate::workers::{ExecutionMode, Priority, RunMode};
+
+    struct NoLog;
+    impl LogSink for NoLog {
+        fn log(&self, _level: LogLevel, _message: &str) {}
+    }
+
+    fn env(net: Arc<dyn Store>, local: Arc<dyn Store>) -> WorkerEnv {
+        WorkerEnv {
+            config: ScriptConfig {
+                nid: "s-0001".into(),
+                network: "testnet".into(),
+                title: "test".into(),
+                tick: 1,
+                sid: "sid".into(),
+                execution_mode: ExecutionMode::Leader,
+                priority: Priority::Normal,
+                mode: RunMode::Single,
+                version: "1".into(),
+                lease_epoch: None,
+            },
+            running_workers: Arc::new(AtomicUsize::new(0)),
+            net,
+            local,
+            log: Arc::new(NoLog),
+            fetch: FetchPolicy::default(),
+        }
+    }
+
+    /// Two real stores in one temp dir.
+    struct Fixture {
+        _dir: TempDir,
+        net: Arc<FjallStore>,
+        local: Arc<FjallStore>,
+        env: WorkerEnv,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let net = Arc::new(FjallStore::open(&dir.path().join("net"), false).unwrap());
+        let local = Arc::new(FjallStore::open(&dir.path().join("local"), false).unwrap());
+        let env = env(net.clone(), local.clone());
+        Fixture {
+            _dir: dir,
+            net,
+            local,
+            env,
+        }
+    }
+
+    /// Runs `body` as an async function body with `Stels` installed; its result as JSON, or
+    /// the uncaught error as text.
+    async fn try_run(env: &WorkerEnv, body: &str) -> Result<Value, String> {
+        let rt = AsyncRuntime::new().unwrap();
+        let ctx = AsyncContext::full(&rt).await.unwrap();
+        let source =
+            format!("(async () => {{ {body} \n}})().then(v => JSON.stringify(v === undefined ? null : v))");
+        let text = ctx
+            .async_with(async |ctx| {
+                let stels = Object::new(ctx.clone()).unwrap();
+                install_kv(&ctx, &stels, env).unwrap();
+                ctx.globals().set("Stels", stels).unwrap();
+                let promise: Promise = ctx.eval(source).catch(&ctx).unwrap();
+                promise
+                    .into_future::<String>()
+                    .await
+                    .catch(&ctx)
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
+        Ok(serde_json::from_str(&text).unwrap())
+    }
+
+    async fn run(env: &WorkerEnv, body: &str) -> Value {
+        match try_run(env, body).await {
+            Ok(value) => value,
+            Err(err) => panic!("script failed: {err}"),
+        }
+    }
+
+    /// `{name, message}` of what `expr` (an awaited expression) throws.
+    async fn error_of(env: &WorkerEnv, expr: &str) -> (String, String) {
+        let body = format!(
+            "try {{ await ({expr}); return null; }} catch (e) {{ return {{ name: e.name, message: e.message }}; }}"
+        );
+        let value = run(env, &body).await;
+        assert!(!value.is_null(), "{expr} did not throw");
+        (
+            value["name"].as_str().unwrap().to_string(),
+            value["message"].as_str().unwrap().to_string(),
+        )
+    }
+
+    fn is_versionstamp(value: &Value) -> bool {
+        value.as_str().is_some_and(|s| Versionstamp::parse(s).is_some())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn get_set_delete() {
+        let f = fixture();
+        let out = run(
+            &f.env,
+            r#"
+            const kv = Stels.net;
+            const absent = await kv.get(["a", 1, true]);
+            const set = await kv.set(["a", 1, true], { n: 1, s: "x", list: [1, 2] });
+            const got = await kv.get(["a", 1, true]);
+            const deleted = await kv.delete(["a", 1, true]);
+            const after = await kv.get(["a", 1, true]);
+            return { absent, set, got, deleted: deleted === undefined, after };
+            "#,
+        )
+        .await;
+        assert_eq!(
+            out["absent"],
+            json!({"key": ["a", 1, true], "value": null, "versionstamp": null})
+        );
+        assert_eq!(out["set"]["ok"], json!(true));
+        assert!(is_versionstamp(&out["set"]["versionstamp"]));
+        assert_eq!(out["got"]["key"], json!(["a", 1, true]));
+        assert_eq!(out["got"]["value"], json!({ "n": 1, "s": "x", "list": [1, 2] }));
+        assert_eq!(out["got"]["versionstamp"], out["set"]["versionstamp"]);
+        assert_eq!(out["deleted"], json!(true));
+        assert_eq!(out["after"]["value"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn numbers_round_trip_exactly() {
+        // Needs serde_json's `float_roundtrip`: its default parser is off by one ULP for
+        // about 8% of decimals like these.
+        let f = fixture();
+        let out = run(
+            &f.env,
+            r#"
+            const values = [0.1 + 0.2, 1.0715660391465826e-75, -1.81996730402717e-179, 2 ** 53 + 2, -0.5];
+            for (let i = 0; i < 3000; i++) values.push(i * 0.01 + 0.1);
+            await Stels.net.set(["n"], values);
+            const back = (await Stels.net.get(["n"])).value;
+            return back.filter((v, i) => v !== values[i]).length;
+            "#,
+        )
+        .await;
+        assert_eq!(out, json!(0));
+    }
+
+    #[tokio::test]
+    async fn list_prefix_limit_reverse() {
+        let f = fixture();
+        let out = run(
+            &f.env,
+            r#"
+            const kv = Stels.local;
+            for (const n of [3, 1, 2]) await kv.set(["t", "x", n], n * 10);
+            await kv.set(["t", "y"], "other");
+            await kv.set(["t"], "the prefix itself");
+            const keys = async (iter) => { const out = []; for await (const e of iter) out.push(e.key); return out; };
+            const all = await keys(kv.list({ prefix: ["t", "x"] }));
+            const limited = await keys(kv.list({ prefix: ["t", "x"] }, { limit: 2 }));
+            const reversed = await keys(kv.list({ prefix: ["t", "x"] }, { reverse: true, limit: 2 }));
+            const everything = await keys(kv.list({ prefix: [] }));
+            const iter = kv.list({ prefix: ["t", "x"] });
+            const first = await iter.next();
+            let broke = 0;
+            for await (const e of kv.list({ prefix: ["t"] })) { broke++; break; }
+            return { all, limited, reversed, everything, first, broke };
+            "#,
+        )
+        .await;
+        assert_eq!(out["all"], json!([["t", "x", 1], ["t", "x", 2], ["t", "x", 3]]));
+        assert_eq!(out["limited"], json!([["t", "x", 1], ["t", "x", 2]]));
+        assert_eq!(out["reversed"], json!([["t", "x", 3], ["t", "x", 2]]));
+        assert_eq!(
+            out["everything"],
+            json!([["t"], ["t", "x", 1], ["t", "x", 2], ["t", "x", 3], ["t", "y"]])
+        );
+        assert_eq!(out["first"]["done"], json!(false));
+        assert_eq!(out["first"]["value"]["value"], json!(10));
+        assert!(is_versionstamp(&out["first"]["value"]["versionstamp"]));
+        assert_eq!(out["broke"], json!(1));
+    }
+
+    #[tokio::test]
+    async fn atomic_checks() {
+        let f = fixture();
+        let out = run(
+            &f.env,
+            r#"
+            const kv = Stels.net;
+            const created = await kv.atomic().check({ key: ["c"], versionstamp: null }).set(["c"], 1).commit();
+            const again = await kv.atomic().check({ key: ["c"], versionstamp: null }).set(["c"], 2).commit();
+            const entry = await kv.get(["c"]);
+            const updated = await kv.atomic()
+              .check(entry, { key: ["d"], versionstamp: null })
+              .set(["c"], 3)
+              .set(["d"], 4, { expireIn: 60000 })
+              .commit();
+            const stale = await kv.atomic().check(entry).delete(["c"]).commit();
+            const c = await kv.get(["c"]);
+            const d = await kv.get(["d"]);
+            const removed = await kv.atomic().check(c).delete(["c"]).delete(["d"]).commit();
+            const gone = await kv.getMany([["c"], ["d"]]);
+            return { created, again, updated, stale, c, d, removed, gone };
+            "#,
+        )
+        .await;
+        assert_eq!(out["created"]["ok"], json!(true));
+        assert_eq!(out["again"], json!({ "ok": false }));
+        assert_eq!(out["updated"]["ok"], json!(true));
+        assert_eq!(out["stale"], json!({ "ok": false }));
+        assert_eq!(out["c"]["value"], json!(3));
+        assert_eq!(out["d"]["value"], json!(4));
+        assert_eq!(out["c"]["versionstamp"], out["updated"]["versionstamp"]);
+        assert_eq!(out["removed"]["ok"], json!(true));
+        assert_eq!(out["gone"][0]["value"], Value::Null);
+        assert_eq!(out["gone"][1]["value"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn expire_in() {
+        let f = fixture();
+        let out = run(
+            &f.env,
+            r#"
+            await Stels.net.set(["short"], 1, { expireIn: 50 });
+            await Stels.net.atomic().set(["short2"], 2, { expireIn: 50 }).commit();
+            await Stels.net.set(["long"], 3, { expireIn: 600000 });
+            return (await Stels.net.get(["short"])).value;
+            "#,
+        )
+        .await;
+        assert_eq!(out, json!(1));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let out = run(
+            &f.env,
+            r#"
+            const keys = [];
+            for await (const e of Stels.net.list({ prefix: [] })) keys.push(e.key);
+            return { short: (await Stels.net.get(["short"])).value, keys };
+            "#,
+        )
+        .await;
+        assert_eq!(out, json!({ "short": null, "keys": [["long"]] }));
+    }
+
+    #[tokio::test]
+    async fn key_and_value_validation() {
+        let f = fixture();
+        let e = &f.env;
+        let cases = [
+            ("Stels.net.get('a')", "Stels.net.get: key must be an array"),
+            (
+                "Stels.net.get(['a', {}])",
+                "Stels.net.get: key part 1 must be a string, number or boolean",
+            ),
+            (
+                "Stels.net.set(['a', NaN], 1)",
+                "Stels.net.set: key part 1 must be a finite number",
+            ),
+            (
+                "Stels.net.delete([undefined])",
+                "Stels.net.delete: key part 0 must be a string",
+            ),
+            (
+                "Stels.net.set(['a'], undefined)",
+                "Stels.net.set: value is not JSON-serialisable",
+            ),
+            (
+                "Stels.net.set(['a'], 1n)",
+                "Stels.net.set: value is not JSON-serialisable",
+            ),
+            (
+                "Stels.net.set(['a'], 1, { expireIn: -1 })",
+                "Stels.net.set: expireIn must be",
+            ),
+            (
+                "Stels.local.list({ prefix: 'x' })",
+                "Stels.local.list: prefix must be an array",
+            ),
+            (
+                "Stels.local.list({ start: ['a'] })",
+                "Stels.local.list: only {prefix}",
+            ),
+            (
+                "Stels.local.list({ prefix: [] }, { limit: 1.5 })",
+                "Stels.local.list: limit must be",
+            ),
+            (
+                "Stels.net.atomic().check({ key: ['a'], versionstamp: 'nope' }).commit()",
+                "Stels.net.atomic().check: versionstamp must be null or 20 hex digits",
+            ),
+            (
+                "Stels.net.atomic().check({ key: ['a'] }).commit()",
+                "Stels.net.atomic().check: versionstamp must be null",
+            ),
+            (
+                "Stels.net.set(['v'], 'x'.repeat(70000))",
+                "Stels.net.set: value exceeds 64 KiB",
+            ),
+            (
+                "Stels.net.atomic().set(['v'], 'x'.repeat(70000)).commit()",
+                "Stels.net.atomic().commit: value exceeds 64 KiB",
+            ),
+            (
+                "Stels.net.get(['k'.repeat(3000)])",
+                "Stels.net.get: key exceeds 2044 bytes",
+            ),
+            (
+                "Stels.net.set(['k'.repeat(3000)], 1)",
+                "Stels.net.set: key exceeds 2044 bytes",
+            ),
+        ];
+        for (expr, message) in cases {
+            let (name, got) = error_of(e, expr).await;
+            assert_eq!(name, "TypeError", "{expr}: {got}");
+            assert!(got.starts_with(message), "{expr}: {got}");
+        }
+        // Nothing was written by the failed calls.
+        assert!(
+            f.net
+                .list(&Key::default(), ListOptions::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_are_namespaced() {
+        let f = fixture();
+        let node_key = Key::of(&["ami", "worker", "w1"]);
+        f.net
+            .commit(AtomicWrite::new().set(node_key.clone(), json!({ "node": true })))
+            .await
+            .unwrap();
+        let out = run(
+            &f.env,
+            r#"
+            const before = await Stels.net.get(["ami", "worker", "w1"]);
+            const listed = [];
+            for await (const e of Stels.net.list({ prefix: [] })) listed.push(e.key);
+            await Stels.net.set(["ami", "worker", "w1"], "script");
+            await Stels.local.set(["only", "local"], 1);
+            await Stels.net.delete(["ami", "worker", "w1"]);
+            await Stels.net.set(["mine"], 2);
+            return { before: before.value, listed, localInNet: (await Stels.net.get(["only", "local"])).value };
+            "#,
+        )
+        .await;
+        assert_eq!(out, json!({ "before": null, "listed": [], "localInNet": null }));
+        let own = f.net.get(&node_key).await.unwrap().unwrap();
+        assert_eq!(own.value, json!({ "node": true }));
+        let all = f.net.list(&Key::default(), ListOptions::default()).await.unwrap();
+        let keys: Vec<Value> = all.iter().map(|e| e.key.to_json()).collect();
+        assert_eq!(keys, vec![json!(["ami", "worker", "w1"]), json!(["kv", "mine"])]);
+        let local = f
+            .local
+            .list(&Key::default(), ListOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(local.len(), 1);
+        assert_eq!(local[0].key.to_json(), json!(["kv", "only", "local"]));
+    }
+
+    #[tokio::test]
+    async fn webfix_methods() {
+        let f = fixture();
+        let out = run(
+            &f.env,
+            r#"
+            const channel = ["market", "ticker", "BTC"];
+            const base = { brain: Stels.local, channel, module: "ticker", timestamp: 1000 };
+            const set = await Stels.webfix({ ...base, method: "set", raw: { price: 1 } });
+            const got = await Stels.webfix({ ...base, method: "get" });
+            const updated = await Stels.webfix({ ...base, method: "update", raw: { price: 2 }, versionstamp: got.versionstamp });
+            const stale = await Stels.webfix({ ...base, method: "update", raw: { price: 3 }, versionstamp: got.versionstamp });
+            const afterUpdate = await Stels.webfix({ ...base, method: "get" });
+            const deleted = await Stels.webfix({ ...base, method: "delete" });
+            const created = await Stels.webfix({ ...base, method: "update", raw: 4, versionstamp: null });
+            const gone = await Stels.net.get(channel);
+            return { set, got, updated, stale, afterUpdate, deleted, created, gone: gone.value };
+            "#,
+        )
+        .await;
+        let record = json!({ "channel": ["market", "ticker", "BTC"], "module": "ticker", "raw": { "price": 1 }, "timestamp": 1000 });
+        assert_eq!(out["set"]["ok"], json!(true));
+        assert_eq!(out["set"]["key"], json!(["market", "ticker", "BTC"]));
+        assert_eq!(out["set"]["value"], record);
+        assert_eq!(out["got"]["value"], record);
+        assert_eq!(out["got"]["versionstamp"], out["set"]["versionstamp"]);
+        assert_eq!(out["updated"]["ok"], json!(true));
+        assert_eq!(out["updated"]["value"]["raw"], json!({ "price": 2 }));
+        assert_eq!(out["stale"], json!({ "ok": false }));
+        assert_eq!(out["afterUpdate"]["value"]["raw"], json!({ "price": 2 }));
+        assert_eq!(out["afterUpdate"]["versionstamp"], out["updated"]["versionstamp"]);
+        assert_eq!(out["deleted"]["ok"], json!(true));
+        assert_eq!(out["created"]["ok"], json!(true));
+        assert_eq!(out["gone"], Value::Null, "local writes must not show in net");
+        let stored = f
+            .local
+            .get(&Key::of(&["kv", "market", "ticker", "BTC"]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.value["raw"], json!(4));
+    }
+
+    #[tokio::test]
+    async fn webfix_expiry_and_errors() {
+        let f = fixture();
+        run(
+            &f.env,
+            "await Stels.webfix({ brain: Stels.net, method: 'set', channel: ['e'], module: 'm', raw: 1, timestamp: 1, expireIn: 30 });",
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let out = run(
+            &f.env,
+            "return (await Stels.webfix({ brain: Stels.net, method: 'get', channel: ['e'] })).value;",
+        )
+        .await;
+        assert_eq!(out, Value::Null);
+        let cases = [
+            (
+                "Stels.webfix({ brain: Stels.net, method: 'put', channel: ['x'] })",
+                "Stels.webfix: unknown method put",
+            ),
+            (
+                "Stels.webfix({ brain: {}, method: 'get', channel: ['x'] })",
+                "Stels.webfix: brain must be",
+            ),
+            (
+                "Stels.webfix({ brain: Stels.net, method: 'get', channel: 'x' })",
+                "Stels.webfix: channel must be an array",
+            ),
+            (
+                "Stels.webfix({ brain: Stels.net, method: 'update', channel: ['x'], raw: 1 })",
+                "Stels.webfix: update needs a versionstamp",
+            ),
+        ];
+        for (expr, message) in cases {
+            let (name, got) = error_of(&f.env, expr).await;
+            assert_eq!(name, "TypeError", "{expr}: {got}");
+            assert!(got.starts_with(message), "{expr}: {got}");
+        }
+    }
+
+    /// A store whose every call fails.
+    struct BrokenStore;
+
+    #[async_trait]
+    impl Store for BrokenStore {
+        async fn get(&self, _key: &Key) -> StoreResult<Option<Entry>> {
+            Err(StoreError::Backend("disk on fire".into()))
+        }
+        async fn list(&self, _prefix: &Key, _options: ListOptions) -> StoreResult<Vec<Entry>> {
+            Err(StoreError::Backend("disk on fire".into()))
+        }
+        async fn commit(&self, _write: AtomicWrite) -> StoreResult<CommitOutcome> {
+            Err(StoreError::Corrupt("bad bytes".into()))
+        }
+        fn watch(&self, _prefix: &Key) -> WatchStream {
+            Box::pin(futures_util::stream::empty())
+        }
+        async fn flush(&self) -> StoreResult<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn store_failures_reject_with_error() {
+        let e = env(Arc::new(BrokenStore), Arc::new(BrokenStore));
+        let cases = [
+            (
+                "Stels.net.get(['a'])",
+                "Stels.net.get: storage backend failed: disk on fire",
+            ),
+            (
+                "Stels.local.set(['a'], 1)",
+                "Stels.local.set: stored data is corrupt: bad bytes",
+            ),
+            (
+                "Stels.net.list({ prefix: [] }).next()",
+                "Stels.net.list: storage backend failed: disk on fire",
+            ),
+        ];
+        for (expr, message) in cases {
+            assert_eq!(
+                error_of(&e, expr).await,
+                ("Error".to_string(), message.to_string())
+            );
+        }
+        let uncaught = try_run(&e, "await Stels.net.get(['a']);").await.unwrap_err();
+        assert!(uncaught.contains("disk on fire"), "{uncaught}");
+    }
+}

@@ -1,0 +1,613 @@
+//! The supervisor: turns the worker records in the store into runs on this node.
+//!
+//! One tokio task owns all state and reacts to three kinds of events, one at a time:
+//! changes under `["ami","worker"]` (the store watch — the API never starts workers directly),
+//! changes of this node's leader leases, and runs that ended by themselves. For each worker it
+//! compares the run this node *should* have ([`RunSpec`], from the record, the placement rules
+//! and the lease) with the run it has, and starts, stops or replaces runs to match (W-UPD-6,
+//! W-RUN-7). The runs themselves execute on the JS pool ([`run_worker`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_task::Task;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{
+    FetchPolicy, IsolateLimits, LogLevel, LogSink, RunErrorCause, ScriptConfig, ScriptEngine, ScriptIsolate,
+    WorkerEnv,
+};
+use super::errors::{AfterError, ErrorTracker, classify};
+use super::logs::LogBook;
+use super::pool::JsPool;
+use super::stats::{StatsBoard, script_hash};
+use crate::cluster::leader::{LeaseChange, LeaseTiming, hold_lease};
+use crate::cluster::placement::{Placement, place_worker};
+use crate::config::{NodeConfig, RuntimeConfig};
+use crate::store::{Entry, ListOptions, Store, WatchEvent};
+use crate::workers::model::{now_ms, workers_prefix};
+use crate::workers::{Priority, RunMode, WorkerData, WorkerScript};
+
+/// The pause between two runs of a `loop` worker, by priority (W-RUN-2).
+pub fn loop_gap(priority: Priority) -> Duration {
+    match priority {
+        Priority::Critical => Duration::from_millis(1),
+        Priority::High => Duration::from_millis(10),
+        Priority::Normal => Duration::from_millis(100),
+        Priority::Low => Duration::from_secs(1),
+    }
+}
+
+/// What a run is made of: a different spec means a different run.
+#[derive(Clone, Debug, PartialEq)]
+struct RunSpec {
+    script: String,
+    priority: Priority,
+    mode: RunMode,
+    /// The lease epoch for leader-mode runs.
+    lease_epoch: Option<u64>,
+    record: WorkerScript,
+}
+
+impl RunSpec {
+    fn same_run(&self, other: &RunSpec) -> bool {
+        self.script == other.script
+            && self.priority == other.priority
+            && self.mode == other.mode
+            && self.lease_epoch == other.lease_epoch
+            && self.record.execution_mode == other.record.execution_mode
+    }
+}
+
+/// How a run ended by itself.
+#[derive(Clone, Debug, PartialEq)]
+enum RunEnd {
+    /// Asked to stop.
+    Stopped,
+    /// A `single` script returned.
+    Finished,
+    /// Stopped by the error rules (W-RUN-4), with the reason.
+    Halted(String),
+}
+
+enum Event {
+    Watch(WatchEvent),
+    Lease(LeaseChange),
+    Ended {
+        sid: String,
+        generation: u64,
+        end: RunEnd,
+    },
+}
+
+/// A running [`hold_lease`] task. Dropped without [`LeaseTask::release`] (a killed node), it is
+/// aborted and leaves its lease to expire, as a crash would.
+struct LeaseTask {
+    cancel: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LeaseTask {
+    /// Asks the task to release the lease and end; returns it to await.
+    fn release(mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.cancel.cancel();
+        self.task.take()
+    }
+}
+
+impl Drop for LeaseTask {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+struct Running {
+    spec: RunSpec,
+    generation: u64,
+    stop: CancellationToken,
+    task: Task<()>,
+}
+
+/// What this node knows and does about one worker.
+#[derive(Default)]
+struct Tracked {
+    record: Option<WorkerScript>,
+    /// The lease task of a leader-mode worker, while it is active.
+    lease: Option<LeaseTask>,
+    /// This node's epoch while it holds the worker's lease.
+    lease_epoch: Option<u64>,
+    running: Option<Running>,
+    /// A run that ended by itself, and whether it was halted by the error rules: it is not
+    /// started again for the same spec (single) or the same script (halted).
+    settled: Option<(RunSpec, bool)>,
+}
+
+/// What every run on this node shares.
+pub struct RuntimeShared {
+    pub config: NodeConfig,
+    pub store: Arc<dyn Store>,
+    pub local: Arc<dyn Store>,
+    pub pool: JsPool,
+    pub engine: Arc<dyn ScriptEngine>,
+    pub stats: Arc<StatsBoard>,
+    pub logs: Arc<LogBook>,
+    /// Runs in progress on this node (`Stels.config.workers`).
+    pub running: Arc<AtomicUsize>,
+}
+
+/// The supervisor's handle: stop it to stop every run.
+pub struct Supervisor {
+    shared: Arc<RuntimeShared>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Supervisor {
+    /// Starts supervising; runs start for the active workers already in the store.
+    pub fn start(shared: Arc<RuntimeShared>) -> Supervisor {
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(supervise(shared.clone(), cancel.clone()));
+        Supervisor { shared, cancel, task }
+    }
+
+    /// Stops abruptly, as a crash would: runs are dropped, leases are neither renewed nor
+    /// released (other nodes take over when they expire).
+    pub fn kill(self) {
+        self.task.abort();
+        let shared = self.shared;
+        // Joining the pool blocks: not on an async thread.
+        std::thread::spawn(move || shared.pool.shutdown());
+    }
+
+    /// Stops every run (each gets its grace period), releases leases, stops the pool.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+        let pool_shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || pool_shared.pool.shutdown()).await;
+    }
+}
+
+struct State {
+    shared: Arc<RuntimeShared>,
+    workers: HashMap<String, Tracked>,
+    events: mpsc::UnboundedSender<Event>,
+    lease_changes: mpsc::UnboundedSender<LeaseChange>,
+    next_generation: u64,
+}
+
+async fn supervise(shared: Arc<RuntimeShared>, cancel: CancellationToken) {
+    let (events, mut inbox) = mpsc::unbounded_channel();
+    let (lease_changes, mut lease_inbox) = mpsc::unbounded_channel();
+    // Watch first, then list: no change can fall between the two.
+    let mut watch = shared.store.watch(&workers_prefix());
+    let mut state = State {
+        shared: shared.clone(),
+        workers: HashMap::new(),
+        events,
+        lease_changes,
+        next_generation: 0,
+    };
+    state.resync().await;
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(change) = watch.next() => Event::Watch(change),
+            Some(change) = lease_inbox.recv() => Event::Lease(change),
+            Some(event) = inbox.recv() => event,
+        };
+        match event {
+            Event::Watch(WatchEvent::Put(entry)) => state.apply_entry(&entry),
+            Event::Watch(WatchEvent::Delete { key, .. }) => {
+                if let Some(sid) = key.last_str() {
+                    state.set_record(sid, None);
+                }
+            }
+            Event::Watch(WatchEvent::Resync) => state.resync().await,
+            Event::Lease(LeaseChange { sid, epoch }) => {
+                if let Some(tracked) = state.workers.get_mut(&sid) {
+                    tracked.lease_epoch = epoch;
+                    state.reconcile(&sid);
+                }
+            }
+            Event::Ended { sid, generation, end } => state.run_ended(&sid, generation, end),
+        }
+    }
+    state.stop_all().await;
+}
+
+impl State {
+    async fn resync(&mut self) {
+        match self
+            .shared
+            .store
+            .list(&workers_prefix(), ListOptions::default())
+            .await
+        {
+            Ok(entries) => {
+                let present: std::collections::HashSet<String> = entries
+                    .iter()
+                    .filter_map(|e| e.key.last_str().map(str::to_string))
+                    .collect();
+                for entry in &entries {
+                    self.apply_entry(entry);
+                }
+                let gone: Vec<String> = self
+                    .workers
+                    .keys()
+                    .filter(|sid| !present.contains(*sid))
+                    .cloned()
+                    .collect();
+                for sid in gone {
+                    self.set_record(&sid, None);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list workers; runs unchanged until the next change")
+            }
+        }
+    }
+
+    fn apply_entry(&mut self, entry: &Entry) {
+        let Some(sid) = entry.key.last_str() else { return };
+        match WorkerData::from_entry(entry) {
+            Some(data) if data.raw.sid == sid => self.set_record(sid, Some(data.raw)),
+            _ => tracing::warn!(%sid, "ignoring a worker record that does not parse"),
+        }
+    }
+
+    fn set_record(&mut self, sid: &str, record: Option<WorkerScript>) {
+        let tracked = self.workers.entry(sid.to_string()).or_default();
+        // Re-activation clears a settled run, so it can start again (W-RUN-4).
+        if record.as_ref().is_none_or(|r| !r.active) {
+            tracked.settled = None;
+        }
+        tracked.record = record;
+        self.reconcile(sid);
+        if let Some(tracked) = self.workers.get(sid)
+            && tracked.record.is_none()
+            && tracked.running.is_none()
+            && tracked.lease.is_none()
+        {
+            self.workers.remove(sid);
+        }
+    }
+
+    /// The run this node should have for `sid`, and the lease task it should keep.
+    fn reconcile(&mut self, sid: &str) {
+        let nid = self.shared.config.nid.clone();
+        let Some(tracked) = self.workers.get_mut(sid) else {
+            return;
+        };
+        let placement = tracked
+            .record
+            .as_ref()
+            .map_or(Placement::Elsewhere, |r| place_worker(r, &nid));
+
+        // Leases: compete while the worker is active in leader mode, release otherwise.
+        if placement == Placement::RunWhileLeader {
+            if tracked.lease.is_none() {
+                let cancel = CancellationToken::new();
+                let rt = &self.shared.config.runtime;
+                let timing = LeaseTiming {
+                    duration: rt.lease_duration,
+                    renew_interval: rt.lease_renew_interval,
+                    stop_grace: rt.stop_grace,
+                };
+                let task = tokio::spawn(hold_lease(
+                    self.shared.store.clone(),
+                    nid.clone(),
+                    sid.to_string(),
+                    timing,
+                    self.lease_changes.clone(),
+                    cancel.clone(),
+                ));
+                tracked.lease = Some(LeaseTask {
+                    cancel,
+                    task: Some(task),
+                });
+            }
+        } else if let Some(lease) = tracked.lease.take() {
+            // The task releases the lease and ends by itself.
+            drop(lease.release());
+            tracked.lease_epoch = None;
+        }
+
+        let desired = match (&tracked.record, placement) {
+            (Some(record), Placement::Run) => Some(spec_of(record, None)),
+            (Some(record), Placement::RunWhileLeader) => {
+                tracked.lease_epoch.map(|e| spec_of(record, Some(e)))
+            }
+            _ => None,
+        };
+        let desired = desired.filter(|d| match &tracked.settled {
+            Some((settled, true)) => settled.script != d.script,
+            Some((settled, false)) => !settled.same_run(d),
+            None => true,
+        });
+        match (&tracked.running, &desired) {
+            (Some(running), Some(desired)) if running.spec.same_run(desired) => {}
+            (None, None) => {}
+            _ => {
+                let previous = tracked.running.take().map(|running| {
+                    running.stop.cancel();
+                    running.task
+                });
+                match desired {
+                    Some(spec) => {
+                        self.next_generation += 1;
+                        let generation = self.next_generation;
+                        let stop = CancellationToken::new();
+                        let run = run_worker(
+                            self.shared.clone(),
+                            sid.to_string(),
+                            spec.clone(),
+                            stop.clone(),
+                            previous,
+                            generation,
+                            self.events.clone(),
+                        );
+                        let task = self.shared.pool.spawn(spec.priority, run);
+                        tracked.running = Some(Running {
+                            spec,
+                            generation,
+                            stop,
+                            task,
+                        });
+                    }
+                    None => {
+                        if let Some(task) = previous {
+                            task.detach();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_ended(&mut self, sid: &str, generation: u64, end: RunEnd) {
+        let Some(tracked) = self.workers.get_mut(sid) else {
+            return;
+        };
+        if tracked
+            .running
+            .as_ref()
+            .is_none_or(|r| r.generation != generation)
+        {
+            return;
+        }
+        if let Some(running) = tracked.running.take() {
+            running.task.detach();
+            match end {
+                RunEnd::Finished => tracked.settled = Some((running.spec, false)),
+                RunEnd::Halted(_) => tracked.settled = Some((running.spec, true)),
+                RunEnd::Stopped => {}
+            }
+        }
+        self.reconcile(sid);
+    }
+
+    async fn stop_all(&mut self) {
+        let mut tasks = Vec::new();
+        let mut leases = Vec::new();
+        for tracked in self.workers.values_mut() {
+            if let Some(lease) = tracked.lease.take() {
+                leases.push(lease);
+            }
+            if let Some(running) = tracked.running.take() {
+                running.stop.cancel();
+                tasks.push(running.task);
+            }
+        }
+        let grace = self.shared.config.runtime.stop_grace + Duration::from_secs(1);
+        let all = futures_util::future::join_all(tasks.into_iter().map(|t| t.fallible()));
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("some workers did not stop within their grace period");
+        }
+        // Runs have ended: now the leases can go, so another node may take over at once.
+        let released = futures_util::future::join_all(leases.into_iter().filter_map(LeaseTask::release));
+        if tokio::time::timeout(Duration::from_secs(5), released)
+            .await
+            .is_err()
+        {
+            tracing::warn!("some leader leases were not released; they will expire");
+        }
+    }
+}
+
+fn spec_of(record: &WorkerScript, lease_epoch: Option<u64>) -> RunSpec {
+    RunSpec {
+        script: record.script.clone(),
+        priority: record.priority,
+        mode: record.mode,
+        lease_epoch,
+        record: record.clone(),
+    }
+}
+
+fn env_for(shared: &RuntimeShared, sid: &str, spec: &RunSpec, log: Arc<dyn LogSink>) -> WorkerEnv {
+    let config = &shared.config;
+    let rt: &RuntimeConfig = &config.runtime;
+    WorkerEnv {
+        config: ScriptConfig {
+            nid: config.nid.clone(),
+            network: config.network.clone(),
+            title: format!("Heterogen {}", config.nid),
+            tick: 1,
+            sid: sid.to_string(),
+            execution_mode: spec.record.execution_mode,
+            priority: spec.priority,
+            mode: spec.mode,
+            version: spec.record.version.clone(),
+            lease_epoch: spec.lease_epoch,
+        },
+        running_workers: shared.running.clone(),
+        net: shared.store.clone(),
+        local: shared.local.clone(),
+        log,
+        fetch: FetchPolicy {
+            allowed_hosts: rt.fetch_allowed_hosts.clone(),
+            timeout: rt.fetch_timeout,
+            max_body_bytes: 16 * 1024 * 1024,
+        },
+    }
+}
+
+/// Waits `duration` unless `stop` comes first; `false` when stopped.
+async fn pause(duration: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(duration) => true,
+    }
+}
+
+/// One run of a worker on this node: repeats the script per its mode, applies the error rules,
+/// and keeps the statistics. Polled on the JS pool.
+async fn run_worker(
+    shared: Arc<RuntimeShared>,
+    sid: String,
+    spec: RunSpec,
+    stop: CancellationToken,
+    previous: Option<Task<()>>,
+    generation: u64,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    // A reload starts only after the old run has ended (W-UPD-6).
+    if let Some(previous) = previous {
+        let _ = previous.fallible().await;
+    }
+    let end = if stop.is_cancelled() {
+        RunEnd::Stopped
+    } else {
+        run_loop(&shared, &sid, &spec, &stop).await
+    };
+    let _ = events.send(Event::Ended { sid, generation, end });
+}
+
+async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &CancellationToken) -> RunEnd {
+    let rt = &shared.config.runtime;
+    let log = shared.logs.sink(sid);
+    let hash = script_hash(&spec.script);
+    shared.running.fetch_add(1, Ordering::AcqRel);
+    shared.stats.update(sid, |w| {
+        w.started = now_ms();
+        w.is_running = true;
+        w.script_hash = hash.clone();
+        w.consecutive_errors = 0;
+    });
+    log.log(
+        LogLevel::Info,
+        &format!(
+            "Worker started on {} (script {hash}, {} mode)",
+            shared.config.nid,
+            spec.mode.as_str()
+        ),
+    );
+    let limits = IsolateLimits {
+        memory_bytes: rt.memory_limit_bytes,
+        cpu_slice: rt.cpu_limit,
+    };
+    let mut isolate: Option<Box<dyn ScriptIsolate>> = None;
+    let mut tracker = ErrorTracker::default();
+    let end = loop {
+        if stop.is_cancelled() {
+            break RunEnd::Stopped;
+        }
+        let result = match &mut isolate {
+            Some(isolate) => isolate.run(stop, rt.stop_grace).await,
+            None => match shared
+                .engine
+                .create(&spec.script, env_for(shared, sid, spec, log.clone()), limits)
+                .await
+            {
+                Ok(created) => isolate.insert(created).run(stop, rt.stop_grace).await,
+                Err(e) => Err(e),
+            },
+        };
+        let finished_at = now_ms();
+        match result {
+            Ok(()) => {
+                tracker.on_success();
+                shared.stats.update(sid, |w| {
+                    w.executions += 1;
+                    w.consecutive_errors = 0;
+                    w.last_run = Some(finished_at);
+                });
+                if spec.mode == RunMode::Single {
+                    log.log(LogLevel::Info, "Worker finished (single mode)");
+                    break RunEnd::Finished;
+                }
+                if !pause(loop_gap(spec.priority), stop).await {
+                    break RunEnd::Stopped;
+                }
+            }
+            Err(error) if stop.is_cancelled() => {
+                // The stop interrupted it: not the script's fault.
+                tracing::debug!(%sid, %error, "run ended by a stop");
+                break RunEnd::Stopped;
+            }
+            Err(error) => {
+                if error.cause == RunErrorCause::MemoryLimit {
+                    isolate = None;
+                }
+                let kind = classify(&error);
+                // The limits speak for themselves (W-RUN-6 names them exactly).
+                let text = match error.cause {
+                    RunErrorCause::CpuTimeLimit | RunErrorCause::MemoryLimit => error.message.clone(),
+                    _ => error.to_string(),
+                };
+                shared.stats.update(sid, |w| {
+                    w.executions += 1;
+                    w.errors += 1;
+                    match kind {
+                        super::stats::ErrorKind::Network => w.network_errors += 1,
+                        super::stats::ErrorKind::Critical => w.critical_errors += 1,
+                    }
+                    w.consecutive_errors += 1;
+                    w.last_error = Some(text.clone());
+                    w.last_error_type = Some(kind);
+                    w.last_run = Some(finished_at);
+                });
+                log.log(LogLevel::Error, &format!("{} error: {text}", kind.as_str()));
+                match tracker.on_error(kind, &rt.errors) {
+                    AfterError::Retry(wait) => {
+                        if !pause(wait, stop).await {
+                            break RunEnd::Stopped;
+                        }
+                    }
+                    AfterError::Pause(wait) => {
+                        log.log(
+                            LogLevel::Warn,
+                            &format!(
+                                "{} network errors in a row: pausing for {} s",
+                                rt.errors.network_pause_after,
+                                wait.as_secs()
+                            ),
+                        );
+                        if !pause(wait, stop).await {
+                            break RunEnd::Stopped;
+                        }
+                    }
+                    AfterError::Stop(reason) => {
+                        let message = format!("Worker stopped on this node after {reason} (last: {text})");
+                        log.log(LogLevel::Error, &message);
+                        tracing::warn!(%sid, %message, "worker auto-stopped");
+                        break RunEnd::Halted(message);
+                    }
+                }
+            }
+        }
+    };
+    shared.running.fetch_sub(1, Ordering::AcqRel);
+    shared.stats.update(sid, |w| w.is_running = false);
+    if end == RunEnd::Stopped {
+        log.log(LogLevel::Info, "Worker stopped");
+    }
+    end
+}
