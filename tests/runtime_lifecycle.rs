@@ -204,3 +204,39 @@ async fn workers_active_when_a_node_starts_are_run() {
     .await;
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_run_that_ignores_the_stop_is_interrupted_after_the_grace_period() {
+    let node = TestNode::start_with(|c| {
+        quick_runtime(c);
+        c.runtime.stop_grace = Duration::from_millis(500);
+        // After a stop every yield point returns at once, so an ignoring script spins: keep
+        // the CPU limit out of the way to see the grace period act.
+        c.runtime.cpu_limit = Duration::from_secs(5);
+    })
+    .await;
+    // Never looks at shouldStop(); yields often, so only the grace period can end it.
+    let stubborn = "logger.info('stubborn');\nwhile (true) { const t = Date.now(); while (Date.now() - t < 5) {} await null; }";
+    let entry = node
+        .start_worker(json!({"scriptContent": stubborn, "mode": "single"}))
+        .await;
+    let sid = sid(&entry);
+    node.wait_for_log(&sid, "stubborn").await;
+    let asked = Instant::now();
+    node.set_active(&entry, false).await;
+    eventually(10, "the run to be interrupted", || async {
+        node.worker_stats(&sid).await.filter(|w| w["isRunning"] == false)
+    })
+    .await;
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_millis(450),
+        "interrupted before its grace period: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "not interrupted after its grace period: {took:?}"
+    );
+    let stats = node.worker_stats(&sid).await.unwrap();
+    assert_eq!(stats["errors"], 0, "a stop is not the script's error");
+}
