@@ -65,7 +65,7 @@ async fn spawn_node(dir: &Path) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_heterogen"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
-        .args(["--fsync", "false", "--max-connections", MAX_CONNECTIONS])
+        .args(["--open", "--fsync", "false", "--max-connections", MAX_CONNECTIONS])
         .args(["--ws-ping-interval-ms", PING_INTERVAL_MS])
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())

@@ -39,6 +39,14 @@ pub struct NodeConfig {
     pub ws_max_in_flight: usize,
     /// How workers run on this node.
     pub runtime: RuntimeConfig,
+    /// Name of the node shown to clients (`info.title`, `Stels.config.title`).
+    pub title: String,
+    /// A session unused this long expires (W-AUTH-4).
+    pub session_idle: Duration,
+    /// A login transaction older (or further in the future) than this is refused (W-AUTH-5).
+    pub login_window: Duration,
+    /// Failed logins allowed per source address per minute; past it, 429.
+    pub login_max_failures: usize,
 }
 
 /// Settings of the worker runtime (W-RUN-2..7, W-LE-1). Tests shrink the times.
@@ -135,7 +143,16 @@ impl NodeConfig {
             ws_outbound_queue: 256,
             ws_max_in_flight: 64,
             runtime: RuntimeConfig::default(),
+            title: "heterogen".into(),
+            session_idle: Duration::from_secs(24 * 3600),
+            login_window: Duration::from_secs(300),
+            login_max_failures: crate::auth::throttle::MAX_FAILURES,
         }
+    }
+
+    /// Whether `address` has the Owner role (W-AUTH-3).
+    pub fn is_owner(&self, address: &str) -> bool {
+        self.owners.iter().any(|o| o == address)
     }
 
     /// The URL clients use for HTTP calls.
@@ -202,6 +219,18 @@ pub struct ServeArgs {
     /// WebSocket ping interval in milliseconds [default: 30000].
     #[arg(long, env = "HETEROGEN_WS_PING_INTERVAL_MS", value_name = "MS")]
     pub ws_ping_interval_ms: Option<u64>,
+    /// Name of the node shown to clients [default: heterogen].
+    #[arg(long, env = "HETEROGEN_TITLE", value_name = "TEXT")]
+    pub title: Option<String>,
+    /// A session unused this long expires, in seconds [default: 86400].
+    #[arg(long, env = "HETEROGEN_SESSION_IDLE_SECS", value_name = "SECS")]
+    pub session_idle_secs: Option<u64>,
+    /// Age limit of a login transaction's timestamp, in seconds [default: 300].
+    #[arg(long, env = "HETEROGEN_LOGIN_WINDOW_SECS", value_name = "SECS")]
+    pub login_window_secs: Option<u64>,
+    /// Failed logins allowed per source address per minute [default: 10].
+    #[arg(long, env = "HETEROGEN_LOGIN_MAX_FAILURES", value_name = "N")]
+    pub login_max_failures: Option<usize>,
     /// Threads that run JavaScript [default: number of cores].
     #[arg(long, env = "HETEROGEN_JS_THREADS", value_name = "N")]
     pub js_threads: Option<usize>,
@@ -277,6 +306,13 @@ struct FileConfig {
     max_request_bytes: Option<usize>,
     #[serde(alias = "ws_ping_interval_ms")]
     ws_ping_interval_ms: Option<u64>,
+    title: Option<String>,
+    #[serde(alias = "session_idle_secs")]
+    session_idle_secs: Option<u64>,
+    #[serde(alias = "login_window_secs")]
+    login_window_secs: Option<u64>,
+    #[serde(alias = "login_max_failures")]
+    login_max_failures: Option<usize>,
     #[serde(alias = "js_threads")]
     js_threads: Option<usize>,
     #[serde(alias = "worker_memory_mb")]
@@ -379,6 +415,18 @@ impl ServeArgs {
         if let Some(ms) = self.ws_ping_interval_ms.or(file.ws_ping_interval_ms) {
             config.ws_ping_interval = Duration::from_millis(ms);
         }
+        if let Some(title) = self.title.clone().or(file.title) {
+            config.title = title;
+        }
+        if let Some(secs) = self.session_idle_secs.or(file.session_idle_secs) {
+            config.session_idle = Duration::from_secs(secs);
+        }
+        if let Some(secs) = self.login_window_secs.or(file.login_window_secs) {
+            config.login_window = Duration::from_secs(secs);
+        }
+        if let Some(n) = self.login_max_failures.or(file.login_max_failures) {
+            config.login_max_failures = n;
+        }
         let rt = &mut config.runtime;
         let ms = Duration::from_millis;
         if let Some(n) = self.js_threads.or(file.js_threads) {
@@ -465,6 +513,28 @@ impl NodeConfig {
         if self.ws_ping_interval < Duration::from_millis(10) {
             return Err(invalid("ws-ping-interval-ms", "must be at least 10"));
         }
+        if self.title.trim().is_empty() || self.title.len() > 200 {
+            return Err(invalid("title", "must be 1-200 characters"));
+        }
+        if self.session_idle < Duration::from_secs(1) {
+            return Err(invalid("session-idle-secs", "must be at least 1"));
+        }
+        if self.login_window < Duration::from_secs(1) {
+            return Err(invalid("login-window-secs", "must be at least 1"));
+        }
+        if self.login_max_failures == 0 {
+            return Err(invalid("login-max-failures", "must be at least 1"));
+        }
+        if let Some(bad) = self
+            .owners
+            .iter()
+            .find(|o| !crate::auth::gliesereum::validate_address(o))
+        {
+            return Err(invalid(
+                "owners",
+                format!("{bad:?} is not a Gliesereum wallet address"),
+            ));
+        }
         let rt = &self.runtime;
         if rt.js_threads == 0 || rt.js_threads > 256 {
             return Err(invalid("js-threads", "must be between 1 and 256"));
@@ -533,7 +603,7 @@ mod tests {
         let path = dir.path().join("node.toml");
         std::fs::write(
             &path,
-            "nid = \"s-0007\"\nlisten = \"127.0.0.1:9000\"\nowners = [\"gA\"]\nfsync = false\n",
+            "nid = \"s-0007\"\nlisten = \"127.0.0.1:9000\"\nowners = [\"gq8vij8cqueDyuGypUF7hbo9hyLqdy9jKz\"]\nfsync = false\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -544,7 +614,10 @@ mod tests {
         let config = args.resolve().unwrap();
         assert_eq!(config.nid, "s-0009");
         assert_eq!(config.listen.port(), 9000);
-        assert_eq!(config.owners, vec!["gA".to_string()]);
+        assert_eq!(
+            config.owners,
+            vec!["gq8vij8cqueDyuGypUF7hbo9hyLqdy9jKz".to_string()]
+        );
         assert!(!config.fsync);
     }
 

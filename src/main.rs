@@ -20,7 +20,25 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Gliesereum wallets: the keys that log in to nodes.
+    #[command(subcommand)]
+    Wallet(WalletCommand),
+}
+
+#[derive(Subcommand)]
+enum WalletCommand {
+    /// Creates a wallet and writes its key file (mode 0600); prints the address.
+    New {
+        /// Where to write the key file; an existing file is never overwritten.
+        #[arg(long, default_value = "heterogen-wallet.json")]
+        out: std::path::PathBuf,
+    },
+    /// Prints the address, public key and card number of a key file.
+    Show {
+        /// The key file written by `wallet new`.
+        keyfile: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -30,7 +48,42 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
+        Command::Wallet(WalletCommand::New { out }) => wallet_new(&out),
+        Command::Wallet(WalletCommand::Show { keyfile }) => wallet_show(&keyfile),
+    }
+}
+
+fn wallet_new(out: &std::path::Path) -> ExitCode {
+    let wallet = heterogen::auth::gliesereum::Wallet::generate();
+    match heterogen::auth::keyfile::write_new(out, &wallet) {
+        Ok(()) => {
+            println!("{}", wallet.address());
+            eprintln!(
+                "heterogen: wallet key written to {} (keep it private)",
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("heterogen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn wallet_show(keyfile: &std::path::Path) -> ExitCode {
+    match heterogen::auth::keyfile::read(keyfile) {
+        Ok(wallet) => {
+            println!("address: {}", wallet.address());
+            println!("public key: {}", wallet.public_compressed_hex());
+            println!("number: {}", wallet.number());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("heterogen: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

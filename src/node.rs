@@ -35,6 +35,10 @@ pub struct NodeState {
     pub logs: Arc<LogBook>,
     /// This node's own KV (`Stels.local`), never replicated.
     pub local_store: Arc<dyn Store>,
+    /// Sessions handed out by `connectionNode`.
+    pub sessions: crate::auth::session::Sessions,
+    /// Failed logins per source address.
+    pub throttle: crate::auth::throttle::LoginThrottle,
     /// The address actually bound (differs from `config.listen` for port 0).
     pub local_addr: SocketAddr,
     /// Cancelled once, when the node starts shutting down.
@@ -170,6 +174,8 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
         logs: logs.clone(),
         running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     }));
+    let sessions = crate::auth::session::Sessions::new(store.clone(), config.session_idle);
+    let throttle = crate::auth::throttle::LoginThrottle::new(config.login_max_failures);
     let shutdown = CancellationToken::new();
     let state = Arc::new(NodeState {
         connections: ConnectionSlots::new(max_connections),
@@ -178,6 +184,8 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
         stats,
         logs,
         local_store,
+        sessions,
+        throttle,
         local_addr,
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),

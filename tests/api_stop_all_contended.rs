@@ -77,6 +77,7 @@ async fn a_worker_that_keeps_changing_is_reported_failed_with_207() {
     });
     let mut config = heterogen::NodeConfig::new(dir.path());
     config.listen = "127.0.0.1:0".parse().unwrap();
+    config.open = true;
     let node = heterogen::start_with_store(config, store.clone()).await.unwrap();
     let url = format!("http://{}/", node.local_addr());
     let client = reqwest::Client::new();

@@ -4,6 +4,7 @@
 //! whichever way it arrives.
 
 mod compat;
+mod connection_node;
 mod get_leader_info;
 mod get_worker_stats;
 mod list_workers;
@@ -28,6 +29,10 @@ pub enum Method {
     AssetList,
     /// The existing client calls it at start-up; this node holds no exchange accounts.
     ListAccounts,
+    /// Wallet login (W-AUTH-1).
+    ConnectionNode,
+    /// A logged-in wallet asks for the developer (Owner) role.
+    RequestDeveloperAccess,
 }
 
 /// Who may call a method.
@@ -35,6 +40,8 @@ pub enum Method {
 pub enum Access {
     /// Anyone, without a session.
     Public,
+    /// Any live session.
+    Session,
     /// A session whose wallet has the Owner role (W-AUTH-3).
     Owner,
 }
@@ -51,13 +58,16 @@ impl Method {
             "getLeaderInfo" => Method::GetLeaderInfo,
             "assetList" => Method::AssetList,
             "listAccounts" => Method::ListAccounts,
+            "connectionNode" => Method::ConnectionNode,
+            "requestDeveloperAccess" => Method::RequestDeveloperAccess,
             _ => return None,
         })
     }
 
     pub fn access(self) -> Access {
         match self {
-            Method::AssetList => Access::Public,
+            Method::AssetList | Method::ConnectionNode => Access::Public,
+            Method::RequestDeveloperAccess => Access::Session,
             _ => Access::Owner,
         }
     }
@@ -66,7 +76,7 @@ impl Method {
 /// Runs one request to completion.
 pub async fn dispatch(node: &NodeState, caller: &Caller, request: &Envelope) -> Reply {
     let method = Method::from_name(&request.method).ok_or_else(ApiError::method_not_found)?;
-    auth::authorize(node, caller, method.access())?;
+    let principal = auth::authorize(node, caller, method.access()).await?;
     let body = &request.body;
     let reply = match method {
         Method::SetWorker => set_worker::apply(node, body).await,
@@ -77,6 +87,10 @@ pub async fn dispatch(node: &NodeState, caller: &Caller, request: &Envelope) -> 
         Method::GetLeaderInfo => get_leader_info::apply(node, body).await,
         Method::AssetList => compat::asset_list(node),
         Method::ListAccounts => compat::list_accounts(),
+        Method::ConnectionNode => connection_node::connection_node(node, caller, body).await,
+        Method::RequestDeveloperAccess => {
+            connection_node::request_developer_access(node, caller, &principal, body).await
+        }
     };
     if let Err(error) = &reply {
         tracing::debug!(method = %request.method, status = error.status, error = %error.message, "request failed");

@@ -154,6 +154,18 @@ async fn ws_get(
         session: session_of(&headers, request_uri.query()),
         peer: Some(peer),
     };
+    // W-WS-6: an unknown session is refused at the upgrade — the existing client's intended
+    // path back to its login screen. Roles are checked per request on the open socket.
+    if !node.config.open {
+        match crate::auth::session_principal(&node, &caller).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tracing::debug!(%peer, "WebSocket refused: no live session");
+                return json_response(401, &crate::auth::unauthorized().http_body());
+            }
+            Err(error) => return json_response(error.status, &error.http_body()),
+        }
+    }
     ws::upgrade(node, upgrade, caller)
 }
 

@@ -438,7 +438,7 @@ fn env_for(shared: &RuntimeShared, sid: &str, spec: &RunSpec, log: Arc<dyn LogSi
         config: ScriptConfig {
             nid: config.nid.clone(),
             network: config.network.clone(),
-            title: format!("Heterogen {}", config.nid),
+            title: config.title.clone(),
             tick: 1,
             sid: sid.to_string(),
             execution_mode: spec.record.execution_mode,

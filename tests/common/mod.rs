@@ -25,11 +25,13 @@ pub struct TestNode {
     pub http: reqwest::Client,
 }
 
-/// A config for tests: any free port, fsync off (speed), short ping interval.
+/// A config for tests: any free port, fsync off (speed), and `--open` — these tests are about
+/// other things; the authentication tests turn it off and log in.
 pub fn test_config(dir: &std::path::Path) -> NodeConfig {
     let mut config = NodeConfig::new(dir);
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.fsync = false;
+    config.open = true;
     config
 }
 

@@ -14,11 +14,11 @@ pub struct NodeProcess {
     pub addr: SocketAddr,
 }
 
-/// Starts `heterogen serve --listen 127.0.0.1:0 --data-dir DIR ARGS…` and waits for its
+/// Starts `heterogen serve --listen 127.0.0.1:0 --data-dir DIR --open ARGS…` and waits for its
 /// "listening" line.
 pub async fn spawn_node(dir: &Path, args: &[&str]) -> NodeProcess {
     let mut child = Command::new(env!("CARGO_BIN_EXE_heterogen"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--open", "--data-dir"])
         .arg(dir)
         .args(args)
         .env("RUST_LOG", "warn")

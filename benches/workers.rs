@@ -1,0 +1,961 @@
+//! The worker runtime under load: resident memory per active worker, the share each priority
+//! class gets of a saturated JS pool, `Stels.sleep(0)` round trips, and API latency while the
+//! pool is saturated.
+//!
+//! Run with `cargo bench --bench workers`. Loopback only; every wait is bounded.
+//!
+//! - `rss` (a): for each count N (1,000 and 10,000), a fresh `heterogen serve` child process
+//!   (the release binary, so its RSS is its own). N inactive worker records are written into its
+//!   store before it starts; then VmRSS is read once settled, all N are activated with
+//!   `updateWorker` over WebSocket, `getWorkerStats` is polled until `runningWorkers` is N, and
+//!   VmRSS is read again once settled. Each worker is `single` mode and loops on
+//!   `await Stels.sleep(1000)` until stopped. Also reported: the node's CPU while the N workers
+//!   idle.
+//! - `pool` (b, d): an in-process node with `BENCH_JS_THREADS` (2) JS threads and
+//!   `BENCH_PER_CLASS` (4) workers per priority, each a `single`-mode loop of fixed JS work
+//!   (calibrated to `BENCH_WORK_US`, 1,000 µs) followed by `await Stels.sleep(0)`. Each worker
+//!   logs its iteration count at most every 100 ms; rates come from the counts and times of
+//!   the last log line at the start and at the end of the window. (d): `BENCH_API_CLIENTS` (4)
+//!   WebSocket clients each send one `listWorkers` at a time (16 workers stored), first with no
+//!   worker active, then with the pool saturated.
+//! - `yield` (c): an in-process node running 1 worker, then `BENCH_YIELD_WORKERS` (1,000)
+//!   workers, each `while (!shouldStop()) { await Stels.sleep(0); n++ }`, logging `n` at most
+//!   every 250 ms.
+//!
+//! Environment: `BENCH_RSS_WORKERS` (`1000,10000`), `BENCH_JS_THREADS` (2), `BENCH_PER_CLASS`
+//! (4), `BENCH_WORK_US` (1000), `BENCH_SECS` (5, each measuring window), `BENCH_YIELD_WORKERS`
+//! (1000), `BENCH_API_CLIENTS` (4), `BENCH_ONLY` (`rss`, `pool` or `yield`: only the scenario
+//! groups whose name contains it).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use heterogen::store::fjall::FjallStore;
+use heterogen::store::{AtomicWrite, Key, Store};
+use heterogen::workers::{ExecutionMode, Priority, RunMode, Scope, WorkerData, WorkerScript};
+use heterogen::{NodeConfig, RunningNode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const CLASSES: [Priority; 4] = [
+    Priority::Critical,
+    Priority::High,
+    Priority::Normal,
+    Priority::Low,
+];
+/// W-RUN-5 minimum shares (`MinShares::default()`), by class; critical has none.
+const MIN_SHARES: [Option<f64>; 4] = [None, Some(0.15), Some(0.10), Some(0.05)];
+
+/// (a): one worker that sleeps a second at a time until stopped.
+const SLEEPER: &str = "while (!shouldStop()) { await Stels.sleep(1000); }";
+/// (c): `Stels.sleep(0)` round trips, the count logged at most every 250 ms.
+const YIELDER: &str = "let n = 0, last = 0;\nwhile (!shouldStop()) {\n  await Stels.sleep(0);\n  n++;\n  \
+                       const now = Date.now();\n  if (now - last >= 250) { logger.info('n', n); last = now; }\n}";
+/// Iterations of the calibration loop.
+const CALIBRATION_SPINS: u64 = 2_000_000;
+
+/// Store writes per commit when filling.
+const WRITE_BATCH: usize = 1000;
+/// Updates in flight per connection when activating, and connections.
+const ACTIVATE_WINDOW: usize = 32;
+const ACTIVATE_CONNECTIONS: usize = 8;
+/// How long any single answer may take.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for N workers to be running.
+const RUNNING_LIMIT: Duration = Duration::from_secs(120);
+/// RSS polling while it settles; settled = the last `SETTLE_SPAN` readings are within
+/// max(`SETTLE_TOLERANCE_KIB`, 0.1 % of RSS); at most `SETTLE_LIMIT`.
+const SETTLE_POLL: Duration = Duration::from_millis(250);
+const SETTLE_SPAN: usize = 8;
+const SETTLE_TOLERANCE_KIB: u64 = 256;
+const SETTLE_LIMIT: Duration = Duration::from_secs(20);
+/// Node CPU is sampled over this span once the workers idle.
+const CPU_SPAN: Duration = Duration::from_secs(2);
+/// Warm-up before a measuring window.
+const WARMUP: Duration = Duration::from_millis(1000);
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+struct Settings {
+    rss_counts: Vec<usize>,
+    js_threads: usize,
+    per_class: usize,
+    work: Duration,
+    window: Duration,
+    yield_workers: usize,
+    api_clients: usize,
+    only: String,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        Settings {
+            rss_counts: env_or("BENCH_RSS_WORKERS", "1000,10000".to_string())
+                .split(',')
+                .map(|n| {
+                    n.trim()
+                        .parse()
+                        .expect("BENCH_RSS_WORKERS: comma-separated numbers")
+                })
+                .collect(),
+            js_threads: env_or("BENCH_JS_THREADS", 2),
+            per_class: env_or("BENCH_PER_CLASS", 4),
+            work: Duration::from_micros(env_or("BENCH_WORK_US", 1000)),
+            window: Duration::from_secs_f64(env_or("BENCH_SECS", 5.0)),
+            yield_workers: env_or("BENCH_YIELD_WORKERS", 1000),
+            api_clients: env_or("BENCH_API_CLIENTS", 4),
+            only: env_or("BENCH_ONLY", String::new()),
+        }
+    }
+
+    fn runs(&self, group: &str) -> bool {
+        group.contains(self.only.as_str())
+    }
+}
+
+fn priority_name(priority: Priority) -> &'static str {
+    priority.as_str()
+}
+
+/// A worker record (`value`) as `setWorker` would store it, with a fresh UUID sid.
+fn worker_record(script: &str, priority: Priority, active: bool) -> (String, WorkerData) {
+    let sid = uuid::Uuid::new_v4().to_string();
+    let raw = WorkerScript {
+        sid: sid.clone(),
+        nid: "s-0001".into(),
+        active,
+        mode: RunMode::Single,
+        scope: Scope::Network,
+        execution_mode: ExecutionMode::Parallel,
+        priority,
+        account_id: None,
+        assigned_node: None,
+        note: "bench".into(),
+        script: script.into(),
+        dependencies: Vec::new(),
+        version: "1.0.0".into(),
+        timestamp: heterogen::workers::model::now_ms(),
+    };
+    (sid, WorkerData::new(raw))
+}
+
+/// Writes worker records in batches of `WRITE_BATCH`.
+async fn write_workers(store: &dyn Store, records: &[WorkerData]) {
+    for chunk in records.chunks(WRITE_BATCH) {
+        let mut write = AtomicWrite::new();
+        for data in chunk {
+            write = write.set(Key::of(&["ami", "worker", &data.raw.sid]), data.to_value());
+        }
+        store.commit(write).await.expect("cannot write worker records");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process memory and CPU
+// ---------------------------------------------------------------------------------------------
+
+/// Reads a `kB` field of /proc/PID/status.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("cannot read /proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+#[derive(Clone, Copy)]
+struct Rss {
+    total: u64,
+    anon: u64,
+}
+
+fn rss(pid: u32) -> Rss {
+    Rss {
+        total: status_kib(pid, "VmRSS"),
+        anon: status_kib(pid, "RssAnon"),
+    }
+}
+
+/// Waits (bounded) until VmRSS stops moving, and returns the last reading.
+async fn settled_rss(pid: u32) -> Rss {
+    let started = Instant::now();
+    let mut history = Vec::new();
+    loop {
+        let now = rss(pid);
+        history.push(now.total);
+        if history.len() >= SETTLE_SPAN {
+            let recent = &history[history.len() - SETTLE_SPAN..];
+            let spread = recent.iter().max().unwrap_or(&0) - recent.iter().min().unwrap_or(&0);
+            if spread < SETTLE_TOLERANCE_KIB.max(now.total / 1000) {
+                return now;
+            }
+        }
+        if started.elapsed() >= SETTLE_LIMIT {
+            eprintln!("  RSS still moving after {SETTLE_LIMIT:?}; using the last reading");
+            return now;
+        }
+        tokio::time::sleep(SETTLE_POLL).await;
+    }
+}
+
+/// User + system CPU time of a process (`self` or a pid), in seconds.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("cannot read /proc stat");
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').expect("bad /proc stat") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    ticks as f64 / 100.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+// ---------------------------------------------------------------------------------------------
+
+async fn connect(addr: SocketAddr) -> Ws {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(256 << 20))
+        .max_frame_size(Some(256 << 20));
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/"), Some(config), true)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    ws
+}
+
+/// The next text frame, skipping pings and pongs.
+async fn next_text(ws: &mut Ws) -> Result<String, String> {
+    loop {
+        let next = tokio::time::timeout(ANSWER_TIMEOUT, ws.next())
+            .await
+            .map_err(|_| format!("no answer within {ANSWER_TIMEOUT:?}"))?;
+        match next {
+            Some(Ok(Message::Text(text))) => return Ok(text.to_string()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(other)) => return Err(format!("unexpected frame {other:?}")),
+            Some(Err(e)) => return Err(format!("connection failed: {e}")),
+            None => return Err("connection closed without an answer".into()),
+        }
+    }
+}
+
+/// Sends `frames` over `ACTIVATE_CONNECTIONS` WebSockets, `ACTIVATE_WINDOW` in flight on each;
+/// every answer must have status 200.
+async fn send_pipelined(addr: SocketAddr, frames: Vec<String>) {
+    let per_connection = frames.len().div_ceil(ACTIVATE_CONNECTIONS).max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for share in frames.chunks(per_connection) {
+        let share = share.to_vec();
+        tasks.spawn(async move {
+            let mut ws = connect(addr).await;
+            for batch in share.chunks(ACTIVATE_WINDOW) {
+                for frame in batch {
+                    ws.feed(Message::Text(frame.clone().into()))
+                        .await
+                        .expect("send failed");
+                }
+                ws.flush().await.expect("flush failed");
+                for _ in batch {
+                    let answer = next_text(&mut ws).await.expect("no answer");
+                    assert!(answer.contains("\"status\":200"), "request failed: {answer}");
+                }
+            }
+            let _ = ws.close(None).await;
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("client task panicked");
+    }
+}
+
+/// POSTs one WebFIX request; returns the JSON result.
+async fn http_call(http: &reqwest::Client, addr: SocketAddr, method: &str) -> Value {
+    let response = http
+        .post(format!("http://{addr}/"))
+        .json(&json!({"webfix": "1.0", "method": method, "params": [], "body": {}}))
+        .timeout(ANSWER_TIMEOUT)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} failed: {e}"));
+    assert_eq!(response.status().as_u16(), 200, "{method} failed");
+    response.json().await.expect("answer is not JSON")
+}
+
+/// Polls `getWorkerStats` until `runningWorkers` is `count`; returns when it saw it.
+async fn wait_running(http: &reqwest::Client, addr: SocketAddr, count: usize, poll: Duration) -> Instant {
+    let started = Instant::now();
+    loop {
+        let stats = http_call(http, addr, "getWorkerStats").await;
+        let running = stats["runningWorkers"].as_u64().unwrap_or(0) as usize;
+        if running >= count {
+            return Instant::now();
+        }
+        assert!(
+            started.elapsed() < RUNNING_LIMIT,
+            "only {running} of {count} workers running after {RUNNING_LIMIT:?} (errors: {})",
+            stats["totalErrors"]
+        );
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Latencies (µs, sorted) of `listWorkers` sent one at a time by each of `clients` connections
+/// during `window`, after a short warm-up.
+async fn api_latencies(addr: SocketAddr, clients: usize, window: Duration) -> Vec<u64> {
+    let start = Instant::now();
+    let measure_from = start + Duration::from_millis(500);
+    let end = measure_from + window;
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..clients {
+        tasks.spawn(async move {
+            let mut ws = connect(addr).await;
+            let mut samples = Vec::new();
+            let mut id = index as u64 * 1_000_000_000;
+            while Instant::now() < end {
+                id += 1;
+                let frame =
+                    format!(r#"{{"webfix":"1.0","method":"listWorkers","params":[],"body":{{}},"id":{id}}}"#);
+                let sent_at = Instant::now();
+                ws.send(Message::Text(frame.into())).await.expect("send failed");
+                let answer = next_text(&mut ws).await.expect("no listWorkers answer");
+                let elapsed = sent_at.elapsed();
+                assert!(
+                    answer.starts_with(&format!("{{\"webfix\":\"1.0\",\"id\":{id},\"status\":200,")),
+                    "unexpected answer: {}",
+                    &answer[..answer.len().min(200)]
+                );
+                if sent_at >= measure_from {
+                    samples.push(elapsed.as_micros() as u64);
+                }
+            }
+            let _ = ws.close(None).await;
+            samples
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        all.extend(joined.expect("client task panicked"));
+    }
+    all.sort_unstable();
+    all
+}
+
+fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 * p / 100.0) as usize).min(sorted.len() - 1);
+    sorted[index] as f64 / 1000.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a) RSS per active worker, child process
+// ---------------------------------------------------------------------------------------------
+
+struct ChildNode {
+    child: Child,
+    pid: u32,
+    addr: SocketAddr,
+}
+
+async fn spawn_node(dir: &Path, js_threads: usize) -> ChildNode {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_heterogen"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args([
+            "--open",
+            "--fsync",
+            "false",
+            "--js-threads",
+            &js_threads.to_string(),
+        ])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cannot start the heterogen binary");
+    let pid = child.id().expect("child has no pid");
+    let stdout = child.stdout.take().expect("no stdout pipe");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("node did not start within 30 s")
+        .expect("cannot read the node's stdout")
+        .expect("node exited before listening");
+    let addr = line
+        .strip_prefix("heterogen listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .expect("bad address in the listening line");
+    ChildNode { child, pid, addr }
+}
+
+async fn stop_child(mut node: ChildNode) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &node.pid.to_string()])
+        .status();
+    if tokio::time::timeout(Duration::from_secs(20), node.child.wait())
+        .await
+        .is_err()
+    {
+        eprintln!("  node did not stop within 20 s; killing it");
+        let _ = node.child.kill().await;
+    }
+}
+
+struct RssRow {
+    workers: usize,
+    before: Rss,
+    after: Rss,
+    /// From the first `updateWorker` sent to the last answered.
+    activate: Duration,
+    /// From the first `updateWorker` sent to `runningWorkers == N` seen.
+    all_running: Duration,
+    /// Node CPU (cores) while the workers idle.
+    idle_cpu: f64,
+    threads: u64,
+}
+
+async fn measure_rss(count: usize, settings: &Settings) -> RssRow {
+    let dir = tempfile::tempdir().expect("no temporary directory");
+    // The records go into the store before the node opens it, inactive: the baseline holds them.
+    let records: Vec<WorkerData> = (0..count)
+        .map(|_| worker_record(SLEEPER, Priority::Normal, false).1)
+        .collect();
+    {
+        let path = dir.path().join("cluster");
+        std::fs::create_dir_all(&path).expect("cannot create the store directory");
+        let store = tokio::task::spawn_blocking(move || FjallStore::open(&path, false))
+            .await
+            .expect("open task failed")
+            .expect("cannot open the store");
+        write_workers(&store, &records).await;
+        store.flush().await.expect("flush failed");
+    }
+    let node = spawn_node(dir.path(), settings.js_threads).await;
+    let http = reqwest::Client::new();
+    // Warm the request paths (not listWorkers: its N-entry answer would inflate the baseline).
+    let stats = http_call(&http, node.addr, "getWorkerStats").await;
+    assert_eq!(stats["runningWorkers"], 0);
+    let before = settled_rss(node.pid).await;
+
+    let frames: Vec<String> = records
+        .iter()
+        .enumerate()
+        .map(|(id, data)| {
+            let mut raw = serde_json::to_value(&data.raw).expect("raw serialises");
+            raw["active"] = json!(true);
+            json!({"webfix": "1.0", "method": "updateWorker", "id": id,
+                   "body": {"channel": data.channel, "raw": raw}})
+            .to_string()
+        })
+        .collect();
+    let started = Instant::now();
+    send_pipelined(node.addr, frames).await;
+    let activate = started.elapsed();
+    let poll = Duration::from_millis(if count > 2000 { 500 } else { 100 });
+    let all_running = wait_running(&http, node.addr, count, poll).await - started;
+    drop(records);
+    let after = settled_rss(node.pid).await;
+    let pid = node.pid.to_string();
+    let (cpu_before, at) = (cpu_seconds(&pid), Instant::now());
+    tokio::time::sleep(CPU_SPAN).await;
+    let idle_cpu = (cpu_seconds(&pid) - cpu_before) / at.elapsed().as_secs_f64();
+    let threads = status_kib_plain(node.pid, "Threads");
+    // Still all running after the measurement.
+    let stats = http_call(&http, node.addr, "getWorkerStats").await;
+    assert_eq!(stats["runningWorkers"].as_u64(), Some(count as u64));
+    assert_eq!(stats["totalErrors"], 0);
+    stop_child(node).await;
+    RssRow {
+        workers: count,
+        before,
+        after,
+        activate,
+        all_running,
+        idle_cpu,
+        threads,
+    }
+}
+
+/// A plain number field of /proc/PID/status.
+fn status_kib_plain(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("cannot read /proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident KiB per bare QuickJS runtime + full context (no SDK, no script), in this process:
+/// the engine's own floor under the per-worker figure.
+async fn bare_quickjs_kib(count: usize) -> f64 {
+    let pid = std::process::id();
+    let before = settled_rss(pid).await;
+    let mut kept = Vec::with_capacity(count);
+    for _ in 0..count {
+        let runtime = rquickjs::AsyncRuntime::new().expect("cannot create a QuickJS runtime");
+        let context = rquickjs::AsyncContext::full(&runtime)
+            .await
+            .expect("cannot create a QuickJS context");
+        kept.push((runtime, context));
+    }
+    let after = settled_rss(pid).await;
+    drop(kept);
+    (after.total as f64 - before.total as f64) / count as f64
+}
+
+async fn run_rss(settings: &Settings) {
+    eprintln!("rss: bare QuickJS baseline");
+    let bare = bare_quickjs_kib(1000).await;
+    println!();
+    println!(
+        "## (a) RSS per active worker (child process, --js-threads {}, single mode, \
+         `while (!shouldStop()) {{ await Stels.sleep(1000); }}`)",
+        settings.js_threads
+    );
+    let mut rows = Vec::new();
+    for &count in &settings.rss_counts {
+        eprintln!("rss: {count} workers");
+        rows.push(measure_rss(count, settings).await);
+    }
+    println!();
+    println!(
+        "| workers | RSS before KiB | RSS after KiB | KiB/worker | anon KiB/worker | updateWorker s | all running s | idle CPU % | threads |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for row in &rows {
+        let n = row.workers as f64;
+        println!(
+            "| {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {} |",
+            row.workers,
+            row.before.total,
+            row.after.total,
+            (row.after.total as f64 - row.before.total as f64) / n,
+            (row.after.anon as f64 - row.before.anon as f64) / n,
+            row.activate.as_secs_f64(),
+            row.all_running.as_secs_f64(),
+            row.idle_cpu * 100.0,
+            row.threads,
+        );
+    }
+    println!();
+    println!(
+        "Baseline: a bare QuickJS runtime + full context (rquickjs AsyncRuntime/AsyncContext::full, \
+         no SDK, no script), 1,000 in this process: {bare:.1} KiB each"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-process nodes: (b), (c), (d)
+// ---------------------------------------------------------------------------------------------
+
+async fn start_node(dir: &Path, js_threads: usize) -> RunningNode {
+    let mut config = NodeConfig::new(dir);
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.fsync = false;
+    config.runtime.js_threads = js_threads;
+    // Requests without sessions: authentication is not what is measured here.
+    config.open = true;
+    heterogen::start(config).await.expect("node did not start")
+}
+
+/// The last `n <count>` line of a worker: (count, time in ms).
+fn last_count(node: &RunningNode, sid: &str) -> Option<(u64, i64)> {
+    let ring = node.state().logs.ring(sid);
+    let lines = ring.since(ring.next_cursor().saturating_sub(2));
+    let line = lines.last()?;
+    let text = line.content.trim_end();
+    let count = text.split("[INFO] n ").nth(1)?.parse().ok()?;
+    Some((count, line.timestamp))
+}
+
+/// Iterations per second of each worker between two readings of their last count lines.
+fn rates(first: &[Option<(u64, i64)>], second: &[Option<(u64, i64)>]) -> Vec<f64> {
+    first
+        .iter()
+        .zip(second)
+        .map(|(a, b)| match (a, b) {
+            (Some((n0, t0)), Some((n1, t1))) if t1 > t0 => (n1 - n0) as f64 * 1000.0 / (t1 - t0) as f64,
+            _ => 0.0,
+        })
+        .collect()
+}
+
+/// Waits until every sid has logged a count line.
+async fn wait_counting(node: &RunningNode, sids: &[String]) {
+    let started = Instant::now();
+    loop {
+        let missing = sids.iter().filter(|sid| last_count(node, sid).is_none()).count();
+        if missing == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < RUNNING_LIMIT,
+            "{missing} of {} workers never logged a count",
+            sids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Spin iterations per millisecond of QuickJS on this machine, measured by one worker on an
+/// idle pool.
+async fn calibrate(node: &RunningNode) -> f64 {
+    // The fastest of three rounds, so a preemption during one round does not skew it.
+    let script = format!(
+        "let x = 0, best = 1e9;\nfor (let round = 0; round < 3; round++) {{\n  const t0 = Date.now();\n  \
+         for (let i = 0; i < {CALIBRATION_SPINS}; i++) x = (x * 31 + i) | 0;\n  \
+         best = Math.min(best, Date.now() - t0);\n}}\nlogger.info('took', best, x);"
+    );
+    let (sid, data) = worker_record(&script, Priority::Critical, true);
+    write_workers(node.state().store.as_ref(), &[data]).await;
+    let started = Instant::now();
+    loop {
+        let lines = node.state().logs.ring(&sid).since(0);
+        if let Some(ms) = lines.iter().find_map(|l| {
+            let rest = l.content.split("[INFO] took ").nth(1)?;
+            rest.split_whitespace().next()?.parse::<f64>().ok()
+        }) {
+            return CALIBRATION_SPINS as f64 / ms.max(1.0);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "calibration never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sets the nice value of this process's JS pool threads (`heterogen-js-N`); returns how many.
+fn renice_js_threads(nice: i32) -> usize {
+    let mut changed = 0;
+    let tasks = std::fs::read_dir("/proc/self/task").expect("cannot list threads");
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("heterogen-js") {
+            let tid = task.file_name().to_string_lossy().to_string();
+            let status = std::process::Command::new("renice")
+                .args(["-n", &nice.to_string(), "-p", &tid])
+                .stdout(Stdio::null())
+                .status()
+                .expect("cannot run renice");
+            assert!(status.success(), "renice failed");
+            changed += 1;
+        }
+    }
+    changed
+}
+
+/// (b) script: `spins` of fixed work, then a yield through `Stels.sleep(0)`.
+fn busy_script(spins: u64) -> String {
+    format!(
+        "let n = 0, x = 0, last = 0;\nwhile (!shouldStop()) {{\n  for (let i = 0; i < {spins}; i++) x = (x * 31 + i) | 0;\n  \
+         await Stels.sleep(0);\n  n++;\n  const now = Date.now();\n  \
+         if (now - last >= 100) {{ logger.info('n', n); last = now; }}\n}}"
+    )
+}
+
+/// Iterations per second by class over `window`, with the whole process's CPU (cores).
+async fn class_rates(node: &RunningNode, sids: &[(Priority, String)], window: Duration) -> ([f64; 4], f64) {
+    let read = || {
+        sids.iter()
+            .map(|(_, sid)| last_count(node, sid))
+            .collect::<Vec<_>>()
+    };
+    let (first, cpu0, at) = (read(), cpu_seconds("self"), Instant::now());
+    tokio::time::sleep(window).await;
+    let (second, cpu1) = (read(), cpu_seconds("self"));
+    let cores = (cpu1 - cpu0) / at.elapsed().as_secs_f64();
+    let per_worker = rates(&first, &second);
+    let mut by_class = [0.0; 4];
+    for ((priority, _), rate) in sids.iter().zip(per_worker) {
+        let class = CLASSES.iter().position(|c| c == priority).unwrap_or(0);
+        by_class[class] += rate;
+    }
+    (by_class, cores)
+}
+
+fn print_class_table(label: &str, by_class: &[f64; 4], cores: f64, per_class: usize, ms_per_iteration: f64) {
+    let total: f64 = by_class.iter().sum();
+    println!();
+    println!("{label} (process CPU {cores:.2} cores)");
+    println!();
+    println!("| class | iterations/s | per worker | share | min share (W-RUN-5) |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (class, priority) in CLASSES.into_iter().enumerate() {
+        println!(
+            "| {} | {:.0} | {:.1} | {:.1} % | {} |",
+            priority_name(priority),
+            by_class[class],
+            by_class[class] / per_class as f64,
+            by_class[class] / total.max(f64::MIN_POSITIVE) * 100.0,
+            MIN_SHARES[class].map_or("rest".to_string(), |s| format!("{:.0} %", s * 100.0)),
+        );
+    }
+    println!(
+        "| total | {:.0} | | 100 % | |\n\nJS time in iterations: {:.2} threads ({:.0} iterations/s × {:.3} ms)",
+        total,
+        total * ms_per_iteration / 1000.0,
+        total,
+        ms_per_iteration
+    );
+}
+
+async fn run_pool(settings: &Settings) {
+    let dir = tempfile::tempdir().expect("no temporary directory");
+    let node = start_node(dir.path(), settings.js_threads).await;
+    let addr = node.local_addr();
+    let http = reqwest::Client::new();
+
+    let spins_per_ms = calibrate(&node).await;
+    let spins = ((spins_per_ms * settings.work.as_secs_f64() * 1000.0) as u64).max(1);
+    let ms_per_iteration = spins as f64 / spins_per_ms;
+    let script = busy_script(spins);
+
+    // 16 workers stored inactive; the idle API phase lists them, then they are activated.
+    let mut records = Vec::new();
+    let mut sids = Vec::new();
+    for priority in CLASSES {
+        for _ in 0..settings.per_class {
+            let (sid, data) = worker_record(&script, priority, false);
+            sids.push((priority, sid));
+            records.push(data);
+        }
+    }
+    write_workers(node.state().store.as_ref(), &records).await;
+
+    eprintln!("pool: API latency, idle");
+    let idle = api_latencies(addr, settings.api_clients, settings.window).await;
+
+    eprintln!("pool: saturating");
+    for data in &mut records {
+        data.raw.active = true;
+    }
+    write_workers(node.state().store.as_ref(), &records).await;
+    // The calibration worker has finished: it no longer counts as running.
+    wait_running(&http, addr, records.len(), Duration::from_millis(50)).await;
+    let just_sids: Vec<String> = sids.iter().map(|(_, sid)| sid.clone()).collect();
+    wait_counting(&node, &just_sids).await;
+    tokio::time::sleep(WARMUP).await;
+    let (alone, alone_cores) = class_rates(&node, &sids, settings.window).await;
+
+    eprintln!("pool: API latency, saturated");
+    let (loaded_rates, loaded) = tokio::join!(
+        class_rates(&node, &sids, settings.window + Duration::from_millis(500)),
+        api_latencies(addr, settings.api_clients, settings.window)
+    );
+    eprintln!("pool: API latency, saturated, JS threads at nice 10");
+    let reniced = renice_js_threads(10);
+    assert_eq!(reniced, settings.js_threads, "JS threads not found");
+    let (niced_rates, niced) = tokio::join!(
+        class_rates(&node, &sids, settings.window + Duration::from_millis(500)),
+        api_latencies(addr, settings.api_clients, settings.window)
+    );
+    renice_js_threads(0);
+    let stats = http_call(&http, addr, "getWorkerStats").await;
+    assert_eq!(stats["totalErrors"], 0, "workers failed: {stats}");
+    node.shutdown().await.expect("shutdown failed");
+
+    println!();
+    println!(
+        "## (b) saturated pool: {} JS threads, {} workers per class, {:.0} µs of JS work per iteration \
+         ({spins} spins, {:.0} spins/ms), then `await Stels.sleep(0)`; {:.1} s window",
+        settings.js_threads,
+        settings.per_class,
+        ms_per_iteration * 1000.0,
+        spins_per_ms,
+        settings.window.as_secs_f64()
+    );
+    print_class_table(
+        "Pool only",
+        &alone,
+        alone_cores,
+        settings.per_class,
+        ms_per_iteration,
+    );
+    print_class_table(
+        &format!("While {} API clients send listWorkers", settings.api_clients),
+        &loaded_rates.0,
+        loaded_rates.1,
+        settings.per_class,
+        ms_per_iteration,
+    );
+    print_class_table(
+        &format!(
+            "While {} API clients send listWorkers, JS threads at nice 10 (experiment)",
+            settings.api_clients
+        ),
+        &niced_rates.0,
+        niced_rates.1,
+        settings.per_class,
+        ms_per_iteration,
+    );
+
+    println!();
+    println!(
+        "## (d) listWorkers ({} workers stored) over WebSocket, {} clients, one request at a time, {:.1} s",
+        records.len(),
+        settings.api_clients,
+        settings.window.as_secs_f64()
+    );
+    println!();
+    println!("| pool | requests | req/s | p50 ms | p99 ms | max ms |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (name, samples) in [
+        ("idle (no active worker)", &idle),
+        ("saturated (scenario b)", &loaded),
+        ("saturated, JS threads at nice 10 (experiment)", &niced),
+    ] {
+        println!(
+            "| {name} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            samples.len(),
+            samples.len() as f64 / settings.window.as_secs_f64(),
+            percentile_ms(samples, 50.0),
+            percentile_ms(samples, 99.0),
+            samples.last().map_or(f64::NAN, |&us| us as f64 / 1000.0)
+        );
+    }
+    println!();
+    println!(
+        "saturated / idle: p50 ×{:.2}, p99 ×{:.2}, req/s ×{:.2}",
+        percentile_ms(&loaded, 50.0) / percentile_ms(&idle, 50.0),
+        percentile_ms(&loaded, 99.0) / percentile_ms(&idle, 99.0),
+        loaded.len() as f64 / idle.len().max(1) as f64
+    );
+    println!(
+        "saturated with JS threads at nice 10 / idle: p50 ×{:.2}, p99 ×{:.2}, req/s ×{:.2}",
+        percentile_ms(&niced, 50.0) / percentile_ms(&idle, 50.0),
+        percentile_ms(&niced, 99.0) / percentile_ms(&idle, 99.0),
+        niced.len() as f64 / idle.len().max(1) as f64
+    );
+}
+
+struct YieldRow {
+    workers: usize,
+    total: f64,
+    per_worker: Vec<f64>,
+    cores: f64,
+}
+
+async fn measure_yield(count: usize, settings: &Settings) -> YieldRow {
+    let dir = tempfile::tempdir().expect("no temporary directory");
+    let node = start_node(dir.path(), settings.js_threads).await;
+    let http = reqwest::Client::new();
+    let records: Vec<(String, WorkerData)> = (0..count)
+        .map(|_| worker_record(YIELDER, Priority::Normal, true))
+        .collect();
+    let data: Vec<WorkerData> = records.iter().map(|(_, d)| d.clone()).collect();
+    write_workers(node.state().store.as_ref(), &data).await;
+    wait_running(&http, node.local_addr(), count, Duration::from_millis(100)).await;
+    let sids: Vec<String> = records.into_iter().map(|(sid, _)| sid).collect();
+    wait_counting(&node, &sids).await;
+    tokio::time::sleep(WARMUP).await;
+
+    let read = || sids.iter().map(|sid| last_count(&node, sid)).collect::<Vec<_>>();
+    let (first, cpu0, at) = (read(), cpu_seconds("self"), Instant::now());
+    tokio::time::sleep(settings.window).await;
+    let (second, cpu1) = (read(), cpu_seconds("self"));
+    let cores = (cpu1 - cpu0) / at.elapsed().as_secs_f64();
+    let mut per_worker = rates(&first, &second);
+    per_worker.sort_by(f64::total_cmp);
+    let stats = http_call(&http, node.local_addr(), "getWorkerStats").await;
+    assert_eq!(stats["totalErrors"], 0, "workers failed");
+    node.shutdown().await.expect("shutdown failed");
+    YieldRow {
+        workers: count,
+        total: per_worker.iter().sum(),
+        per_worker,
+        cores,
+    }
+}
+
+async fn run_yield(settings: &Settings) {
+    let mut rows = Vec::new();
+    for count in [1, settings.yield_workers] {
+        eprintln!("yield: {count} workers");
+        rows.push(measure_yield(count, settings).await);
+    }
+    println!();
+    println!(
+        "## (c) `await Stels.sleep(0)` round trips: {} JS threads, normal priority, {:.1} s window",
+        settings.js_threads,
+        settings.window.as_secs_f64()
+    );
+    println!();
+    println!(
+        "| workers | round trips/s | per worker mean | min | median | max | µs between round trips of one worker | process CPU cores | CPU µs per round trip |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for row in &rows {
+        let n = row.per_worker.len();
+        println!(
+            "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} |",
+            row.workers,
+            row.total,
+            row.total / n as f64,
+            row.per_worker[0],
+            row.per_worker[n / 2],
+            row.per_worker[n - 1],
+            1e6 * n as f64 / row.total.max(f64::MIN_POSITIVE),
+            row.cores,
+            row.cores * 1e6 / row.total.max(f64::MIN_POSITIVE)
+        );
+    }
+}
+
+async fn run() {
+    let settings = Settings::from_env();
+    println!(
+        "workers bench: {} cores, {} JS threads",
+        std::thread::available_parallelism().map_or(1, usize::from),
+        settings.js_threads
+    );
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at start: {}", load().trim());
+    let started = Instant::now();
+    if settings.runs("rss") {
+        run_rss(&settings).await;
+    }
+    if settings.runs("pool") {
+        run_pool(&settings).await;
+    }
+    if settings.runs("yield") {
+        run_yield(&settings).await;
+    }
+    println!();
+    println!(
+        "total {:.0} s; load average at end: {}",
+        started.elapsed().as_secs_f64(),
+        load().trim()
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; this program takes no arguments.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the tokio runtime");
+    runtime.block_on(run());
+}

@@ -1,0 +1,106 @@
+//! `connectionNode` (W-AUTH-1) and `requestDeveloperAccess`: a signed request from a Gliesereum
+//! wallet buys a session. Failed attempts are counted per source address and limited.
+
+use serde_json::{Map, Value, json};
+
+use crate::auth::login::{LoginAction, verify_login};
+use crate::auth::{Caller, Principal};
+use crate::node::NodeState;
+use crate::store::{AtomicWrite, CommitOutcome, Key};
+use crate::webfix::{ApiError, Reply};
+
+pub async fn connection_node(node: &NodeState, caller: &Caller, body: &Map<String, Value>) -> Reply {
+    signed_session(node, caller, body, LoginAction::Login).await
+}
+
+/// A non-owner gets a clear 403; an owner gets a fresh session with `developer: true`.
+pub async fn request_developer_access(
+    node: &NodeState,
+    caller: &Caller,
+    principal: &Principal,
+    body: &Map<String, Value>,
+) -> Reply {
+    if let Principal::Wallet {
+        address,
+        owner: false,
+    } = principal
+    {
+        return Err(ApiError::new(
+            403,
+            format!(
+                "Developer access is granted by the node's operator: ask them to add {address} to --owners"
+            ),
+        ));
+    }
+    signed_session(node, caller, body, LoginAction::DeveloperAccess).await
+}
+
+async fn signed_session(
+    node: &NodeState,
+    caller: &Caller,
+    body: &Map<String, Value>,
+    action: LoginAction,
+) -> Reply {
+    let ip = caller.peer.map(|p| p.ip());
+    if let Some(ip) = ip
+        && let Err(wait) = node.throttle.check(ip)
+    {
+        return Err(ApiError::new(
+            429,
+            format!(
+                "Too many failed logins from {ip}; retry in {} s",
+                wait.as_secs().max(1)
+            ),
+        ));
+    }
+    let result = verify_and_open(node, body, action).await;
+    if let (Err(e), Some(ip)) = (&result, ip)
+        && matches!(e.status, 400 | 401)
+    {
+        node.throttle.fail(ip);
+        tracing::info!(%ip, status = e.status, error = %e.message, "login refused");
+    }
+    result
+}
+
+async fn verify_and_open(node: &NodeState, body: &Map<String, Value>, action: LoginAction) -> Reply {
+    let login = verify_login(body, action, &node.config.network, node.config.login_window)?;
+    // A signed request buys one session: a replay within the freshness window is refused, on
+    // every node of the cluster (the mark lives in the shared store).
+    let mark = Key::of(&["ami", "login", &login.hash]);
+    let keep = u64::try_from(node.config.login_window.as_millis() * 2).unwrap_or(u64::MAX);
+    let write = AtomicWrite::new().check(mark.clone(), None).set_expiring(
+        mark,
+        json!({"address": login.address}),
+        keep,
+    );
+    if node.store.commit(write).await.map_err(ApiError::internal)? == CommitOutcome::CheckFailed {
+        return Err(ApiError::new(
+            401,
+            "Login refused: this signed request was already used; sign a new one",
+        ));
+    }
+    let session = node
+        .sessions
+        .create(&login.address)
+        .await
+        .map_err(ApiError::internal)?;
+    let developer = node.config.open || node.config.is_owner(&login.address);
+    tracing::info!(address = %login.address, developer, "session opened");
+    Ok((
+        200,
+        json!({"raw": {
+            "session": session.session,
+            "token": session.token,
+            "info": {
+                "network": node.config.network,
+                "title": node.config.title,
+                "nid": node.config.nid,
+                "api": node.api_url(),
+                "connector": {"socket": node.ws_url(), "protocols": ["webfix"]},
+                "developer": developer,
+                "address": login.address,
+            },
+        }}),
+    ))
+}

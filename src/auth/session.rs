@@ -1,0 +1,232 @@
+//! Sessions (W-AUTH-2, W-AUTH-4): opaque tokens handed out by `connectionNode`, persisted in the
+//! store so they survive a restart (and are valid on every node of a cluster), expiring after a
+//! configurable idle time.
+//!
+//! The store keeps only the SHA-256 of a session token (`["ami","session",<hash>]`), so a copy
+//! of the data directory holds no usable session. Activity extends a session; to avoid a write
+//! per request, the stored expiry is refreshed at most once per [`TOUCH_EVERY`] of the idle time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use crate::store::{AtomicWrite, Key, Store, StoreError};
+use crate::workers::model::now_ms;
+
+/// Fraction of the idle time after which activity is written back to the store.
+const TOUCH_EVERY: u32 = 24;
+
+/// A session as the node knows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Session {
+    /// The wallet address that logged in.
+    pub address: String,
+    /// Last activity (ms since the epoch).
+    pub last_seen: i64,
+    /// When `last_seen` was last written to the store.
+    persisted_seen: i64,
+}
+
+/// A new session's secrets, returned once to the client.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub session: String,
+    pub token: String,
+}
+
+/// Session storage with an in-memory cache in front of the store.
+pub struct Sessions {
+    store: Arc<dyn Store>,
+    idle: Duration,
+    cache: Mutex<HashMap<String, Session>>,
+}
+
+fn random_hex() -> String {
+    // Two v4 UUIDs: 244 random bits from the OS generator, URL-safe as hex.
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn digest(session: &str) -> String {
+    hex::encode(sha2::Sha256::digest(session.as_bytes()))
+}
+
+fn key(hash: &str) -> Key {
+    Key::of(&["ami", "session", hash])
+}
+
+fn idle_ms(idle: Duration) -> i64 {
+    i64::try_from(idle.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Sessions {
+    pub fn new(store: Arc<dyn Store>, idle: Duration) -> Self {
+        Sessions {
+            store,
+            idle,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, address: &str, created: i64, last_seen: i64) -> (Value, u64) {
+        let expire = u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX);
+        (
+            json!({"address": address, "createdAt": created, "lastSeen": last_seen}),
+            expire,
+        )
+    }
+
+    /// Creates a session for `address`; acknowledged only once stored.
+    pub async fn create(&self, address: &str) -> Result<NewSession, StoreError> {
+        let session = random_hex();
+        let hash = digest(&session);
+        let now = now_ms();
+        let (value, expire) = self.record(address, now, now);
+        self.store
+            .commit(AtomicWrite::new().set_expiring(key(&hash), value, expire))
+            .await?;
+        self.cache().insert(
+            hash,
+            Session {
+                address: address.to_string(),
+                last_seen: now,
+                persisted_seen: now,
+            },
+        );
+        Ok(NewSession {
+            session,
+            token: random_hex(),
+        })
+    }
+
+    /// The live session `session`, extended by this use; `None` when unknown or expired.
+    pub async fn lookup(&self, session: &str) -> Result<Option<Session>, StoreError> {
+        if session.is_empty() || session.len() > 256 {
+            return Ok(None);
+        }
+        let hash = digest(session);
+        let now = now_ms();
+        let idle = idle_ms(self.idle);
+        let cached = self.cache().get(&hash).cloned();
+        let mut current = match cached {
+            Some(s) => s,
+            None => {
+                let Some(entry) = self.store.get(&key(&hash)).await? else {
+                    return Ok(None);
+                };
+                let address = entry
+                    .value
+                    .get("address")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let last_seen = entry.value.get("lastSeen").and_then(Value::as_i64).unwrap_or(0);
+                Session {
+                    address,
+                    last_seen,
+                    persisted_seen: last_seen,
+                }
+            }
+        };
+        if now - current.last_seen > idle {
+            self.cache().remove(&hash);
+            return Ok(None);
+        }
+        current.last_seen = now;
+        if now - current.persisted_seen > idle / i64::from(TOUCH_EVERY) {
+            let created = match self.store.get(&key(&hash)).await? {
+                Some(entry) => entry
+                    .value
+                    .get("createdAt")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(now),
+                // Expired in the store meanwhile (another node saw no activity either).
+                None => {
+                    self.cache().remove(&hash);
+                    return Ok(None);
+                }
+            };
+            let (value, expire) = self.record(&current.address, created, now);
+            self.store
+                .commit(AtomicWrite::new().set_expiring(key(&hash), value, expire))
+                .await?;
+            current.persisted_seen = now;
+        }
+        self.cache().insert(hash, current.clone());
+        Ok(Some(current))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::fjall::FjallStore;
+
+    #[tokio::test]
+    async fn sessions_persist_expire_and_are_url_safe() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
+        let sessions = Sessions::new(store.clone(), Duration::from_millis(300));
+        let new = sessions.create("gAddr").await.unwrap();
+        assert!(new.session.bytes().all(|b| b.is_ascii_hexdigit()) && new.session.len() == 64);
+        assert!(!new.token.is_empty() && new.token != new.session);
+        assert_eq!(
+            sessions.lookup(&new.session).await.unwrap().unwrap().address,
+            "gAddr"
+        );
+        // A fresh cache (another node, or after a restart) finds it in the store.
+        let other = Sessions::new(store.clone(), Duration::from_millis(300));
+        assert!(other.lookup(&new.session).await.unwrap().is_some());
+        assert!(other.lookup("nope").await.unwrap().is_none());
+        // The raw token is not what is stored.
+        let stored = store
+            .list(&Key::of(&["ami", "session"]), Default::default())
+            .await
+            .unwrap();
+        assert!(
+            stored
+                .iter()
+                .all(|e| e.key.last_str() != Some(new.session.as_str()))
+        );
+        // Idle too long: gone.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(sessions.lookup(&new.session).await.unwrap().is_none());
+        assert!(
+            Sessions::new(store, Duration::from_millis(300))
+                .lookup(&new.session)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn activity_keeps_a_session_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
+        let sessions = Sessions::new(store.clone(), Duration::from_millis(400));
+        let new = sessions.create("gAddr").await.unwrap();
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            assert!(sessions.lookup(&new.session).await.unwrap().is_some());
+        }
+        // And the store copy was kept alive too.
+        assert!(
+            Sessions::new(store, Duration::from_millis(400))
+                .lookup(&new.session)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! `heterogen wallet new` and `wallet show`: the key file is private, never overwritten, and
+//! shows the same wallet back; bad files get a clear error.
+
+use std::process::Command;
+
+fn heterogen(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_heterogen"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn new_then_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.json");
+    let path_text = path.to_str().unwrap();
+    let out = heterogen(&["wallet", "new", "--out", path_text]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let address = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(
+        heterogen::auth::gliesereum::validate_address(&address),
+        "{address}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let out = heterogen(&["wallet", "show", path_text]);
+    assert!(out.status.success());
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(shown.contains(&format!("address: {address}")), "{shown}");
+    assert!(
+        !shown.contains("privateKey"),
+        "show must not print the private key"
+    );
+
+    let again = heterogen(&["wallet", "new", "--out", path_text]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+}
+
+#[test]
+fn bad_key_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    let out = heterogen(&["wallet", "show", missing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+    let garbage = dir.path().join("garbage.json");
+    std::fs::write(&garbage, "{\"privateKey\":\"zz\"}").unwrap();
+    let out = heterogen(&["wallet", "show", garbage.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a heterogen wallet key file"));
+}
