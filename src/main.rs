@@ -24,6 +24,15 @@ enum Command {
     /// Gliesereum wallets: the keys that log in to nodes.
     #[command(subcommand)]
     Wallet(WalletCommand),
+    /// Logs in to a node with a wallet key file and prints the session token.
+    Login {
+        /// The node's HTTP URL.
+        #[arg(long, env = "HETEROGEN_URL", default_value = "http://127.0.0.1:8088")]
+        url: String,
+        /// The key file written by `wallet new`.
+        #[arg(long, env = "HETEROGEN_KEY")]
+        key: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -51,6 +60,34 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Wallet(WalletCommand::New { out }) => wallet_new(&out),
         Command::Wallet(WalletCommand::Show { keyfile }) => wallet_show(&keyfile),
+        Command::Login { url, key } => login(&url, &key),
+    }
+}
+
+fn login(url: &str, key: &std::path::Path) -> ExitCode {
+    let wallet = match heterogen::auth::keyfile::read(key) {
+        Ok(wallet) => wallet,
+        Err(e) => {
+            eprintln!("heterogen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("heterogen: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(heterogen::client::login(url, &wallet)) {
+        Ok(session) => {
+            println!("{session}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("heterogen: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

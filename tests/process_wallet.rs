@@ -57,3 +57,64 @@ fn bad_key_files_are_named() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a heterogen wallet key file"));
 }
+
+#[tokio::test]
+async fn login_prints_a_session_that_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("owner.json");
+    let out = heterogen(&["wallet", "new", "--out", key.to_str().unwrap()]);
+    let address = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let stranger_key = dir.path().join("stranger.json");
+    assert!(
+        heterogen(&["wallet", "new", "--out", stranger_key.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    let mut node = tokio::process::Command::new(env!("CARGO_BIN_EXE_heterogen"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--fsync",
+            "false",
+            "--owners",
+            &address,
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(node.stdout.take().unwrap()));
+    let line = lines.next_line().await.unwrap().unwrap();
+    let url = line.strip_prefix("heterogen listening on ").unwrap().to_string();
+
+    let login = |key: &std::path::Path| {
+        let url = url.clone();
+        let key = key.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            heterogen(&["login", "--url", &url, "--key", key.to_str().unwrap()])
+        })
+    };
+    let out = login(&key).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let session = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("stels-session", &session)
+        .json(&serde_json::json!({"webfix":"1.0","method":"listWorkers"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+
+    // A stranger gets a session too, but no worker access; a dead node is a clear error.
+    assert!(login(&stranger_key).await.unwrap().status.success());
+    node.start_kill().unwrap();
+    node.wait().await.unwrap();
+    let out = login(&key).await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}

@@ -1,0 +1,71 @@
+//! The client side of a node, for the command line: logging in with a wallet.
+
+use serde_json::Value;
+
+use crate::auth::gliesereum::{Wallet, login_request_body};
+
+/// Why a login did not give a session.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("{url} is not a heterogen node: {reason}")]
+    NotANode { url: String, reason: String },
+    #[error("login refused ({status}): {message}")]
+    Refused { status: u16, message: String },
+}
+
+/// Logs in to the node at `url` (its HTTP URL) and returns the session token. The node's
+/// network name is read from the node first, so the signed request names the right one.
+pub async fn login(url: &str, wallet: &Wallet) -> Result<String, ClientError> {
+    let url = url.trim_end_matches('/');
+    let http = reqwest::Client::new();
+    let unreachable = |source| ClientError::Unreachable {
+        url: url.to_string(),
+        source,
+    };
+    let not_a_node = |reason: String| ClientError::NotANode {
+        url: url.to_string(),
+        reason,
+    };
+    let info: Value = http
+        .get(format!("{url}/"))
+        .send()
+        .await
+        .map_err(unreachable)?
+        .json()
+        .await
+        .map_err(|e| not_a_node(e.to_string()))?;
+    let network = info
+        .get("network")
+        .and_then(Value::as_str)
+        .ok_or_else(|| not_a_node("no network in its answer".into()))?;
+    let socket = info.get("websocket").and_then(Value::as_str).unwrap_or_default();
+    let request = login_request_body(
+        wallet,
+        "LOGIN_REQUEST",
+        network,
+        chrono::Utc::now().timestamp_millis(),
+        url,
+        socket,
+    );
+    let response = http
+        .post(format!("{url}/"))
+        .json(&request)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.map_err(|e| not_a_node(e.to_string()))?;
+    match body.pointer("/raw/session").and_then(Value::as_str) {
+        Some(session) if status == 200 => Ok(session.to_string()),
+        _ => Err(ClientError::Refused {
+            status,
+            message: body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no session in the answer")
+                .to_string(),
+        }),
+    }
+}
