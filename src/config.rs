@@ -67,6 +67,10 @@ pub struct RuntimeConfig {
     pub errors: ErrorPolicy,
     /// Log lines kept in memory per worker.
     pub log_ring_lines: usize,
+    /// Log lines kept in the local store per worker (W-STR-5).
+    pub log_history_lines: usize,
+    /// Log lines a worker may write per second; the excess is dropped and counted (W-STR-5).
+    pub log_rate: u32,
     /// Hosts `fetch` may reach; `None`: all (S-10).
     pub fetch_allowed_hosts: Option<Vec<String>>,
     /// Time limit of one `fetch`.
@@ -119,6 +123,8 @@ impl Default for RuntimeConfig {
             lease_renew_interval: Duration::from_secs(30),
             errors: ErrorPolicy::default(),
             log_ring_lines: 1000,
+            log_history_lines: 10_000,
+            log_rate: 100,
             fetch_allowed_hosts: None,
             fetch_timeout: Duration::from_secs(30),
         }
@@ -249,6 +255,12 @@ pub struct ServeArgs {
     /// Leader lease renewal interval in ms [default: 30000].
     #[arg(long, env = "HETEROGEN_LEASE_RENEW_MS", value_name = "MS")]
     pub lease_renew_ms: Option<u64>,
+    /// Log lines kept per worker across restarts [default: 10000].
+    #[arg(long, env = "HETEROGEN_LOG_HISTORY_LINES", value_name = "N")]
+    pub log_history_lines: Option<usize>,
+    /// Log lines a worker may write per second [default: 100].
+    #[arg(long, env = "HETEROGEN_LOG_RATE", value_name = "N")]
+    pub log_rate: Option<u32>,
     /// Hosts `fetch` may reach, comma-separated (`example.com`, `*.example.com`) [default: all].
     #[arg(
         long,
@@ -325,6 +337,10 @@ struct FileConfig {
     lease_ms: Option<u64>,
     #[serde(alias = "lease_renew_ms")]
     lease_renew_ms: Option<u64>,
+    #[serde(alias = "log_history_lines")]
+    log_history_lines: Option<usize>,
+    #[serde(alias = "log_rate")]
+    log_rate: Option<u32>,
     #[serde(alias = "fetch_allow")]
     fetch_allow: Option<Vec<String>>,
     #[serde(alias = "fetch_timeout_ms")]
@@ -447,6 +463,12 @@ impl ServeArgs {
         if let Some(v) = self.lease_renew_ms.or(file.lease_renew_ms) {
             rt.lease_renew_interval = ms(v);
         }
+        if let Some(n) = self.log_history_lines.or(file.log_history_lines) {
+            rt.log_history_lines = n;
+        }
+        if let Some(n) = self.log_rate.or(file.log_rate) {
+            rt.log_rate = n;
+        }
         if let Some(hosts) = self.fetch_allow.clone().or(file.fetch_allow) {
             rt.fetch_allowed_hosts = Some(hosts.into_iter().map(|h| h.trim().to_ascii_lowercase()).collect());
         }
@@ -541,6 +563,9 @@ impl NodeConfig {
         }
         if rt.memory_limit_bytes < 4 * 1024 * 1024 {
             return Err(invalid("worker-memory-mb", "must be at least 4"));
+        }
+        if rt.log_history_lines == 0 || rt.log_rate == 0 {
+            return Err(invalid("log-history-lines", "log history and log rate must be at least 1"));
         }
         if rt.cpu_limit < Duration::from_millis(10) {
             return Err(invalid("worker-cpu-ms", "must be at least 10"));

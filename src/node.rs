@@ -157,7 +157,12 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
     })?;
     let local_store = open_fjall(&config, "local").await?;
     let stats = Arc::new(StatsBoard::default());
-    let logs = Arc::new(LogBook::new(config.runtime.log_ring_lines));
+    let logs = Arc::new(LogBook::persistent(
+        local_store.clone(),
+        config.runtime.log_ring_lines,
+        config.runtime.log_history_lines,
+        config.runtime.log_rate,
+    ));
     let pool = JsPool::start(
         config.runtime.js_threads,
         tokio::runtime::Handle::current(),

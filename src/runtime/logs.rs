@@ -1,11 +1,27 @@
-//! Worker log lines: `[ISO time] [LEVEL] message\n`, kept per worker in a bounded ring with
-//! cursors, so a reader can resume after the last line it saw (the streams feature pushes them).
+//! Worker log lines: `[ISO time] [LEVEL] message\n` (W-STR-5).
+//!
+//! Each worker has a [`LogRing`] of recent lines in memory, with cursors (1, 2, 3, … never
+//! reused, also across restarts) so a reader can resume exactly after the last line it saw, and
+//! a watch of the newest cursor for live readers. Every line is also persisted in the node's
+//! local store under `["log", sid, cursor]`, keeping the last `history` lines per worker, so logs
+//! survive a restart; a background task writes them in batches, off the script's path.
+//! A per-worker rate limit drops excess lines and says how many it dropped.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
 
 use super::engine::{LogLevel, LogSink};
+use crate::store::{AtomicWrite, Key, KeyPart, ListOptions, Store};
 use crate::workers::model::now_ms;
+
+/// Lines waiting to be persisted; past it lines are kept in memory only (and counted).
+const PERSIST_QUEUE: usize = 65_536;
+/// Lines written to the store in one commit at most.
+const PERSIST_BATCH: usize = 512;
 
 /// One log line.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,12 +35,42 @@ pub struct LogLine {
     pub timestamp: i64,
 }
 
+impl LogLine {
+    /// `{"sid","cursor","level","content","timestamp"}` (W-STR-2).
+    pub fn to_json(&self, sid: &str) -> Value {
+        json!({"sid": sid, "cursor": self.cursor, "level": self.level.tag(), "content": self.content, "timestamp": self.timestamp})
+    }
+
+    fn from_json(value: &Value) -> Option<LogLine> {
+        let level = match value.get("level")?.as_str()? {
+            "DEBUG" => LogLevel::Debug,
+            "INFO" => LogLevel::Info,
+            "WARN" => LogLevel::Warn,
+            _ => LogLevel::Error,
+        };
+        Some(LogLine {
+            cursor: value.get("cursor")?.as_u64()?,
+            level,
+            content: value.get("content")?.as_str()?.to_string(),
+            timestamp: value.get("timestamp")?.as_i64()?,
+        })
+    }
+}
+
 /// Formats a line as the existing client expects it.
 pub fn format_line(timestamp_ms: i64, level: LogLevel, message: &str) -> String {
     let time = chrono::DateTime::from_timestamp_millis(timestamp_ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     format!("[{time}] [{}] {message}\n", level.tag())
+}
+
+fn log_key(sid: &str, cursor: u64) -> Key {
+    Key(vec![KeyPart::Str("log".into()), KeyPart::Str(sid.into()), KeyPart::Num(cursor as f64)])
+}
+
+fn log_prefix(sid: &str) -> Key {
+    Key::of(&["log", sid])
 }
 
 struct RingInner {
@@ -34,19 +80,24 @@ struct RingInner {
 
 /// The recent lines of one worker.
 pub struct LogRing {
-    /// Lines kept; older ones are dropped first.
+    sid: String,
+    /// Lines kept in memory; older ones are dropped first (they stay in the store's history).
     capacity: usize,
     inner: Mutex<RingInner>,
+    /// The cursor of the newest line, for live readers.
+    newest: watch::Sender<u64>,
+    /// Where lines go to be persisted.
+    persist: Option<mpsc::Sender<(String, LogLine)>>,
 }
 
 impl LogRing {
-    pub fn new(capacity: usize) -> Self {
+    fn new(sid: &str, capacity: usize, next_cursor: u64, persist: Option<mpsc::Sender<(String, LogLine)>>) -> Self {
         LogRing {
+            sid: sid.to_string(),
             capacity: capacity.max(1),
-            inner: Mutex::new(RingInner {
-                next_cursor: 1,
-                lines: VecDeque::new(),
-            }),
+            inner: Mutex::new(RingInner { next_cursor, lines: VecDeque::new() }),
+            newest: watch::channel(next_cursor.saturating_sub(1)).0,
+            persist,
         }
     }
 
@@ -54,88 +105,243 @@ impl LogRing {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Appends a line and returns it.
-    pub fn push(&self, level: LogLevel, message: &str) -> LogLine {
-        let timestamp = now_ms();
-        let mut inner = self.lock();
-        let line = LogLine {
-            cursor: inner.next_cursor,
-            level,
-            content: format_line(timestamp, level, message),
-            timestamp,
-        };
-        inner.next_cursor += 1;
+    fn keep(&self, inner: &mut RingInner, line: LogLine) {
         if inner.lines.len() == self.capacity {
             inner.lines.pop_front();
         }
-        inner.lines.push_back(line.clone());
+        inner.lines.push_back(line);
+    }
+
+    /// Appends a line and returns it.
+    pub fn push(&self, level: LogLevel, message: &str) -> LogLine {
+        let timestamp = now_ms();
+        let line = {
+            let mut inner = self.lock();
+            let line =
+                LogLine { cursor: inner.next_cursor, level, content: format_line(timestamp, level, message), timestamp };
+            inner.next_cursor += 1;
+            self.keep(&mut inner, line.clone());
+            line
+        };
+        if let Some(persist) = &self.persist
+            && persist.try_send((self.sid.clone(), line.clone())).is_err()
+        {
+            tracing::warn!(sid = %self.sid, cursor = line.cursor, "log history queue full; line kept in memory only");
+        }
+        self.newest.send_replace(line.cursor);
         line
     }
 
-    /// Lines after `cursor` still held (all held lines for 0).
+    /// Lines after `cursor` still held in memory (all of them for 0).
     pub fn since(&self, cursor: u64) -> Vec<LogLine> {
-        self.lock()
-            .lines
-            .iter()
-            .filter(|l| l.cursor > cursor)
-            .cloned()
-            .collect()
+        self.lock().lines.iter().filter(|l| l.cursor > cursor).cloned().collect()
+    }
+
+    /// The oldest cursor held in memory (`next_cursor` when empty).
+    pub fn oldest_cursor(&self) -> u64 {
+        let inner = self.lock();
+        inner.lines.front().map_or(inner.next_cursor, |l| l.cursor)
     }
 
     /// The cursor the next line will get.
     pub fn next_cursor(&self) -> u64 {
         self.lock().next_cursor
     }
+
+    /// Wakes when a newer line is written (the value is its cursor).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.newest.subscribe()
+    }
 }
 
-/// Every worker's ring on this node.
+/// Every worker's log on this node.
 pub struct LogBook {
+    /// Lines kept in memory per worker.
     capacity: usize,
+    /// Lines kept in the store per worker.
+    history: usize,
+    /// Lines a worker may write per second before lines are dropped.
+    rate: u32,
+    store: Option<Arc<dyn Store>>,
+    persist: Option<mpsc::Sender<(String, LogLine)>>,
     rings: Mutex<HashMap<String, Arc<LogRing>>>,
 }
 
 impl LogBook {
-    pub fn new(capacity: usize) -> Self {
-        LogBook {
-            capacity,
-            rings: Mutex::new(HashMap::new()),
-        }
+    /// A log kept in memory only (tests of other layers).
+    pub fn in_memory(capacity: usize) -> Self {
+        LogBook { capacity, history: 0, rate: u32::MAX, store: None, persist: None, rings: Mutex::new(HashMap::new()) }
     }
 
-    /// The ring of `sid`, created when new.
-    pub fn ring(&self, sid: &str) -> Arc<LogRing> {
-        let mut rings = self.rings.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    /// A log persisted in `store`, keeping `history` lines per worker; spawns its writer task.
+    pub fn persistent(store: Arc<dyn Store>, capacity: usize, history: usize, rate: u32) -> Self {
+        let (tx, rx) = mpsc::channel(PERSIST_QUEUE);
+        tokio::spawn(persist_lines(store.clone(), history, rx));
+        LogBook { capacity, history, rate, store: Some(store), persist: Some(tx), rings: Mutex::new(HashMap::new()) }
+    }
+
+    fn rings(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LogRing>>> {
+        self.rings.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The ring of `sid`, loaded from the stored history the first time (so cursors continue
+    /// after a restart).
+    pub async fn open(&self, sid: &str) -> Arc<LogRing> {
+        if let Some(ring) = self.rings().get(sid) {
+            return ring.clone();
+        }
+        let mut loaded = Vec::new();
+        if let Some(store) = &self.store {
+            let options = ListOptions { limit: Some(self.capacity), reverse: true };
+            match store.list(&log_prefix(sid), options).await {
+                Ok(entries) => loaded = entries.iter().rev().filter_map(|e| LogLine::from_json(&e.value)).collect(),
+                Err(e) => tracing::warn!(%sid, error = %e, "cannot load the log history"),
+            }
+        }
+        let next = loaded.last().map_or(1, |l| l.cursor + 1);
+        let mut rings = self.rings();
+        // Another caller may have opened it meanwhile: keep theirs.
         rings
             .entry(sid.to_string())
-            .or_insert_with(|| Arc::new(LogRing::new(self.capacity)))
+            .or_insert_with(|| {
+                let ring = LogRing::new(sid, self.capacity, next, self.persist.clone());
+                {
+                    let mut inner = ring.lock();
+                    for line in loaded {
+                        ring.keep(&mut inner, line);
+                    }
+                }
+                Arc::new(ring)
+            })
             .clone()
     }
 
-    /// A sink writing to the ring of `sid`.
-    pub fn sink(&self, sid: &str) -> Arc<dyn LogSink> {
-        Arc::new(WorkerLog {
-            sid: sid.to_string(),
-            ring: self.ring(sid),
-        })
+    /// Lines of `sid` after `since`, at most `limit`, from memory or, when older, the store.
+    /// The second value is how many lines between `since` and the first returned one are gone.
+    pub async fn read(&self, sid: &str, since: u64, limit: usize) -> (Vec<LogLine>, u64) {
+        let ring = self.open(sid).await;
+        let mut lines = Vec::new();
+        if since + 1 < ring.oldest_cursor()
+            && let Some(store) = &self.store
+        {
+            match store.list(&log_prefix(sid), ListOptions::default()).await {
+                Ok(entries) => lines = entries.iter().filter_map(|e| LogLine::from_json(&e.value)).collect(),
+                Err(e) => tracing::warn!(%sid, error = %e, "cannot read the log history"),
+            }
+            lines.retain(|l| l.cursor > since && l.cursor < ring.oldest_cursor());
+        }
+        lines.extend(ring.since(since));
+        lines.sort_by_key(|l| l.cursor);
+        lines.dedup_by_key(|l| l.cursor);
+        lines.truncate(limit);
+        let gone = lines.first().map_or(0, |first| first.cursor.saturating_sub(since + 1));
+        (lines, gone)
+    }
+
+    /// A rate-limited sink writing to the ring of `sid` (open it first).
+    pub async fn sink(&self, sid: &str) -> Arc<dyn LogSink> {
+        let ring = self.open(sid).await;
+        Arc::new(WorkerLog { ring, limiter: Mutex::new(RateLimiter::new(self.rate)) })
+    }
+
+    /// The ring of `sid` if its log is open, else an empty ring that is not kept.
+    pub fn ring(&self, sid: &str) -> Arc<LogRing> {
+        self.rings().get(sid).cloned().unwrap_or_else(|| Arc::new(LogRing::new(sid, 1, 1, None)))
+    }
+
+    /// The lines of `sid` held in memory now (none when its log was never opened).
+    pub fn recent(&self, sid: &str) -> Vec<LogLine> {
+        self.ring(sid).since(0)
+    }
+
+    /// Lines kept in the store per worker.
+    pub fn history(&self) -> usize {
+        self.history
+    }
+}
+
+/// Writes lines to the store in batches and trims each worker's history.
+async fn persist_lines(store: Arc<dyn Store>, history: usize, mut rx: mpsc::Receiver<(String, LogLine)>) {
+    let mut batch = Vec::with_capacity(PERSIST_BATCH);
+    while rx.recv_many(&mut batch, PERSIST_BATCH).await > 0 {
+        let mut write = AtomicWrite::new();
+        for (sid, line) in batch.drain(..) {
+            if let Some(old) = line.cursor.checked_sub(history as u64).filter(|c| *c > 0) {
+                write = write.delete(log_key(&sid, old));
+            }
+            write = write.set(log_key(&sid, line.cursor), line.to_json(&sid));
+        }
+        if let Err(e) = store.commit(write).await {
+            tracing::warn!(error = %e, "cannot persist log lines");
+        }
+    }
+}
+
+/// A token bucket: `rate` lines per second, bursts up to `rate`.
+struct RateLimiter {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+    /// Lines dropped since the last notice.
+    dropped: u64,
+}
+
+impl RateLimiter {
+    fn new(rate: u32) -> Self {
+        RateLimiter { rate: f64::from(rate), tokens: f64::from(rate), last: Instant::now(), dropped: 0 }
+    }
+
+    /// Whether a line may pass now.
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
     }
 }
 
 /// The [`LogSink`] of one worker.
 struct WorkerLog {
-    sid: String,
     ring: Arc<LogRing>,
+    limiter: Mutex<RateLimiter>,
 }
 
 impl LogSink for WorkerLog {
     fn log(&self, level: LogLevel, message: &str) {
+        let dropped = {
+            let mut limiter = self.limiter.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !limiter.admit() {
+                return;
+            }
+            std::mem::take(&mut limiter.dropped)
+        };
+        if dropped > 0 {
+            let rate = self.limiter.lock().map(|l| l.rate).unwrap_or_default();
+            self.ring.push(LogLevel::Warn, &format!("{dropped} log lines dropped (over the limit of {rate} lines/s)"));
+        }
         let line = self.ring.push(level, message);
-        tracing::trace!(sid = %self.sid, line = %line.content.trim_end(), "worker log");
+        tracing::trace!(sid = %self.ring.sid, line = %line.content.trim_end(), "worker log");
     }
 }
+
+/// Waits until a line after `cursor` exists in `ring` (or the watch closes).
+pub async fn wait_after(newest: &mut watch::Receiver<u64>, cursor: u64) -> bool {
+    newest.wait_for(|n| *n > cursor).await.is_ok()
+}
+
+/// How long log readers wait between keep-alives.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::fjall::FjallStore;
 
     #[test]
     fn lines_have_the_clients_format() {
@@ -143,9 +349,10 @@ mod tests {
         assert_eq!(line, "[2025-10-18T02:00:20.498Z] [INFO] hello\n");
     }
 
-    #[test]
-    fn ring_is_bounded_and_resumable() {
-        let ring = LogRing::new(3);
+    #[tokio::test]
+    async fn ring_is_bounded_and_resumable() {
+        let book = LogBook::in_memory(3);
+        let ring = book.open("w").await;
         for i in 0..5 {
             ring.push(LogLevel::Warn, &format!("m{i}"));
         }
@@ -154,5 +361,54 @@ mod tests {
         assert!(all[0].content.ends_with("[WARN] m2\n"));
         assert_eq!(ring.since(4).len(), 1);
         assert_eq!(ring.next_cursor(), 6);
+        let (lines, gone) = book.read("w", 0, 10).await;
+        assert_eq!((lines.len(), gone), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn history_survives_a_restart_and_is_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
+        {
+            let book = LogBook::persistent(store.clone(), 4, 10, 1000);
+            let sink = book.sink("w").await;
+            for i in 0..25 {
+                sink.log(LogLevel::Info, &format!("line {i}"));
+            }
+            // Let the writer task catch up.
+            for _ in 0..100 {
+                let stored = store.list(&log_prefix("w"), ListOptions::default()).await.unwrap();
+                if stored.len() == 10 && stored.last().unwrap().value["cursor"] == 25 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let book = LogBook::persistent(store.clone(), 4, 10, 1000);
+        let ring = book.open("w").await;
+        assert_eq!(ring.next_cursor(), 26, "cursors continue after a restart");
+        let (lines, gone) = book.read("w", 0, 100).await;
+        assert_eq!(lines.iter().map(|l| l.cursor).collect::<Vec<_>>(), (16..=25).collect::<Vec<_>>());
+        assert_eq!(gone, 15);
+        assert!(lines[0].content.ends_with("line 15\n"));
+        let (lines, _) = book.read("w", 20, 2).await;
+        assert_eq!(lines.iter().map(|l| l.cursor).collect::<Vec<_>>(), vec![21, 22]);
+    }
+
+    #[tokio::test]
+    async fn the_rate_limit_drops_and_says_how_many() {
+        let book = LogBook::in_memory(1000);
+        let book = LogBook { rate: 10, ..book };
+        let sink = book.sink("w").await;
+        for i in 0..30 {
+            sink.log(LogLevel::Info, &format!("x{i}"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        sink.log(LogLevel::Info, "after");
+        let lines = book.open("w").await.since(0);
+        assert_eq!(lines.iter().filter(|l| l.content.contains("[INFO] x")).count(), 10);
+        let notice = lines.iter().find(|l| l.content.contains("log lines dropped")).unwrap();
+        assert!(notice.content.contains("[WARN] 20 log lines dropped"), "{}", notice.content);
+        assert!(lines.last().unwrap().content.contains("after"));
     }
 }

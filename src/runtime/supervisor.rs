@@ -492,7 +492,7 @@ async fn run_worker(
 
 async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &CancellationToken) -> RunEnd {
     let rt = &shared.config.runtime;
-    let log = shared.logs.sink(sid);
+    let log = shared.logs.sink(sid).await;
     let hash = script_hash(&spec.script);
     shared.running.fetch_add(1, Ordering::AcqRel);
     shared.stats.update(sid, |w| {
