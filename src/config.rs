@@ -565,7 +565,10 @@ impl NodeConfig {
             return Err(invalid("worker-memory-mb", "must be at least 4"));
         }
         if rt.log_history_lines == 0 || rt.log_rate == 0 {
-            return Err(invalid("log-history-lines", "log history and log rate must be at least 1"));
+            return Err(invalid(
+                "log-history-lines",
+                "log history and log rate must be at least 1",
+            ));
         }
         if rt.cpu_limit < Duration::from_millis(10) {
             return Err(invalid("worker-cpu-ms", "must be at least 10"));

@@ -32,6 +32,7 @@ pub mod net;
 pub mod node;
 pub mod runtime;
 pub mod store;
+pub mod streams;
 pub mod webfix;
 pub mod workers;
 

@@ -39,6 +39,12 @@ pub struct NodeState {
     pub sessions: crate::auth::session::Sessions,
     /// Failed logins per source address.
     pub throttle: crate::auth::throttle::LoginThrottle,
+    /// Node events for `events` subscribers.
+    pub events: Arc<crate::streams::EventBus>,
+    /// The shared frame of `stats` subscribers.
+    pub stats_feed: crate::streams::StatsFeed,
+    /// The shared frame of the existing client's `sonar` channel.
+    pub sonar_feed: crate::streams::SonarFeed,
     /// The address actually bound (differs from `config.listen` for port 0).
     pub local_addr: SocketAddr,
     /// Cancelled once, when the node starts shutting down.
@@ -169,7 +175,9 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
         MinShares::default(),
     );
     tracing::info!(threads = pool.threads(), "JS pool started");
+    let events = Arc::new(crate::streams::EventBus::new(&config.nid));
     let supervisor = Supervisor::start(Arc::new(RuntimeShared {
+        events: events.clone(),
         config: config.clone(),
         store: store.clone(),
         local: local_store.clone(),
@@ -191,6 +199,9 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
         local_store,
         sessions,
         throttle,
+        events,
+        stats_feed: Default::default(),
+        sonar_feed: Default::default(),
         local_addr,
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),

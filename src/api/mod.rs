@@ -6,6 +6,7 @@
 mod compat;
 mod connection_node;
 mod get_leader_info;
+mod get_worker_logs;
 mod get_worker_stats;
 mod list_workers;
 mod set_worker;
@@ -25,6 +26,8 @@ pub enum Method {
     StopAllWorkers,
     GetWorkerStats,
     GetLeaderInfo,
+    /// A worker's log lines after a cursor.
+    GetWorkerLogs,
     /// The existing client calls it at start-up; this node holds no assets.
     AssetList,
     /// The existing client calls it at start-up; this node holds no exchange accounts.
@@ -56,6 +59,7 @@ impl Method {
             "stopAllWorkers" => Method::StopAllWorkers,
             "getWorkerStats" => Method::GetWorkerStats,
             "getLeaderInfo" => Method::GetLeaderInfo,
+            "getWorkerLogs" => Method::GetWorkerLogs,
             "assetList" => Method::AssetList,
             "listAccounts" => Method::ListAccounts,
             "connectionNode" => Method::ConnectionNode,
@@ -75,6 +79,11 @@ impl Method {
 
 /// Runs one request to completion.
 pub async fn dispatch(node: &NodeState, caller: &Caller, request: &Envelope) -> Reply {
+    if matches!(request.method.as_str(), "subscribe" | "unsubscribe") {
+        return Err(ApiError::bad_request(
+            "Subscriptions need a WebSocket connection (GET / or /ws)",
+        ));
+    }
     let method = Method::from_name(&request.method).ok_or_else(ApiError::method_not_found)?;
     let principal = auth::authorize(node, caller, method.access()).await?;
     let body = &request.body;
@@ -85,6 +94,7 @@ pub async fn dispatch(node: &NodeState, caller: &Caller, request: &Envelope) -> 
         Method::StopAllWorkers => stop_all_workers::apply(node).await,
         Method::GetWorkerStats => get_worker_stats::apply(node),
         Method::GetLeaderInfo => get_leader_info::apply(node, body).await,
+        Method::GetWorkerLogs => get_worker_logs::apply(node, body).await,
         Method::AssetList => compat::asset_list(node),
         Method::ListAccounts => compat::list_accounts(),
         Method::ConnectionNode => connection_node::connection_node(node, caller, body).await,

@@ -37,6 +37,7 @@ pub fn router(node: Arc<NodeState>) -> Router {
     Router::new()
         .route("/", get(root_get).post(root_post))
         .route("/ws", get(ws_get))
+        .route("/api/worker/logs/stream", get(crate::streams::sse::logs_stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors)

@@ -5,6 +5,6 @@ mod http;
 mod listener;
 mod ws;
 
-pub use http::router;
+pub use http::{json_response, router, session_of};
 pub use listener::bind;
 pub use ws::ConnectionSlots;

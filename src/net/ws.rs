@@ -21,6 +21,7 @@ use super::http::json_response;
 use crate::api;
 use crate::auth::Caller;
 use crate::node::NodeState;
+use crate::streams::ConnectionStreams;
 use crate::webfix::{ApiError, parse_envelope, ws_frame};
 
 /// Read buffer per connection: tungstenite's 128 KiB default costs ~135 KiB RSS per idle
@@ -121,12 +122,15 @@ struct Lanes {
     rx: mpsc::Receiver<Message>,
     /// Requests running for this connection.
     in_flight: Arc<Semaphore>,
+    /// Subscriptions of this connection; they end when it does.
+    streams: Arc<ConnectionStreams>,
 }
 
 impl Lanes {
     fn new(config: &crate::config::NodeConfig) -> Self {
         let (tx, rx) = mpsc::channel(config.ws_outbound_queue);
         Lanes {
+            streams: Arc::new(ConnectionStreams::new(tx.clone())),
             tx,
             rx,
             in_flight: Arc::new(Semaphore::new(config.ws_max_in_flight)),
@@ -188,7 +192,7 @@ async fn serve_connection(node: Arc<NodeState>, mut socket: WebSocket, caller: C
                 };
                 let lanes = lanes.get_or_insert_with(|| Lanes::new(&node.config));
                 let Ok(permit) = lanes.in_flight.clone().try_acquire_owned() else { continue };
-                handle_frame(&node, &caller, &lanes.tx, bytes, permit);
+                handle_frame(&node, &caller, lanes, bytes, permit);
             }
         }
     };
@@ -229,10 +233,11 @@ fn classify(error: axum::Error) -> End {
 fn handle_frame(
     node: &Arc<NodeState>,
     caller: &Arc<Caller>,
-    tx: &mpsc::Sender<Message>,
+    lanes: &Lanes,
     bytes: &[u8],
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
+    let tx = &lanes.tx;
     let envelope = match parse_envelope(bytes) {
         Ok(envelope) => envelope,
         Err(invalid) => {
@@ -246,16 +251,25 @@ fn handle_frame(
         }
     };
     // The existing client subscribes to its channels without an id and expects no answer
-    // (W-WS-5); the streams feature pushes on them.
-    if envelope.method == "subscribe" && envelope.id.is_none() && envelope.channel.is_some() {
-        tracing::debug!(channel = ?envelope.channel, "channel subscription frame accepted");
+    // (W-WS-5); `sonar` then gets the node summary every second.
+    if envelope.method == "subscribe"
+        && envelope.id.is_none()
+        && let Some(channel) = &envelope.channel
+    {
+        tracing::debug!(%channel, "channel subscription frame accepted");
+        lanes.streams.channel(node, channel);
         return;
     }
     let node = node.clone();
     let caller = caller.clone();
     let tx = tx.clone();
+    let streams =
+        matches!(envelope.method.as_str(), "subscribe" | "unsubscribe").then(|| lanes.streams.clone());
     tokio::spawn(async move {
-        let reply = api::dispatch(&node, &caller, &envelope).await;
+        let reply = match streams {
+            Some(streams) => streams.request(&node, &caller, &envelope).await,
+            None => api::dispatch(&node, &caller, &envelope).await,
+        };
         // Freed before the send: the connection task is woken by the frame and must then
         // find the slot free, or it would not read again until something else wakes it.
         drop(permit);

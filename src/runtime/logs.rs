@@ -66,7 +66,11 @@ pub fn format_line(timestamp_ms: i64, level: LogLevel, message: &str) -> String 
 }
 
 fn log_key(sid: &str, cursor: u64) -> Key {
-    Key(vec![KeyPart::Str("log".into()), KeyPart::Str(sid.into()), KeyPart::Num(cursor as f64)])
+    Key(vec![
+        KeyPart::Str("log".into()),
+        KeyPart::Str(sid.into()),
+        KeyPart::Num(cursor as f64),
+    ])
 }
 
 fn log_prefix(sid: &str) -> Key {
@@ -91,11 +95,19 @@ pub struct LogRing {
 }
 
 impl LogRing {
-    fn new(sid: &str, capacity: usize, next_cursor: u64, persist: Option<mpsc::Sender<(String, LogLine)>>) -> Self {
+    fn new(
+        sid: &str,
+        capacity: usize,
+        next_cursor: u64,
+        persist: Option<mpsc::Sender<(String, LogLine)>>,
+    ) -> Self {
         LogRing {
             sid: sid.to_string(),
             capacity: capacity.max(1),
-            inner: Mutex::new(RingInner { next_cursor, lines: VecDeque::new() }),
+            inner: Mutex::new(RingInner {
+                next_cursor,
+                lines: VecDeque::new(),
+            }),
             newest: watch::channel(next_cursor.saturating_sub(1)).0,
             persist,
         }
@@ -117,8 +129,12 @@ impl LogRing {
         let timestamp = now_ms();
         let line = {
             let mut inner = self.lock();
-            let line =
-                LogLine { cursor: inner.next_cursor, level, content: format_line(timestamp, level, message), timestamp };
+            let line = LogLine {
+                cursor: inner.next_cursor,
+                level,
+                content: format_line(timestamp, level, message),
+                timestamp,
+            };
             inner.next_cursor += 1;
             self.keep(&mut inner, line.clone());
             line
@@ -134,7 +150,12 @@ impl LogRing {
 
     /// Lines after `cursor` still held in memory (all of them for 0).
     pub fn since(&self, cursor: u64) -> Vec<LogLine> {
-        self.lock().lines.iter().filter(|l| l.cursor > cursor).cloned().collect()
+        self.lock()
+            .lines
+            .iter()
+            .filter(|l| l.cursor > cursor)
+            .cloned()
+            .collect()
     }
 
     /// The oldest cursor held in memory (`next_cursor` when empty).
@@ -170,14 +191,28 @@ pub struct LogBook {
 impl LogBook {
     /// A log kept in memory only (tests of other layers).
     pub fn in_memory(capacity: usize) -> Self {
-        LogBook { capacity, history: 0, rate: u32::MAX, store: None, persist: None, rings: Mutex::new(HashMap::new()) }
+        LogBook {
+            capacity,
+            history: 0,
+            rate: u32::MAX,
+            store: None,
+            persist: None,
+            rings: Mutex::new(HashMap::new()),
+        }
     }
 
     /// A log persisted in `store`, keeping `history` lines per worker; spawns its writer task.
     pub fn persistent(store: Arc<dyn Store>, capacity: usize, history: usize, rate: u32) -> Self {
         let (tx, rx) = mpsc::channel(PERSIST_QUEUE);
         tokio::spawn(persist_lines(store.clone(), history, rx));
-        LogBook { capacity, history, rate, store: Some(store), persist: Some(tx), rings: Mutex::new(HashMap::new()) }
+        LogBook {
+            capacity,
+            history,
+            rate,
+            store: Some(store),
+            persist: Some(tx),
+            rings: Mutex::new(HashMap::new()),
+        }
     }
 
     fn rings(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LogRing>>> {
@@ -192,9 +227,18 @@ impl LogBook {
         }
         let mut loaded = Vec::new();
         if let Some(store) = &self.store {
-            let options = ListOptions { limit: Some(self.capacity), reverse: true };
+            let options = ListOptions {
+                limit: Some(self.capacity),
+                reverse: true,
+            };
             match store.list(&log_prefix(sid), options).await {
-                Ok(entries) => loaded = entries.iter().rev().filter_map(|e| LogLine::from_json(&e.value)).collect(),
+                Ok(entries) => {
+                    loaded = entries
+                        .iter()
+                        .rev()
+                        .filter_map(|e| LogLine::from_json(&e.value))
+                        .collect()
+                }
                 Err(e) => tracing::warn!(%sid, error = %e, "cannot load the log history"),
             }
         }
@@ -225,7 +269,12 @@ impl LogBook {
             && let Some(store) = &self.store
         {
             match store.list(&log_prefix(sid), ListOptions::default()).await {
-                Ok(entries) => lines = entries.iter().filter_map(|e| LogLine::from_json(&e.value)).collect(),
+                Ok(entries) => {
+                    lines = entries
+                        .iter()
+                        .filter_map(|e| LogLine::from_json(&e.value))
+                        .collect()
+                }
                 Err(e) => tracing::warn!(%sid, error = %e, "cannot read the log history"),
             }
             lines.retain(|l| l.cursor > since && l.cursor < ring.oldest_cursor());
@@ -234,19 +283,27 @@ impl LogBook {
         lines.sort_by_key(|l| l.cursor);
         lines.dedup_by_key(|l| l.cursor);
         lines.truncate(limit);
-        let gone = lines.first().map_or(0, |first| first.cursor.saturating_sub(since + 1));
+        let gone = lines
+            .first()
+            .map_or(0, |first| first.cursor.saturating_sub(since + 1));
         (lines, gone)
     }
 
     /// A rate-limited sink writing to the ring of `sid` (open it first).
     pub async fn sink(&self, sid: &str) -> Arc<dyn LogSink> {
         let ring = self.open(sid).await;
-        Arc::new(WorkerLog { ring, limiter: Mutex::new(RateLimiter::new(self.rate)) })
+        Arc::new(WorkerLog {
+            ring,
+            limiter: Mutex::new(RateLimiter::new(self.rate)),
+        })
     }
 
     /// The ring of `sid` if its log is open, else an empty ring that is not kept.
     pub fn ring(&self, sid: &str) -> Arc<LogRing> {
-        self.rings().get(sid).cloned().unwrap_or_else(|| Arc::new(LogRing::new(sid, 1, 1, None)))
+        self.rings()
+            .get(sid)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(LogRing::new(sid, 1, 1, None)))
     }
 
     /// The lines of `sid` held in memory now (none when its log was never opened).
@@ -288,7 +345,12 @@ struct RateLimiter {
 
 impl RateLimiter {
     fn new(rate: u32) -> Self {
-        RateLimiter { rate: f64::from(rate), tokens: f64::from(rate), last: Instant::now(), dropped: 0 }
+        RateLimiter {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            last: Instant::now(),
+            dropped: 0,
+        }
     }
 
     /// Whether a line may pass now.
@@ -315,7 +377,10 @@ struct WorkerLog {
 impl LogSink for WorkerLog {
     fn log(&self, level: LogLevel, message: &str) {
         let dropped = {
-            let mut limiter = self.limiter.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut limiter = self
+                .limiter
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             if !limiter.admit() {
                 return;
             }
@@ -323,7 +388,10 @@ impl LogSink for WorkerLog {
         };
         if dropped > 0 {
             let rate = self.limiter.lock().map(|l| l.rate).unwrap_or_default();
-            self.ring.push(LogLevel::Warn, &format!("{dropped} log lines dropped (over the limit of {rate} lines/s)"));
+            self.ring.push(
+                LogLevel::Warn,
+                &format!("{dropped} log lines dropped (over the limit of {rate} lines/s)"),
+            );
         }
         let line = self.ring.push(level, message);
         tracing::trace!(sid = %self.ring.sid, line = %line.content.trim_end(), "worker log");
@@ -377,7 +445,10 @@ mod tests {
             }
             // Let the writer task catch up.
             for _ in 0..100 {
-                let stored = store.list(&log_prefix("w"), ListOptions::default()).await.unwrap();
+                let stored = store
+                    .list(&log_prefix("w"), ListOptions::default())
+                    .await
+                    .unwrap();
                 if stored.len() == 10 && stored.last().unwrap().value["cursor"] == 25 {
                     break;
                 }
@@ -388,7 +459,10 @@ mod tests {
         let ring = book.open("w").await;
         assert_eq!(ring.next_cursor(), 26, "cursors continue after a restart");
         let (lines, gone) = book.read("w", 0, 100).await;
-        assert_eq!(lines.iter().map(|l| l.cursor).collect::<Vec<_>>(), (16..=25).collect::<Vec<_>>());
+        assert_eq!(
+            lines.iter().map(|l| l.cursor).collect::<Vec<_>>(),
+            (16..=25).collect::<Vec<_>>()
+        );
         assert_eq!(gone, 15);
         assert!(lines[0].content.ends_with("line 15\n"));
         let (lines, _) = book.read("w", 20, 2).await;
@@ -406,9 +480,19 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(250)).await;
         sink.log(LogLevel::Info, "after");
         let lines = book.open("w").await.since(0);
-        assert_eq!(lines.iter().filter(|l| l.content.contains("[INFO] x")).count(), 10);
-        let notice = lines.iter().find(|l| l.content.contains("log lines dropped")).unwrap();
-        assert!(notice.content.contains("[WARN] 20 log lines dropped"), "{}", notice.content);
+        assert_eq!(
+            lines.iter().filter(|l| l.content.contains("[INFO] x")).count(),
+            10
+        );
+        let notice = lines
+            .iter()
+            .find(|l| l.content.contains("log lines dropped"))
+            .unwrap();
+        assert!(
+            notice.content.contains("[WARN] 20 log lines dropped"),
+            "{}",
+            notice.content
+        );
         assert!(lines.last().unwrap().content.contains("after"));
     }
 }

@@ -29,6 +29,7 @@ use crate::cluster::leader::{LeaseChange, LeaseTiming, hold_lease};
 use crate::cluster::placement::{Placement, place_worker};
 use crate::config::{NodeConfig, RuntimeConfig};
 use crate::store::{Entry, ListOptions, Store, WatchEvent};
+use crate::streams::events::EventKind;
 use crate::workers::model::{now_ms, workers_prefix};
 use crate::workers::{Priority, RunMode, WorkerData, WorkerScript};
 
@@ -139,6 +140,8 @@ pub struct RuntimeShared {
     pub logs: Arc<LogBook>,
     /// Runs in progress on this node (`Stels.config.workers`).
     pub running: Arc<AtomicUsize>,
+    /// Where worker and lease events go.
+    pub events: Arc<crate::streams::EventBus>,
 }
 
 /// The supervisor's handle: stop it to stop every run.
@@ -211,6 +214,14 @@ async fn supervise(shared: Arc<RuntimeShared>, cancel: CancellationToken) {
             }
             Event::Watch(WatchEvent::Resync) => state.resync().await,
             Event::Lease(LeaseChange { sid, epoch }) => {
+                let kind = if epoch.is_some() {
+                    EventKind::LeaderGained
+                } else {
+                    EventKind::LeaderLost
+                };
+                shared
+                    .events
+                    .emit(kind, &sid, serde_json::json!({"epoch": epoch}));
                 if let Some(tracked) = state.workers.get_mut(&sid) {
                     tracked.lease_epoch = epoch;
                     state.reconcile(&sid);
@@ -335,6 +346,12 @@ impl State {
             (Some(running), Some(desired)) if running.spec.same_run(desired) => {}
             (None, None) => {}
             _ => {
+                let reload = matches!((&tracked.running, &desired), (Some(old), Some(new)) if old.spec.script != new.script);
+                if reload {
+                    self.shared
+                        .events
+                        .emit(EventKind::Reloaded, sid, serde_json::json!({}));
+                }
                 let previous = tracked.running.take().map(|running| {
                     running.stop.cancel();
                     running.task
@@ -509,6 +526,9 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
             spec.mode.as_str()
         ),
     );
+    shared
+        .events
+        .emit(EventKind::Started, sid, serde_json::json!({"scriptHash": hash}));
     let limits = IsolateLimits {
         memory_bytes: rt.memory_limit_bytes,
         cpu_slice: rt.cpu_limit,
@@ -606,8 +626,19 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
     };
     shared.running.fetch_sub(1, Ordering::AcqRel);
     shared.stats.update(sid, |w| w.is_running = false);
-    if end == RunEnd::Stopped {
-        log.log(LogLevel::Info, "Worker stopped");
+    match &end {
+        RunEnd::Stopped => {
+            log.log(LogLevel::Info, "Worker stopped");
+            shared.events.emit(EventKind::Stopped, sid, serde_json::json!({}));
+        }
+        RunEnd::Finished => shared
+            .events
+            .emit(EventKind::Finished, sid, serde_json::json!({})),
+        RunEnd::Halted(reason) => {
+            shared
+                .events
+                .emit(EventKind::AutoStopped, sid, serde_json::json!({"reason": reason}))
+        }
     }
     end
 }

@@ -228,7 +228,13 @@ impl TestNode {
 
     /// The log lines of `sid` kept on this node.
     pub fn log_lines(&self, sid: &str) -> Vec<String> {
-        self.running().state().logs.recent(sid).into_iter().map(|l| l.content).collect()
+        self.running()
+            .state()
+            .logs
+            .recent(sid)
+            .into_iter()
+            .map(|l| l.content)
+            .collect()
     }
 
     /// Waits until a log line of `sid` contains `needle`; returns all lines.

@@ -1,0 +1,40 @@
+//! `getWorkerLogs`: a worker's log lines after a cursor, from memory or the stored history.
+
+use serde_json::{Map, Value, json};
+
+use crate::node::NodeState;
+use crate::webfix::{ApiError, Reply};
+
+/// Lines returned at most per call.
+const MAX_LIMIT: u64 = 10_000;
+
+pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
+    let sid = match body.get("sid").and_then(Value::as_str) {
+        Some(sid) if uuid::Uuid::try_parse(sid).is_ok() => sid,
+        _ => return Err(ApiError::invalid_body("sid must be a worker id (UUID)")),
+    };
+    let since = match body.get("since") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| ApiError::invalid_body("since must be a log cursor (a number)"))?,
+    };
+    let limit = match body.get("limit") {
+        None | Some(Value::Null) => 1000,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid_body(format!(
+                    "limit must be between 1 and {MAX_LIMIT}"
+                )));
+            }
+        },
+    };
+    let (lines, dropped) = node.logs.read(sid, since, limit as usize).await;
+    let next = lines.last().map_or(since, |l| l.cursor);
+    let lines: Vec<Value> = lines.iter().map(|l| l.to_json(sid)).collect();
+    Ok((
+        200,
+        json!({"sid": sid, "lines": lines, "next": next, "dropped": dropped}),
+    ))
+}

@@ -1,0 +1,69 @@
+//! Node events (W-STR-1): workers started, stopped, reloaded, finished, auto-stopped with their
+//! reason; leader leases gained and lost. Serialised once, shared by every subscriber.
+
+use axum::extract::ws::Utf8Bytes;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::push_frame;
+use crate::workers::model::now_ms;
+
+/// Events kept for subscribers that fall behind; past it they get a lagged notice.
+const CAPACITY: usize = 1024;
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Started,
+    Stopped,
+    Reloaded,
+    Finished,
+    AutoStopped,
+    LeaderGained,
+    LeaderLost,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Started => "started",
+            EventKind::Stopped => "stopped",
+            EventKind::Reloaded => "reloaded",
+            EventKind::Finished => "finished",
+            EventKind::AutoStopped => "auto-stopped",
+            EventKind::LeaderGained => "leader-gained",
+            EventKind::LeaderLost => "leader-lost",
+        }
+    }
+}
+
+/// The node's event channel.
+pub struct EventBus {
+    channel: String,
+    tx: broadcast::Sender<Utf8Bytes>,
+}
+
+impl EventBus {
+    pub fn new(nid: &str) -> Self {
+        EventBus {
+            channel: format!("ami.events.{nid}"),
+            tx: broadcast::channel(CAPACITY).0,
+        }
+    }
+
+    /// Publishes an event about worker `sid`; `detail` adds fields (`reason`, `epoch`, …).
+    pub fn emit(&self, kind: EventKind, sid: &str, detail: Value) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        let mut raw = json!({"type": kind.as_str(), "sid": sid, "timestamp": now_ms()});
+        if let (Some(raw), Value::Object(detail)) = (raw.as_object_mut(), detail) {
+            raw.extend(detail);
+        }
+        let _ = self.tx.send(push_frame(&self.channel, "events", raw));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Utf8Bytes> {
+        self.tx.subscribe()
+    }
+}

@@ -1,0 +1,135 @@
+//! Snapshots pushed to many subscribers, computed at most once per period and serialised once.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use serde_json::{Value, json};
+
+use super::push_frame;
+use crate::node::NodeState;
+use crate::store::ListOptions;
+use crate::workers::model::{now_ms, workers_prefix};
+use crate::workers::{Scope, WorkerData};
+
+/// A cached frame and when it was made.
+type Cached = Mutex<Option<(Instant, Utf8Bytes)>>;
+
+fn fresh(cache: &Cached, max_age: Duration) -> Option<Utf8Bytes> {
+    let cached = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    cached
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < max_age)
+        .map(|(_, frame)| frame.clone())
+}
+
+fn keep(cache: &Cached, frame: &Utf8Bytes) {
+    *cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((Instant::now(), frame.clone()));
+}
+
+/// The `stats` stream's frame: `getWorkerStats` of this node (W-STR-1).
+#[derive(Default)]
+pub struct StatsFeed {
+    cache: Cached,
+}
+
+impl StatsFeed {
+    /// Snapshots are shared for this long, whatever the number of subscribers.
+    const MAX_AGE: Duration = Duration::from_millis(50);
+
+    pub fn frame(&self, node: &NodeState) -> Utf8Bytes {
+        if let Some(frame) = fresh(&self.cache, Self::MAX_AGE) {
+            return frame;
+        }
+        let frame = push_frame(
+            &format!("ami.stats.{}", node.config.nid),
+            "stats",
+            node.stats.snapshot(),
+        );
+        keep(&self.cache, &frame);
+        frame
+    }
+}
+
+/// The existing client's `sonar` summary (stels-client.md §5), for one node.
+#[derive(Default)]
+pub struct SonarFeed {
+    cache: Cached,
+}
+
+impl SonarFeed {
+    const MAX_AGE: Duration = Duration::from_millis(900);
+
+    pub async fn frame(&self, node: &NodeState) -> Utf8Bytes {
+        if let Some(frame) = fresh(&self.cache, Self::MAX_AGE) {
+            return frame;
+        }
+        let frame = push_frame(
+            &format!("{}.runtime.sonar", node.config.network),
+            "runtime",
+            sonar(node).await,
+        );
+        keep(&self.cache, &frame);
+        frame
+    }
+}
+
+async fn sonar(node: &NodeState) -> Value {
+    let (mut total, mut active, mut local, mut network) = (0u64, 0u64, 0u64, 0u64);
+    match node.store.list(&workers_prefix(), ListOptions::default()).await {
+        Ok(entries) => {
+            for data in entries.iter().filter_map(WorkerData::from_entry) {
+                total += 1;
+                active += u64::from(data.raw.active);
+                match data.raw.scope {
+                    Scope::Local => local += 1,
+                    Scope::Network => network += 1,
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "sonar: cannot list workers"),
+    }
+    let stats = node.stats.snapshot();
+    let count = |field: &str| stats.get(field).and_then(Value::as_u64).unwrap_or(0);
+    let (operations, errors) = (count("totalExecutions"), count("totalErrors"));
+    let success_rate = if operations == 0 {
+        100.0
+    } else {
+        (operations - errors) as f64 * 100.0 / operations as f64
+    };
+    let workers = json!({"active": active, "stopped": total - active, "total": total, "local": local, "network": network});
+    let nid = &node.config.nid;
+    let channel = format!("{}.runtime.sonar.{nid}", node.config.network);
+    let now = now_ms();
+    json!({
+        "timestamp": now,
+        "totalNodes": 1,
+        "nodes": {nid.as_str(): {
+            "channel": channel,
+            "module": "runtime",
+            "widget": format!("widget.{channel}"),
+            "raw": {
+                "currentNode": {
+                    "id": nid,
+                    "operations": {
+                        "total": operations,
+                        "errors": errors,
+                        "networkErrors": count("totalNetworkErrors"),
+                        "criticalErrors": count("totalCriticalErrors"),
+                        "successRate": success_rate,
+                    },
+                    "workers": workers,
+                },
+                "workers": workers,
+            },
+            "timestamp": now,
+        }},
+        "network": {
+            "totalOperations": operations,
+            "totalErrors": errors,
+            "totalWorkers": total,
+            "activeWorkers": active,
+            "successRate": success_rate,
+        },
+    })
+}
