@@ -238,3 +238,28 @@ async fn log_history_survives_a_restart_and_cursors_continue() {
     }
     restarted.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_worker_over_its_log_rate_loses_lines_and_is_told_how_many() {
+    let node = TestNode::start_with(|c| {
+        quick_runtime(c);
+        c.runtime.log_rate = 50;
+    })
+    .await;
+    let script = "for (let i = 0; i < 500; i++) logger.info('spam', i);\nawait Stels.sleep(300);\nlogger.info('done');";
+    let entry = node
+        .start_worker(json!({"scriptContent": script, "mode": "single"}))
+        .await;
+    let sid = sid(&entry);
+    let lines = node.wait_for_log(&sid, "done").await;
+    let spam = lines.iter().filter(|l| l.contains("[INFO] spam")).count();
+    assert!(spam <= 60, "{spam} lines passed a 50 lines/s limit");
+    let notice = lines
+        .iter()
+        .find(|l| l.contains("log lines dropped"))
+        .expect("no dropped-lines notice");
+    assert!(
+        notice.contains("[WARN]") && notice.contains("over the limit of 50 lines/s"),
+        "{notice}"
+    );
+}
