@@ -25,6 +25,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;

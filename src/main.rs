@@ -33,6 +33,8 @@ enum Command {
         #[arg(long, env = "HETEROGEN_KEY")]
         key: std::path::PathBuf,
     },
+    #[command(flatten)]
+    Client(heterogen::cli::ClientCommand),
 }
 
 #[derive(Subcommand)]
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Wallet(WalletCommand::New { out }) => wallet_new(&out),
         Command::Wallet(WalletCommand::Show { keyfile }) => wallet_show(&keyfile),
         Command::Login { url, key } => login(&url, &key),
+        Command::Client(command) => heterogen::cli::run(command),
     }
 }
 

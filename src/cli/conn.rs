@@ -1,0 +1,318 @@
+//! One WebFIX WebSocket to a node: requests matched to answers by id, pushes queued.
+
+use std::collections::VecDeque;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::{CliError, ConnectArgs, REQUEST_TIMEOUT};
+
+/// Pushes kept while waiting for an answer; older ones are dropped past this.
+const MAX_QUEUED_PUSHES: usize = 10_000;
+
+/// The WebSocket and HTTP addresses of a node, from `--url`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Endpoints {
+    /// `ws(s)://host[:port]/path[?query]`, the path at least `/`.
+    pub ws: String,
+    /// `http(s)://host[:port]`, for logging in.
+    pub http: String,
+}
+
+/// Splits `--url` into its WebSocket and HTTP forms; `ws`, `wss`, `http` and `https` are taken.
+pub(crate) fn endpoints(url: &str) -> Result<Endpoints, CliError> {
+    let bad = |why: &str| CliError::Usage(format!("--url {url:?} {why} (expected ws://host:port)"));
+    let (scheme, rest) = url.trim().split_once("://").ok_or_else(|| bad("has no scheme"))?;
+    let (ws_scheme, http_scheme) = match scheme.to_ascii_lowercase().as_str() {
+        "ws" | "http" => ("ws", "http"),
+        "wss" | "https" => ("wss", "https"),
+        _ => return Err(bad("has an unsupported scheme")),
+    };
+    let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(split);
+    if authority.is_empty() {
+        return Err(bad("has no host"));
+    }
+    let tail = tail.split('#').next().unwrap_or_default();
+    let tail = if tail.starts_with('/') {
+        tail.to_string()
+    } else {
+        format!("/{tail}")
+    };
+    Ok(Endpoints {
+        ws: format!("{ws_scheme}://{authority}{tail}"),
+        http: format!("{http_scheme}://{authority}"),
+    })
+}
+
+/// Appends `session=<token>` to the query of `url`.
+fn with_session(url: &str, session: &str) -> String {
+    let encoded: String = session
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}session={encoded}")
+}
+
+/// An open WebFIX connection.
+pub struct Connection {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// `--url` as given, for messages.
+    url: String,
+    next_id: u64,
+    /// Frames that arrived while waiting for an answer and are not answers.
+    pushes: VecDeque<Value>,
+}
+
+impl Connection {
+    /// Logs in when `--key` is given, then opens the WebSocket with the `webfix` subprotocol.
+    pub async fn open(args: &ConnectArgs) -> Result<Connection, CliError> {
+        let endpoints = endpoints(&args.url)?;
+        let mut ws_url = endpoints.ws.clone();
+        if let Some(key) = &args.key {
+            let wallet = crate::auth::keyfile::read(key).map_err(|e| CliError::Failed(e.to_string()))?;
+            let session = crate::client::login(&endpoints.http, &wallet)
+                .await
+                .map_err(|e| match e {
+                    crate::client::ClientError::Unreachable { source, .. } => {
+                        CliError::Failed(format!("cannot connect to {}: {source}", args.url))
+                    }
+                    other => CliError::Failed(format!("cannot log in: {other}")),
+                })?;
+            ws_url = with_session(&ws_url, &session);
+        }
+        let mut request = ws_url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| CliError::Usage(format!("--url {:?} is not usable: {e}", args.url)))?;
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            tungstenite::http::HeaderValue::from_static("webfix"),
+        );
+        let connect = tokio_tungstenite::connect_async(request);
+        let (ws, _) = tokio::time::timeout(REQUEST_TIMEOUT, connect)
+            .await
+            .map_err(|_| {
+                CliError::Failed(format!(
+                    "cannot connect to {}: no answer within {} s",
+                    args.url,
+                    REQUEST_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| connect_error(&args.url, args.key.is_some(), e))?;
+        Ok(Connection {
+            ws,
+            url: args.url.clone(),
+            next_id: 1,
+            pushes: VecDeque::new(),
+        })
+    }
+
+    /// Calls `method`; the result on a 2xx answer, else [`CliError::Status`].
+    pub async fn call(&mut self, method: &str, body: Option<Value>) -> Result<Value, CliError> {
+        let frame = self.request(method, body).await?;
+        let status = frame.get("status").and_then(Value::as_u64).unwrap_or(0);
+        match frame.get("result") {
+            Some(result) if (200..300).contains(&status) => Ok(result.clone()),
+            _ => Err(CliError::Status {
+                status: u16::try_from(status).unwrap_or(0),
+                frame,
+            }),
+        }
+    }
+
+    /// Sends a request and waits (at most [`REQUEST_TIMEOUT`]) for the frame with its id.
+    pub async fn request(&mut self, method: &str, body: Option<Value>) -> Result<Value, CliError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut frame = json!({"webfix": "1.0", "method": method, "params": [], "id": id});
+        if let Some(body) = body {
+            frame["body"] = body;
+        }
+        let sent = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            self.ws.send(Message::Text(frame.to_string().into())),
+        )
+        .await;
+        match sent {
+            Err(_) => return Err(self.timeout(method)),
+            Ok(Err(e)) => return Err(self.lost(e)),
+            Ok(Ok(())) => {}
+        }
+        let wait = async {
+            loop {
+                let frame = self.read().await?;
+                if frame.get("id").and_then(Value::as_u64) == Some(id) {
+                    return Ok(frame);
+                }
+                // Answers to nothing we asked (there are none) are dropped; pushes are kept.
+                if frame.get("id").is_none() {
+                    if self.pushes.len() >= MAX_QUEUED_PUSHES {
+                        self.pushes.pop_front();
+                    }
+                    self.pushes.push_back(frame);
+                }
+            }
+        };
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, wait).await;
+        match answer {
+            Ok(answer) => answer,
+            Err(_) => Err(self.timeout(method)),
+        }
+    }
+
+    /// The next frame that is not an answer (a push), waiting as long as it takes.
+    /// Cancel-safe: dropping the future loses nothing.
+    pub async fn next_push(&mut self) -> Result<Value, CliError> {
+        if let Some(frame) = self.pushes.pop_front() {
+            return Ok(frame);
+        }
+        loop {
+            let frame = self.read().await?;
+            if frame.get("id").is_none() {
+                return Ok(frame);
+            }
+        }
+    }
+
+    /// Closes the connection politely (best effort, briefly).
+    pub async fn close(mut self) {
+        let close = async {
+            let _ = self.ws.close(None).await;
+            while let Some(Ok(_)) = self.ws.next().await {}
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), close).await;
+    }
+
+    /// The next JSON text frame. Pings are answered by tungstenite while reading.
+    async fn read(&mut self) -> Result<Value, CliError> {
+        loop {
+            let message = match self.ws.next().await {
+                Some(Ok(message)) => message,
+                Some(Err(e)) => return Err(self.lost(e)),
+                None => {
+                    return Err(CliError::Failed(format!(
+                        "the node at {} closed the connection",
+                        self.url
+                    )));
+                }
+            };
+            match message {
+                Message::Text(text) => match serde_json::from_str::<Value>(&text) {
+                    Ok(frame) => return Ok(frame),
+                    Err(_) => continue,
+                },
+                Message::Close(frame) => {
+                    let why = frame
+                        .map(|f| {
+                            let reason = f.reason.to_string();
+                            if reason.is_empty() {
+                                format!(" (code {})", u16::from(f.code))
+                            } else {
+                                format!(" (code {}: {reason})", u16::from(f.code))
+                            }
+                        })
+                        .unwrap_or_default();
+                    return Err(CliError::Failed(format!(
+                        "the node at {} closed the connection{why}",
+                        self.url
+                    )));
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    fn timeout(&self, method: &str) -> CliError {
+        CliError::Failed(format!(
+            "no answer to {method} from {} within {} s",
+            self.url,
+            REQUEST_TIMEOUT.as_secs()
+        ))
+    }
+
+    fn lost(&self, error: tungstenite::Error) -> CliError {
+        CliError::Failed(format!("connection to {} lost: {error}", self.url))
+    }
+}
+
+/// A clear message for a failed WebSocket handshake.
+fn connect_error(url: &str, with_key: bool, error: tungstenite::Error) -> CliError {
+    match error {
+        tungstenite::Error::Http(response) => {
+            let status = response.status();
+            let text = response
+                .body()
+                .as_deref()
+                .and_then(|body| serde_json::from_slice::<Value>(body).ok())
+                .and_then(|body| error_text(&body))
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("refused").to_string());
+            if status.as_u16() == 401 {
+                let hint = if with_key {
+                    "the session from --key was not accepted; try again, or check the node's --owners"
+                } else {
+                    "the node needs a session: pass --key KEYFILE (a wallet among its --owners), \
+                     or start the node with --open"
+                };
+                CliError::Failed(format!("{url} refused the connection (401 {text}): {hint}"))
+            } else {
+                CliError::Failed(format!(
+                    "{url} refused the connection ({} {text})",
+                    status.as_u16()
+                ))
+            }
+        }
+        tungstenite::Error::Url(tungstenite::error::UrlError::TlsFeatureNotEnabled) => CliError::Failed(
+            format!("cannot connect to {url}: this build has no TLS support for wss://"),
+        ),
+        tungstenite::Error::Url(e) => CliError::Usage(format!("--url {url:?} is not usable: {e}")),
+        tungstenite::Error::Io(e) => CliError::Failed(format!("cannot connect to {url}: {e}")),
+        other => CliError::Failed(format!("cannot connect to {url}: {other}")),
+    }
+}
+
+/// The `error` text of a node's answer (`"text"` or `{"message": "text"}`).
+pub(crate) fn error_text(body: &Value) -> Option<String> {
+    match body.get("error")? {
+        Value::String(text) => Some(text.clone()),
+        Value::Object(object) => object.get("message").and_then(Value::as_str).map(str::to_string),
+        other => Some(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_become_ws_and_http_endpoints() {
+        let e = endpoints("ws://127.0.0.1:8088").unwrap();
+        assert_eq!(e.ws, "ws://127.0.0.1:8088/");
+        assert_eq!(e.http, "http://127.0.0.1:8088");
+        let e = endpoints("https://node.example/ws?x=1").unwrap();
+        assert_eq!(e.ws, "wss://node.example/ws?x=1");
+        assert_eq!(e.http, "https://node.example");
+        let e = endpoints("WS://h:1?a=b").unwrap();
+        assert_eq!(e.ws, "ws://h:1/?a=b");
+        assert!(matches!(endpoints("127.0.0.1:8088"), Err(CliError::Usage(_))));
+        assert!(matches!(endpoints("ftp://h"), Err(CliError::Usage(_))));
+        assert!(matches!(endpoints("ws:///x"), Err(CliError::Usage(_))));
+    }
+
+    #[test]
+    fn sessions_go_into_the_query() {
+        assert_eq!(with_session("ws://h/", "ab12"), "ws://h/?session=ab12");
+        assert_eq!(with_session("ws://h/?x=1", "a b"), "ws://h/?x=1&session=a%20b");
+    }
+}

@@ -1,0 +1,173 @@
+//! The command-line client (issue #5): `call`, `workers`, `logs` and `stats`, over one WebFIX
+//! WebSocket per command.
+//!
+//! Every command takes `--url` (`HETEROGEN_URL`, default `ws://127.0.0.1:8088`; `http(s)://`
+//! works too) and `--key` (`HETEROGEN_KEY`): with a key file the command first logs in over HTTP
+//! ([`crate::client::login`]) and opens the socket with `?session=`; without one it connects
+//! bare, which a node started with `--open` accepts.
+//!
+//! Exit codes: 0 on success (and on Ctrl-C while following), 1 on an error status, a refused
+//! or failed connection, or an unknown worker, 2 on a usage problem (clap's own errors too).
+
+mod conn;
+mod format;
+mod logs;
+mod stats;
+mod workers;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+pub use conn::Connection;
+pub use logs::LogsArgs;
+pub use stats::StatsArgs;
+pub use workers::{WorkersArgs, WorkersCommand};
+
+/// The default node address of every client command.
+pub const DEFAULT_URL: &str = "ws://127.0.0.1:8088";
+
+/// How long a request may wait for its answer (and a connection for its handshake).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Where and as whom a client command connects.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// The node's WebSocket URL (`ws://host:port`; `http://` is accepted too).
+    #[arg(long, env = "HETEROGEN_URL", default_value = DEFAULT_URL, global = true)]
+    pub url: String,
+    /// A wallet key file (from `wallet new`) to log in with; without it the node must be `--open`.
+    #[arg(long, env = "HETEROGEN_KEY", global = true)]
+    pub key: Option<PathBuf>,
+}
+
+/// `heterogen call METHOD [JSON-BODY]`.
+#[derive(Args, Debug)]
+pub struct CallArgs {
+    /// The WebFIX method, e.g. `listWorkers`.
+    pub method: String,
+    /// The request body as JSON (`-` reads it from stdin); left out when not given.
+    pub body: Option<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// The client commands, flattened into the binary's own subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Calls a WebFIX method over WebSocket and prints its result JSON (exit 1 on an error status).
+    Call(CallArgs),
+    /// Lists, creates, starts, stops and edits workers.
+    Workers(WorkersArgs),
+    /// Prints a worker's log lines kept on the node; `-f` keeps following them.
+    Logs(LogsArgs),
+    /// Prints this node's worker statistics; `--watch` keeps them live.
+    Stats(StatsArgs),
+}
+
+/// Why a client command failed; decides the message and the exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// A usage problem found after parsing (a body that is not JSON, a bad URL): exit 2.
+    Usage(String),
+    /// Anything else that went wrong: exit 1.
+    Failed(String),
+    /// The node answered with an error status: exit 1. `frame` is the whole answer frame.
+    Status { status: u16, frame: Value },
+    /// Stdout was closed by its reader (`… | head`): stop quietly, exit 0.
+    StdoutClosed,
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Usage(_) => ExitCode::from(2),
+            CliError::StdoutClosed => ExitCode::SUCCESS,
+            CliError::Failed(_) | CliError::Status { .. } => ExitCode::FAILURE,
+        }
+    }
+
+    /// The text for stderr (without a trailing newline); empty for [`CliError::StdoutClosed`].
+    pub fn message(&self) -> String {
+        match self {
+            CliError::Usage(text) | CliError::Failed(text) => format!("heterogen: {text}"),
+            CliError::Status { status, frame } => format::error_frame(*status, frame),
+            CliError::StdoutClosed => String::new(),
+        }
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(error: std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            CliError::StdoutClosed
+        } else {
+            CliError::Failed(format!("cannot write the output: {error}"))
+        }
+    }
+}
+
+/// Runs a client command on its own single-threaded runtime; prints any error to stderr.
+pub fn run(command: ClientCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("heterogen: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let message = error.message();
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
+            error.exit_code()
+        }
+    }
+}
+
+async fn execute(command: ClientCommand) -> Result<(), CliError> {
+    match command {
+        ClientCommand::Call(args) => call(args).await,
+        ClientCommand::Workers(args) => workers::run(args).await,
+        ClientCommand::Logs(args) => logs::run(args).await,
+        ClientCommand::Stats(args) => stats::run(args).await,
+    }
+}
+
+async fn call(args: CallArgs) -> Result<(), CliError> {
+    // The body is checked before connecting: a usage problem is exit 2 even with no node.
+    let body = match args.body.as_deref() {
+        None => None,
+        Some(text) => {
+            let text = if text == "-" {
+                std::io::read_to_string(std::io::stdin())
+                    .map_err(|e| CliError::Failed(format!("cannot read the body from stdin: {e}")))?
+            } else {
+                text.to_string()
+            };
+            Some(
+                serde_json::from_str::<Value>(&text)
+                    .map_err(|e| CliError::Usage(format!("the body is not JSON: {e}")))?,
+            )
+        }
+    };
+    let mut conn = Connection::open(&args.connect).await?;
+    let result = conn.call(&args.method, body).await?;
+    conn.close().await;
+    format::print_json(&result)
+}
+
+/// Reads a script file (`-`: stdin).
+fn read_script(path: &std::path::Path) -> Result<String, CliError> {
+    if path.as_os_str() == "-" {
+        return std::io::read_to_string(std::io::stdin())
+            .map_err(|e| CliError::Failed(format!("cannot read the script from stdin: {e}")));
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", path.display())))
+}
