@@ -4,35 +4,45 @@
 //!
 //! Run with `cargo bench --bench workers`. Loopback only; every wait is bounded.
 //!
-//! - `rss` (a): for each count N (1,000 and 10,000), a fresh `heterogen serve` child process
-//!   (the release binary, so its RSS is its own). N inactive worker records are written into its
-//!   store before it starts; then VmRSS is read once settled, all N are activated with
+//! - `rss` (a): for each count N (1,000 and 10,000), a fresh `heterogen serve --open` child
+//!   process (the release binary, so its RSS is its own). N inactive worker records are written
+//!   into its store before it starts; VmRSS is read once settled, all N are activated with
 //!   `updateWorker` over WebSocket, `getWorkerStats` is polled until `runningWorkers` is N, and
 //!   VmRSS is read again once settled. Each worker is `single` mode and loops on
 //!   `await Stels.sleep(1000)` until stopped. Also reported: the node's CPU while the N workers
-//!   idle.
-//! - `pool` (b, d): an in-process node with `BENCH_JS_THREADS` (2) JS threads and
+//!   idle, and two baselines measured in fresh processes of this program (`__baseline`): a bare
+//!   QuickJS runtime + context, and a `QuickJsIsolate` with the SDK installed.
+//! - `pool` (b, d): an in-process node (`--open`) with `BENCH_JS_THREADS` (2) JS threads and
 //!   `BENCH_PER_CLASS` (4) workers per priority, each a `single`-mode loop of fixed JS work
 //!   (calibrated to `BENCH_WORK_US`, 1,000 µs) followed by `await Stels.sleep(0)`. Each worker
 //!   logs its iteration count at most every 100 ms; rates come from the counts and times of
 //!   the last log line at the start and at the end of the window. (d): `BENCH_API_CLIENTS` (4)
-//!   WebSocket clients each send one `listWorkers` at a time (16 workers stored), first with no
-//!   worker active, then with the pool saturated.
+//!   WebSocket clients each send one `listWorkers` at a time (16 workers stored), with no worker
+//!   active, with the pool saturated, and with the pool saturated and its threads reniced to 10
+//!   (an experiment for a suggested fix).
 //! - `yield` (c): an in-process node running 1 worker, then `BENCH_YIELD_WORKERS` (1,000)
 //!   workers, each `while (!shouldStop()) { await Stels.sleep(0); n++ }`, logging `n` at most
 //!   every 250 ms.
 //!
+//! The machine may be shared: before each window the bench waits (at most
+//! `BENCH_QUIET_WAIT_SECS`, 10) until other processes use under 0.25 cores, and every table
+//! reports the CPU other processes used during the window.
+//!
 //! Environment: `BENCH_RSS_WORKERS` (`1000,10000`), `BENCH_JS_THREADS` (2), `BENCH_PER_CLASS`
 //! (4), `BENCH_WORK_US` (1000), `BENCH_SECS` (5, each measuring window), `BENCH_YIELD_WORKERS`
-//! (1000), `BENCH_API_CLIENTS` (4), `BENCH_ONLY` (`rss`, `pool` or `yield`: only the scenario
-//! groups whose name contains it).
+//! (1000), `BENCH_API_CLIENTS` (4), `BENCH_QUIET_WAIT_SECS` (10), `BENCH_ONLY` (`rss`, `pool` or
+//! `yield`: only the scenario groups whose name contains it).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use heterogen::runtime::engine::{FetchPolicy, IsolateLimits, LogLevel, LogSink, ScriptConfig, WorkerEnv};
+use heterogen::runtime::quickjs::QuickJsIsolate;
 use heterogen::store::fjall::FjallStore;
 use heterogen::store::{AtomicWrite, Key, Store};
 use heterogen::workers::{ExecutionMode, Priority, RunMode, Scope, WorkerData, WorkerScript};
@@ -80,7 +90,9 @@ const SETTLE_SPAN: usize = 8;
 const SETTLE_TOLERANCE_KIB: u64 = 256;
 const SETTLE_LIMIT: Duration = Duration::from_secs(20);
 /// Node CPU is sampled over this span once the workers idle.
-const CPU_SPAN: Duration = Duration::from_secs(2);
+const CPU_SPAN: Duration = Duration::from_secs(5);
+/// The rest of the machine counts as quiet below this many cores.
+const QUIET_CORES: f64 = 0.25;
 /// Warm-up before a measuring window.
 const WARMUP: Duration = Duration::from_millis(1000);
 
@@ -102,6 +114,7 @@ struct Settings {
     yield_workers: usize,
     api_clients: usize,
     only: String,
+    quiet_wait: Duration,
 }
 
 impl Settings {
@@ -122,6 +135,7 @@ impl Settings {
             yield_workers: env_or("BENCH_YIELD_WORKERS", 1000),
             api_clients: env_or("BENCH_API_CLIENTS", 4),
             only: env_or("BENCH_ONLY", String::new()),
+            quiet_wait: Duration::from_secs_f64(env_or("BENCH_QUIET_WAIT_SECS", 10.0)),
         }
     }
 
@@ -225,6 +239,97 @@ fn cpu_seconds(pid: &str) -> f64 {
     let ticks: u64 = fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
     // USER_HZ is 100 on Linux.
     ticks as f64 / 100.0
+}
+
+/// CPU seconds of a process's JS pool threads (`heterogen-js-N`) and of its other threads.
+fn thread_cpu_seconds(pid: u32) -> (f64, f64) {
+    let (mut js, mut rest) = (0.0, 0.0);
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return (js, rest);
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some(close) = stat.rfind(')') else { continue };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks: u64 = fields.get(11).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        if comm.starts_with("heterogen-js") {
+            js += ticks as f64 / 100.0;
+        } else {
+            rest += ticks as f64 / 100.0;
+        }
+    }
+    (js, rest)
+}
+
+/// Busy CPU time of the whole machine (all processes), in seconds.
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").expect("cannot read /proc/stat");
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum();
+    busy as f64 / 100.0
+}
+
+/// CPU used during a span by one process and by everything else on the machine, in cores.
+struct CpuSpan {
+    pid: String,
+    own: f64,
+    all: f64,
+    at: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct CpuUse {
+    own: f64,
+    others: f64,
+}
+
+impl CpuSpan {
+    fn start(pid: &str) -> CpuSpan {
+        CpuSpan {
+            pid: pid.to_string(),
+            own: cpu_seconds(pid),
+            all: machine_busy_seconds(),
+            at: Instant::now(),
+        }
+    }
+
+    fn finish(&self) -> CpuUse {
+        let secs = self.at.elapsed().as_secs_f64();
+        let own = cpu_seconds(&self.pid) - self.own;
+        let all = machine_busy_seconds() - self.all;
+        CpuUse {
+            own: own / secs,
+            others: (all - own).max(0.0) / secs,
+        }
+    }
+}
+
+/// Waits (at most `limit`) until the rest of the machine uses less than `QUIET_CORES` over a
+/// second, so a measurement does not share the cores with someone else's build; says so if not.
+async fn wait_quiet(limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let span = CpuSpan::start("self");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let others = span.finish().others;
+        if others < QUIET_CORES {
+            return;
+        }
+        if started.elapsed() >= limit {
+            eprintln!("  other processes still use {others:.2} cores; measuring anyway");
+            return;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -430,8 +535,10 @@ struct RssRow {
     activate: Duration,
     /// From the first `updateWorker` sent to `runningWorkers == N` seen.
     all_running: Duration,
-    /// Node CPU (cores) while the workers idle.
-    idle_cpu: f64,
+    /// Node CPU while the workers idle (and the rest of the machine's).
+    idle_cpu: CpuUse,
+    /// The part of `idle_cpu.own` on the JS pool threads, in cores.
+    js_cpu: f64,
     threads: u64,
 }
 
@@ -457,6 +564,7 @@ async fn measure_rss(count: usize, settings: &Settings) -> RssRow {
     let stats = http_call(&http, node.addr, "getWorkerStats").await;
     assert_eq!(stats["runningWorkers"], 0);
     let before = settled_rss(node.pid).await;
+    wait_quiet(settings.quiet_wait).await;
 
     let frames: Vec<String> = records
         .iter()
@@ -476,10 +584,13 @@ async fn measure_rss(count: usize, settings: &Settings) -> RssRow {
     let all_running = wait_running(&http, node.addr, count, poll).await - started;
     drop(records);
     let after = settled_rss(node.pid).await;
-    let pid = node.pid.to_string();
-    let (cpu_before, at) = (cpu_seconds(&pid), Instant::now());
+    let span = CpuSpan::start(&node.pid.to_string());
+    let threads_before = thread_cpu_seconds(node.pid);
     tokio::time::sleep(CPU_SPAN).await;
-    let idle_cpu = (cpu_seconds(&pid) - cpu_before) / at.elapsed().as_secs_f64();
+    let threads_after = thread_cpu_seconds(node.pid);
+    let idle_cpu = span.finish();
+    let secs = span.at.elapsed().as_secs_f64();
+    let js_cpu = (threads_after.0 - threads_before.0) / secs;
     let threads = status_kib_plain(node.pid, "Threads");
     // Still all running after the measurement.
     let stats = http_call(&http, node.addr, "getWorkerStats").await;
@@ -493,6 +604,7 @@ async fn measure_rss(count: usize, settings: &Settings) -> RssRow {
         activate,
         all_running,
         idle_cpu,
+        js_cpu,
         threads,
     }
 }
@@ -507,27 +619,102 @@ fn status_kib_plain(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Resident KiB per bare QuickJS runtime + full context (no SDK, no script), in this process:
-/// the engine's own floor under the per-worker figure.
-async fn bare_quickjs_kib(count: usize) -> f64 {
+/// Log lines of baseline isolates go nowhere.
+struct NoLog;
+
+impl LogSink for NoLog {
+    fn log(&self, _level: LogLevel, _message: &str) {}
+}
+
+/// Run in a fresh process of this program (`__baseline KIND COUNT`): creates COUNT QuickJS
+/// runtimes of KIND and prints `KiB-per-item µs-per-item`. KIND `bare`: an rquickjs
+/// `AsyncRuntime` + `AsyncContext::full`, nothing else; `sdk`: a `QuickJsIsolate` as the node
+/// creates it (SDK installed, the (a) script compiled, 64 MiB limit), never run.
+async fn baseline_child(kind: &str, count: usize) {
     let pid = std::process::id();
-    let before = settled_rss(pid).await;
-    let mut kept = Vec::with_capacity(count);
-    for _ in 0..count {
-        let runtime = rquickjs::AsyncRuntime::new().expect("cannot create a QuickJS runtime");
-        let context = rquickjs::AsyncContext::full(&runtime)
+    let dir = tempfile::tempdir().expect("no temporary directory");
+    let path = dir.path().to_path_buf();
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || FjallStore::open(&path, false))
             .await
-            .expect("cannot create a QuickJS context");
-        kept.push((runtime, context));
+            .expect("open task failed")
+            .expect("cannot open the store"),
+    );
+    let before = settled_rss(pid).await;
+    let started = Instant::now();
+    let mut bare = Vec::new();
+    let mut isolates = Vec::new();
+    for _ in 0..count {
+        if kind == "bare" {
+            let runtime = rquickjs::AsyncRuntime::new().expect("cannot create a QuickJS runtime");
+            let context = rquickjs::AsyncContext::full(&runtime)
+                .await
+                .expect("cannot create a QuickJS context");
+            bare.push((runtime, context));
+        } else {
+            let env = WorkerEnv {
+                config: ScriptConfig {
+                    nid: "s-0001".into(),
+                    network: "testnet".into(),
+                    title: "heterogen".into(),
+                    tick: 1,
+                    sid: uuid::Uuid::new_v4().to_string(),
+                    execution_mode: ExecutionMode::Parallel,
+                    priority: Priority::Normal,
+                    mode: RunMode::Single,
+                    version: "1.0.0".into(),
+                    lease_epoch: None,
+                },
+                running_workers: Arc::new(AtomicUsize::new(0)),
+                net: store.clone(),
+                local: store.clone(),
+                log: Arc::new(NoLog),
+                fetch: FetchPolicy {
+                    allowed_hosts: None,
+                    timeout: Duration::from_secs(30),
+                    max_body_bytes: 16 * 1024 * 1024,
+                },
+            };
+            let limits = IsolateLimits {
+                memory_bytes: 64 * 1024 * 1024,
+                cpu_slice: Duration::from_secs(5),
+            };
+            let isolate = QuickJsIsolate::create(SLEEPER, env, limits)
+                .await
+                .unwrap_or_else(|e| panic!("cannot create an isolate: {e}"));
+            isolates.push(isolate);
+        }
     }
+    let took = started.elapsed();
     let after = settled_rss(pid).await;
-    drop(kept);
-    (after.total as f64 - before.total as f64) / count as f64
+    println!(
+        "{} {}",
+        (after.total as f64 - before.total as f64) / count as f64,
+        took.as_secs_f64() * 1e6 / count as f64
+    );
+}
+
+/// Runs [`baseline_child`] in a fresh process; returns (KiB, µs) per item.
+async fn baseline(kind: &str, count: usize) -> (f64, f64) {
+    let exe = std::env::current_exe().expect("no path to this program");
+    let output = Command::new(exe)
+        .args(["__baseline", kind, &count.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .expect("cannot run the baseline process");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut numbers = text.split_whitespace().filter_map(|n| n.parse::<f64>().ok());
+    match (numbers.next(), numbers.next()) {
+        (Some(kib), Some(us)) => (kib, us),
+        _ => panic!("baseline {kind} printed {text:?}"),
+    }
 }
 
 async fn run_rss(settings: &Settings) {
-    eprintln!("rss: bare QuickJS baseline");
-    let bare = bare_quickjs_kib(1000).await;
+    eprintln!("rss: QuickJS baselines");
+    let bare = baseline("bare", 1000).await;
+    let sdk = baseline("sdk", 1000).await;
     println!();
     println!(
         "## (a) RSS per active worker (child process, --js-threads {}, single mode, \
@@ -541,13 +728,13 @@ async fn run_rss(settings: &Settings) {
     }
     println!();
     println!(
-        "| workers | RSS before KiB | RSS after KiB | KiB/worker | anon KiB/worker | updateWorker s | all running s | idle CPU % | threads |"
+        "| workers | RSS before KiB | RSS after KiB | KiB/worker | anon KiB/worker | updateWorker s | all running s | node CPU % (idle workers) | of which JS threads % | other processes' CPU % | node threads |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in &rows {
         let n = row.workers as f64;
         println!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {} |",
             row.workers,
             row.before.total,
             row.after.total,
@@ -555,14 +742,24 @@ async fn run_rss(settings: &Settings) {
             (row.after.anon as f64 - row.before.anon as f64) / n,
             row.activate.as_secs_f64(),
             row.all_running.as_secs_f64(),
-            row.idle_cpu * 100.0,
+            row.idle_cpu.own * 100.0,
+            row.js_cpu * 100.0,
+            row.idle_cpu.others * 100.0,
             row.threads,
         );
     }
     println!();
+    println!("Baselines, 1,000 each in a fresh process of this program:");
+    println!();
+    println!("| what | KiB each | creation µs each (one thread) |");
+    println!("| --- | ---: | ---: |");
     println!(
-        "Baseline: a bare QuickJS runtime + full context (rquickjs AsyncRuntime/AsyncContext::full, \
-         no SDK, no script), 1,000 in this process: {bare:.1} KiB each"
+        "| rquickjs AsyncRuntime + AsyncContext::full, nothing else | {:.1} | {:.0} |",
+        bare.0, bare.1
+    );
+    println!(
+        "| QuickJsIsolate::create: + SDK, script compiled, never run | {:.1} | {:.0} |",
+        sdk.0, sdk.1
     );
 }
 
@@ -676,17 +873,21 @@ fn busy_script(spins: u64) -> String {
     )
 }
 
-/// Iterations per second by class over `window`, with the whole process's CPU (cores).
-async fn class_rates(node: &RunningNode, sids: &[(Priority, String)], window: Duration) -> ([f64; 4], f64) {
+/// Iterations per second by class over `window`, with the CPU of this process and of the rest
+/// of the machine.
+async fn class_rates(
+    node: &RunningNode,
+    sids: &[(Priority, String)],
+    window: Duration,
+) -> ([f64; 4], CpuUse) {
     let read = || {
         sids.iter()
             .map(|(_, sid)| last_count(node, sid))
             .collect::<Vec<_>>()
     };
-    let (first, cpu0, at) = (read(), cpu_seconds("self"), Instant::now());
+    let (first, span) = (read(), CpuSpan::start("self"));
     tokio::time::sleep(window).await;
-    let (second, cpu1) = (read(), cpu_seconds("self"));
-    let cores = (cpu1 - cpu0) / at.elapsed().as_secs_f64();
+    let (second, cores) = (read(), span.finish());
     let per_worker = rates(&first, &second);
     let mut by_class = [0.0; 4];
     for ((priority, _), rate) in sids.iter().zip(per_worker) {
@@ -696,10 +897,19 @@ async fn class_rates(node: &RunningNode, sids: &[(Priority, String)], window: Du
     (by_class, cores)
 }
 
-fn print_class_table(label: &str, by_class: &[f64; 4], cores: f64, per_class: usize, ms_per_iteration: f64) {
+fn print_class_table(
+    label: &str,
+    by_class: &[f64; 4],
+    cores: CpuUse,
+    per_class: usize,
+    ms_per_iteration: f64,
+) {
     let total: f64 = by_class.iter().sum();
     println!();
-    println!("{label} (process CPU {cores:.2} cores)");
+    println!(
+        "{label} (this process {:.2} cores, other processes {:.2} cores)",
+        cores.own, cores.others
+    );
     println!();
     println!("| class | iterations/s | per worker | share | min share (W-RUN-5) |");
     println!("| --- | ---: | ---: | ---: | ---: |");
@@ -746,7 +956,10 @@ async fn run_pool(settings: &Settings) {
     write_workers(node.state().store.as_ref(), &records).await;
 
     eprintln!("pool: API latency, idle");
+    wait_quiet(settings.quiet_wait).await;
+    let span = CpuSpan::start("self");
     let idle = api_latencies(addr, settings.api_clients, settings.window).await;
+    let idle_cpu = span.finish();
 
     eprintln!("pool: saturating");
     for data in &mut records {
@@ -758,14 +971,17 @@ async fn run_pool(settings: &Settings) {
     let just_sids: Vec<String> = sids.iter().map(|(_, sid)| sid.clone()).collect();
     wait_counting(&node, &just_sids).await;
     tokio::time::sleep(WARMUP).await;
-    let (alone, alone_cores) = class_rates(&node, &sids, settings.window).await;
+    wait_quiet(settings.quiet_wait).await;
+    let (alone, alone_cpu) = class_rates(&node, &sids, settings.window).await;
 
     eprintln!("pool: API latency, saturated");
+    wait_quiet(settings.quiet_wait).await;
     let (loaded_rates, loaded) = tokio::join!(
         class_rates(&node, &sids, settings.window + Duration::from_millis(500)),
         api_latencies(addr, settings.api_clients, settings.window)
     );
     eprintln!("pool: API latency, saturated, JS threads at nice 10");
+    wait_quiet(settings.quiet_wait).await;
     let reniced = renice_js_threads(10);
     assert_eq!(reniced, settings.js_threads, "JS threads not found");
     let (niced_rates, niced) = tokio::join!(
@@ -790,7 +1006,7 @@ async fn run_pool(settings: &Settings) {
     print_class_table(
         "Pool only",
         &alone,
-        alone_cores,
+        alone_cpu,
         settings.per_class,
         ms_per_iteration,
     );
@@ -820,20 +1036,26 @@ async fn run_pool(settings: &Settings) {
         settings.window.as_secs_f64()
     );
     println!();
-    println!("| pool | requests | req/s | p50 ms | p99 ms | max ms |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for (name, samples) in [
-        ("idle (no active worker)", &idle),
-        ("saturated (scenario b)", &loaded),
-        ("saturated, JS threads at nice 10 (experiment)", &niced),
+    println!("| pool | requests | req/s | p50 ms | p99 ms | max ms | process CPU | other processes' CPU |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (name, samples, cpu) in [
+        ("idle (no active worker)", &idle, idle_cpu),
+        ("saturated (scenario b)", &loaded, loaded_rates.1),
+        (
+            "saturated, JS threads at nice 10 (experiment)",
+            &niced,
+            niced_rates.1,
+        ),
     ] {
         println!(
-            "| {name} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            "| {name} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             samples.len(),
             samples.len() as f64 / settings.window.as_secs_f64(),
             percentile_ms(samples, 50.0),
             percentile_ms(samples, 99.0),
-            samples.last().map_or(f64::NAN, |&us| us as f64 / 1000.0)
+            samples.last().map_or(f64::NAN, |&us| us as f64 / 1000.0),
+            cpu.own,
+            cpu.others
         );
     }
     println!();
@@ -855,7 +1077,7 @@ struct YieldRow {
     workers: usize,
     total: f64,
     per_worker: Vec<f64>,
-    cores: f64,
+    cores: CpuUse,
 }
 
 async fn measure_yield(count: usize, settings: &Settings) -> YieldRow {
@@ -871,12 +1093,12 @@ async fn measure_yield(count: usize, settings: &Settings) -> YieldRow {
     let sids: Vec<String> = records.into_iter().map(|(sid, _)| sid).collect();
     wait_counting(&node, &sids).await;
     tokio::time::sleep(WARMUP).await;
+    wait_quiet(settings.quiet_wait).await;
 
     let read = || sids.iter().map(|sid| last_count(&node, sid)).collect::<Vec<_>>();
-    let (first, cpu0, at) = (read(), cpu_seconds("self"), Instant::now());
+    let (first, span) = (read(), CpuSpan::start("self"));
     tokio::time::sleep(settings.window).await;
-    let (second, cpu1) = (read(), cpu_seconds("self"));
-    let cores = (cpu1 - cpu0) / at.elapsed().as_secs_f64();
+    let (second, cores) = (read(), span.finish());
     let mut per_worker = rates(&first, &second);
     per_worker.sort_by(f64::total_cmp);
     let stats = http_call(&http, node.local_addr(), "getWorkerStats").await;
@@ -904,13 +1126,13 @@ async fn run_yield(settings: &Settings) {
     );
     println!();
     println!(
-        "| workers | round trips/s | per worker mean | min | median | max | µs between round trips of one worker | process CPU cores | CPU µs per round trip |"
+        "| workers | round trips/s | per worker mean | min | median | max | µs between round trips of one worker | process CPU cores | CPU µs per round trip | other processes' CPU |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in &rows {
         let n = row.per_worker.len();
         println!(
-            "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} |",
+            "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} |",
             row.workers,
             row.total,
             row.total / n as f64,
@@ -918,8 +1140,9 @@ async fn run_yield(settings: &Settings) {
             row.per_worker[n / 2],
             row.per_worker[n - 1],
             1e6 * n as f64 / row.total.max(f64::MIN_POSITIVE),
-            row.cores,
-            row.cores * 1e6 / row.total.max(f64::MIN_POSITIVE)
+            row.cores.own,
+            row.cores.own * 1e6 / row.total.max(f64::MIN_POSITIVE),
+            row.cores.others
         );
     }
 }
@@ -952,10 +1175,20 @@ async fn run() {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; this program takes no arguments.
+    // `cargo bench` passes `--bench`; `__baseline KIND COUNT` is this program calling itself.
+    let args: Vec<String> = std::env::args().collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("cannot start the tokio runtime");
+    if let Some(at) = args.iter().position(|a| a == "__baseline") {
+        let kind = args.get(at + 1).expect("__baseline KIND COUNT").clone();
+        let count = args
+            .get(at + 2)
+            .and_then(|n| n.parse().ok())
+            .expect("__baseline KIND COUNT");
+        runtime.block_on(baseline_child(&kind, count));
+        return;
+    }
     runtime.block_on(run());
 }
