@@ -54,6 +54,8 @@ pub struct NodeConfig {
 pub struct RuntimeConfig {
     /// Threads that run JavaScript (never the network threads).
     pub js_threads: usize,
+    /// How much lower than the network threads the JS threads are scheduled (nice, 0..=19).
+    pub js_nice: i32,
     /// Heap limit of one worker's runtime (W-RUN-6).
     pub memory_limit_bytes: usize,
     /// Longest computation without yielding before a run is interrupted (W-RUN-6).
@@ -116,6 +118,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             js_threads: std::thread::available_parallelism().map_or(2, usize::from),
+            js_nice: 10,
             memory_limit_bytes: 64 * 1024 * 1024,
             cpu_limit: Duration::from_secs(5),
             stop_grace: Duration::from_secs(5),
@@ -240,6 +243,9 @@ pub struct ServeArgs {
     /// Threads that run JavaScript [default: number of cores].
     #[arg(long, env = "HETEROGEN_JS_THREADS", value_name = "N")]
     pub js_threads: Option<usize>,
+    /// Scheduling priority of the JS threads below the network threads (nice 0..=19) [default: 10].
+    #[arg(long, env = "HETEROGEN_JS_NICE", value_name = "N")]
+    pub js_nice: Option<i32>,
     /// Heap limit per worker in MiB [default: 64].
     #[arg(long, env = "HETEROGEN_WORKER_MEMORY_MB", value_name = "MIB")]
     pub worker_memory_mb: Option<usize>,
@@ -327,6 +333,8 @@ struct FileConfig {
     login_max_failures: Option<usize>,
     #[serde(alias = "js_threads")]
     js_threads: Option<usize>,
+    #[serde(alias = "js_nice")]
+    js_nice: Option<i32>,
     #[serde(alias = "worker_memory_mb")]
     worker_memory_mb: Option<usize>,
     #[serde(alias = "worker_cpu_ms")]
@@ -448,6 +456,9 @@ impl ServeArgs {
         if let Some(n) = self.js_threads.or(file.js_threads) {
             rt.js_threads = n;
         }
+        if let Some(n) = self.js_nice.or(file.js_nice) {
+            rt.js_nice = n;
+        }
         if let Some(mib) = self.worker_memory_mb.or(file.worker_memory_mb) {
             rt.memory_limit_bytes = mib.saturating_mul(1024 * 1024);
         }
@@ -560,6 +571,9 @@ impl NodeConfig {
         let rt = &self.runtime;
         if rt.js_threads == 0 || rt.js_threads > 256 {
             return Err(invalid("js-threads", "must be between 1 and 256"));
+        }
+        if !(0..=19).contains(&rt.js_nice) {
+            return Err(invalid("js-nice", "must be between 0 and 19"));
         }
         if rt.memory_limit_bytes < 4 * 1024 * 1024 {
             return Err(invalid("worker-memory-mb", "must be at least 4"));

@@ -169,10 +169,11 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
         config.runtime.log_history_lines,
         config.runtime.log_rate,
     ));
-    let pool = JsPool::start(
+    let pool = JsPool::start_niced(
         config.runtime.js_threads,
         tokio::runtime::Handle::current(),
         MinShares::default(),
+        config.runtime.js_nice,
     );
     tracing::info!(threads = pool.threads(), "JS pool started");
     let events = Arc::new(crate::streams::EventBus::new(&config.nid));

@@ -254,6 +254,12 @@ impl JsPool {
     ///
     /// A thread the OS refuses is logged and left out; [`JsPool::threads`] tells how many run.
     pub fn start(threads: usize, handle: Handle, shares: MinShares) -> JsPool {
+        Self::start_niced(threads, handle, shares, 0)
+    }
+
+    /// [`JsPool::start`] with the threads' scheduling priority lowered by `nice` (Linux nice
+    /// values, 0..=19), so busy JavaScript yields the cores to the network threads first.
+    pub fn start_niced(threads: usize, handle: Handle, shares: MinShares, nice: i32) -> JsPool {
         let queue = Arc::new(ReadyQueue::new(shares));
         let mut workers = Vec::with_capacity(threads.max(1));
         for index in 0..threads.max(1) {
@@ -261,7 +267,10 @@ impl JsPool {
             let handle = handle.clone();
             let spawned = thread::Builder::new()
                 .name(format!("heterogen-js-{index}"))
-                .spawn(move || serve(&queue, &handle));
+                .spawn(move || {
+                    lower_priority(nice);
+                    serve(&queue, &handle)
+                });
             match spawned {
                 Ok(worker) => workers.push(worker),
                 Err(error) => tracing::error!(thread = index, %error, "cannot start a JS pool thread"),
@@ -344,6 +353,21 @@ impl Drop for JsPool {
 }
 
 /// The life of one pool thread: pop and run until the queue closes.
+/// Lowers the calling thread's priority by `nice` (a no-op for 0 or off Linux).
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let me = Some(rustix::thread::gettid());
+        let current = rustix::process::getpriority_process(me).unwrap_or(0);
+        if let Err(error) = rustix::process::setpriority_process(me, (current + nice.clamp(0, 19)).min(19)) {
+            tracing::warn!(%error, nice, "cannot lower the priority of a JS pool thread");
+        }
+    }
+}
+
 fn serve(queue: &ReadyQueue<Runnable>, handle: &Handle) {
     let _runtime = handle.enter();
     while let Some(runnable) = queue.pop() {
@@ -473,6 +497,20 @@ mod tests {
         assert_eq!(queue.close()[0], [7]);
         assert_eq!(queue.push(0, 8), Err(8));
         assert_eq!(queue.pop(), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pool_threads_run_at_a_lower_priority() {
+        let nice_of_this_thread =
+            || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let base = nice_of_this_thread();
+        let pool = JsPool::start_niced(1, Handle::current(), MinShares::default(), 7);
+        let task = pool.spawn(Priority::Normal, async move { nice_of_this_thread() });
+        let nice = tokio::time::timeout(Duration::from_secs(5), task).await.unwrap();
+        assert_eq!(nice, (base + 7).min(19), "the JS thread's nice value");
+        assert_eq!(nice_of_this_thread(), base, "the caller's priority is untouched");
+        pool.shutdown();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

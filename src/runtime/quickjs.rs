@@ -318,6 +318,7 @@ impl Future for PollClock<'_> {
         this.watch.poll_begins();
         let outcome = this.run.as_mut().poll(cx);
         this.watch.poll_ends();
+        this.watch.signal.wake_deferred();
         match this.watch.tripped() {
             Some(cause) => Poll::Ready(Err(limit_error(cause))),
             None => outcome,

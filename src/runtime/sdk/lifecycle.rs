@@ -21,6 +21,8 @@ use super::logger::format_args;
 pub struct RunSignal {
     /// Swapped at the start of each run; a mutex because runs replace both tokens at once.
     tokens: Arc<Mutex<RunTokens>>,
+    /// Wakers of zero sleeps, woken once the current poll of the run has returned.
+    deferred: Arc<Mutex<Vec<std::task::Waker>>>,
 }
 
 #[derive(Default)]
@@ -55,6 +57,20 @@ impl RunSignal {
     /// Whether the run in progress was asked to stop.
     pub fn is_stopped(&self) -> bool {
         self.lock().stop.is_cancelled()
+    }
+
+    /// Queues `waker` to be woken after the current poll.
+    pub fn defer(&self, waker: std::task::Waker) {
+        self.deferred
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(waker);
+    }
+
+    /// Wakes what [`RunSignal::defer`] queued.
+    pub fn wake_deferred(&self) {
+        let wakers = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(PoisonError::into_inner));
+        wakers.into_iter().for_each(std::task::Waker::wake);
     }
 
     fn scope_token(&self) -> CancellationToken {
@@ -137,11 +153,22 @@ pub fn install_lifecycle<'js>(
         ctx.clone(),
         Async(move |ms: Opt<Coerced<f64>>| {
             let stop = signal.stop_token();
+            let yield_signal = signal.clone();
             let pause = sleep_duration(ms.0.map_or(0.0, |ms| ms.0));
             async move {
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    () = stop.cancelled() => {}
+                if pause.is_zero() {
+                    // A zero sleep is a yield: the run goes back to the pool's ready
+                    // queue at its priority at once, no timer.
+                    DeferredYield {
+                        signal: yield_signal,
+                        pending: false,
+                    }
+                    .await;
+                } else {
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = stop.cancelled() => {}
+                    }
                 }
                 rquickjs::Result::Ok(())
             }
@@ -186,6 +213,25 @@ pub fn install_lifecycle<'js>(
 
     let prelude: Function = ctx.eval(PRELUDE)?;
     prelude.call((host,))
+}
+
+/// Pending once; its waker is woken by the run future after the poll returns (so rquickjs's
+/// inner scheduler cannot re-poll it in the same poll and the run goes back to the pool queue).
+struct DeferredYield {
+    signal: RunSignal,
+    pending: bool,
+}
+
+impl std::future::Future for DeferredYield {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.pending {
+            return std::task::Poll::Ready(());
+        }
+        self.pending = true;
+        self.signal.defer(cx.waker().clone());
+        std::task::Poll::Pending
+    }
 }
 
 /// `ms` as a duration: negative or NaN is zero; huge values saturate.
