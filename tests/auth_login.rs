@@ -33,12 +33,6 @@ async fn login(node: &TestNode, body: Value) -> (u16, Value) {
         .await
 }
 
-async fn session_of(node: &TestNode, wallet: &Wallet) -> String {
-    let (status, reply) = login(node, login_body(wallet)).await;
-    assert_eq!(status, 200, "{reply}");
-    reply["raw"]["session"].as_str().unwrap().to_string()
-}
-
 async fn call_as(node: &TestNode, session: Option<&str>, method: &str, body: Value) -> (u16, Value) {
     let mut request = node
         .http
@@ -125,7 +119,7 @@ async fn developer_access_is_refused_to_non_owners_and_granted_to_owners() {
         let tx = create_signed_transaction(wallet, &wallet.address(), 0, 1, Some(&data), now());
         json!({"transaction": tx, "walletAddress": wallet.address(), "publicKey": wallet.public_compressed_hex()})
     };
-    let stranger_session = session_of(&node, &stranger).await;
+    let stranger_session = node.login(&stranger).await;
     let (status, reply) = call_as(
         &node,
         Some(&stranger_session),
@@ -145,7 +139,7 @@ async fn developer_access_is_refused_to_non_owners_and_granted_to_owners() {
         401
     );
 
-    let owner_session = session_of(&node, &owner).await;
+    let owner_session = node.login(&owner).await;
     let (status, reply) = call_as(
         &node,
         Some(&owner_session),
@@ -182,12 +176,12 @@ async fn websockets_need_a_live_session() {
         ws_connect(&node, "?session=0123456789abcdef").await.err(),
         Some(401)
     );
-    let session = session_of(&node, &owner).await;
+    let session = node.login(&owner).await;
     let mut ws = ws_connect(&node, &format!("?session={session}")).await.unwrap();
     let frame = common::ws_call(&mut ws, json!(1), "listWorkers", json!({})).await;
     assert_eq!(frame["status"], 200);
     // A logged-in non-owner connects (the web client needs its socket) but may not manage workers.
-    let other = session_of(&node, &stranger).await;
+    let other = node.login(&stranger).await;
     let mut ws = ws_connect(&node, &format!("?session={other}")).await.unwrap();
     let frame = common::ws_call(&mut ws, json!(2), "listWorkers", json!({})).await;
     assert_eq!(
@@ -200,7 +194,7 @@ async fn websockets_need_a_live_session() {
 async fn sessions_survive_a_restart() {
     let owner = Wallet::generate();
     let mut node = TestNode::start_with(closed_node(&owner)).await;
-    let session = session_of(&node, &owner).await;
+    let session = node.login(&owner).await;
     node.shutdown().await;
     let dir = node.dir.path().to_path_buf();
     let mut config = common::test_config(&dir);

@@ -144,16 +144,7 @@ async fn the_stream_checks_its_input_and_the_caller() {
             .err(),
         Some(401)
     );
-    let body = heterogen::auth::gliesereum::login_request_body(
-        &owner,
-        "LOGIN_REQUEST",
-        "testnet",
-        chrono::Utc::now().timestamp_millis(),
-        "",
-        "",
-    );
-    let (_, reply) = node.post(&body).await;
-    let session = reply["raw"]["session"].as_str().unwrap().to_string();
+    let session = node.login(&owner).await;
     assert_eq!(
         SseReader::open(&node, "sid=not-a-uuid", Some(&session))
             .await

@@ -282,16 +282,7 @@ async fn streams_need_the_owner_role() {
         c.owners = vec![owner.address()];
     })
     .await;
-    let body = heterogen::auth::gliesereum::login_request_body(
-        &stranger,
-        "LOGIN_REQUEST",
-        "testnet",
-        chrono::Utc::now().timestamp_millis(),
-        "",
-        "",
-    );
-    let (_, reply) = node.post(&body).await;
-    let session = reply["raw"]["session"].as_str().unwrap().to_string();
+    let session = node.login(&stranger).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/?session={session}", node.addr))
         .await
         .unwrap();

@@ -186,6 +186,31 @@ impl Connection {
         }
     }
 
+    /// Subscribes with `body` and hands each push of that subscription to `on_push` until
+    /// Ctrl-C (a normal end) or a failure.
+    pub async fn follow(
+        &mut self,
+        body: Value,
+        mut on_push: impl FnMut(&Value) -> Result<(), CliError>,
+    ) -> Result<(), CliError> {
+        let answer = self.call("subscribe", Some(body)).await?;
+        let subscription = answer.get("subscription").cloned();
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            let frame = tokio::select! {
+                _ = &mut ctrl_c => return Ok(()),
+                frame = self.next_push() => frame?,
+            };
+            if let (Some(ours), Some(theirs)) = (&subscription, frame.get("subscription"))
+                && ours != theirs
+            {
+                continue;
+            }
+            on_push(&frame)?;
+        }
+    }
+
     /// Closes the connection politely (best effort, briefly).
     pub async fn close(mut self) {
         let close = async {

@@ -74,24 +74,11 @@ pub async fn run(args: LogsArgs) -> Result<(), CliError> {
     if let Some(since) = &since {
         body["since"] = since.clone();
     }
-    let answer = conn.call("subscribe", Some(body)).await?;
-    let subscription = answer.get("subscription").cloned();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        let frame = tokio::select! {
-            _ = &mut ctrl_c => break,
-            frame = conn.next_push() => frame?,
-        };
-        if let (Some(ours), Some(theirs)) = (&subscription, frame.get("subscription"))
-            && ours != theirs
-        {
-            continue;
-        }
+    conn.follow(body, |frame| {
         if frame["type"] == "lagged" {
             let dropped = format::plain(&frame["dropped"]);
             eprintln!("heterogen: {dropped} log lines were dropped (this client fell behind)");
-            continue;
+            return Ok(());
         }
         let value = &frame["value"];
         if value["module"] != "logs"
@@ -99,13 +86,14 @@ pub async fn run(args: LogsArgs) -> Result<(), CliError> {
                 .as_str()
                 .is_some_and(|c| c.starts_with("ami.logs."))
         {
-            continue;
+            return Ok(());
         }
         if value["raw"]["sid"].as_str().is_some_and(|sid| sid != args.sid) {
-            continue;
+            return Ok(());
         }
-        print_line(&value["raw"], args.json, &mut last_printed)?;
-    }
+        print_line(&value["raw"], args.json, &mut last_printed)
+    })
+    .await?;
     conn.close().await;
     Ok(())
 }

@@ -60,29 +60,13 @@ pub async fn run(args: StatsArgs) -> Result<(), CliError> {
         };
     }
     // The node pushes the first snapshot at once, then one every interval.
-    let answer = conn
-        .call(
-            "subscribe",
-            Some(json!({"stream": "stats", "interval": args.interval})),
-        )
-        .await?;
-    let subscription = answer.get("subscription").cloned();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        let frame = tokio::select! {
-            _ = &mut ctrl_c => break,
-            frame = conn.next_push() => frame?,
-        };
-        if let (Some(ours), Some(theirs)) = (&subscription, frame.get("subscription"))
-            && ours != theirs
-        {
-            continue;
-        }
+    conn.follow(json!({"stream": "stats", "interval": args.interval}), |frame| {
         if frame["value"]["module"] == "stats" {
             show(style, &frame["value"]["raw"])?;
         }
-    }
+        Ok(())
+    })
+    .await?;
     if matches!(style, Style::Live) {
         // Leave the last table on screen and the prompt below it.
         format::print_raw("\n")?;

@@ -150,3 +150,39 @@ pub trait ScriptEngine: Send + Sync {
         limits: IsolateLimits,
     ) -> BoxFuture<'static, Result<Box<dyn ScriptIsolate>, RunError>>;
 }
+
+/// Shared pieces of the SDK's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A sink that drops every line.
+    pub struct NoLog;
+
+    impl LogSink for NoLog {
+        fn log(&self, _level: LogLevel, _message: &str) {}
+    }
+
+    /// The environment of a test worker `sid` on node `s-0001`.
+    pub fn test_env(net: Arc<dyn Store>, local: Arc<dyn Store>, fetch: FetchPolicy) -> WorkerEnv {
+        WorkerEnv {
+            config: ScriptConfig {
+                nid: "s-0001".into(),
+                network: "testnet".into(),
+                title: "test".into(),
+                tick: 1,
+                sid: "sid".into(),
+                execution_mode: ExecutionMode::Leader,
+                priority: Priority::Normal,
+                mode: RunMode::Single,
+                version: "1".into(),
+                lease_epoch: None,
+            },
+            running_workers: Arc::new(AtomicUsize::new(0)),
+            net,
+            local,
+            log: Arc::new(NoLog),
+            fetch,
+        }
+    }
+}

@@ -181,6 +181,16 @@ where
 }
 
 impl TestNode {
+    /// Logs `wallet` in with the existing client's `connectionNode` request; returns the session.
+    pub async fn login(&self, wallet: &heterogen::auth::gliesereum::Wallet) -> String {
+        let now = chrono::Utc::now().timestamp_millis();
+        let request =
+            heterogen::auth::gliesereum::login_request_body(wallet, "LOGIN_REQUEST", "testnet", now, "", "");
+        let (status, reply) = self.post(&request).await;
+        assert_eq!(status, 200, "{reply}");
+        reply["raw"]["session"].as_str().unwrap().to_string()
+    }
+
     /// Creates a worker with `body` and activates it; returns the active entry.
     pub async fn start_worker(&self, body: Value) -> Value {
         let entry = self.create_worker(body).await;

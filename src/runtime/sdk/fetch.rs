@@ -430,7 +430,6 @@ mod tests {
     use std::convert::Infallible;
     use std::net::SocketAddr;
     use std::sync::Arc;
-    use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
     use axum::Router;
@@ -441,15 +440,9 @@ mod tests {
     use rquickjs::{AsyncContext, AsyncRuntime, CatchResultExt, Promise};
 
     use super::*;
-    use crate::runtime::engine::{LogLevel, LogSink, ScriptConfig};
+    use crate::runtime::engine::testing::test_env;
     use crate::store::Store;
     use crate::store::fjall::FjallStore;
-    use crate::workers::{ExecutionMode, Priority, RunMode};
-
-    struct NoLog;
-    impl LogSink for NoLog {
-        fn log(&self, _level: LogLevel, _message: &str) {}
-    }
 
     fn policy(allowed: Option<&[&str]>, timeout_ms: u64, max_body_bytes: usize) -> FetchPolicy {
         FetchPolicy {
@@ -463,25 +456,7 @@ mod tests {
     async fn run(fetch: FetchPolicy, body: &str) -> Value {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
-        let env = WorkerEnv {
-            config: ScriptConfig {
-                nid: "s-0001".into(),
-                network: "testnet".into(),
-                title: "test".into(),
-                tick: 1,
-                sid: "sid".into(),
-                execution_mode: ExecutionMode::Leader,
-                priority: Priority::Normal,
-                mode: RunMode::Single,
-                version: "1".into(),
-                lease_epoch: None,
-            },
-            running_workers: Arc::new(AtomicUsize::new(0)),
-            net: store.clone(),
-            local: store,
-            log: Arc::new(NoLog),
-            fetch,
-        };
+        let env = test_env(store.clone(), store, fetch);
         let rt = AsyncRuntime::new().unwrap();
         let ctx = AsyncContext::full(&rt).await.unwrap();
         let source =

@@ -478,7 +478,6 @@ async fn commit(store: Arc<dyn Store>, request: String) -> Result<Value, KvError
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
     use async_trait::async_trait;
@@ -486,36 +485,13 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use crate::runtime::engine::{FetchPolicy, LogLevel, LogSink, ScriptConfig};
+    use crate::runtime::engine::FetchPolicy;
+    use crate::runtime::engine::testing::test_env;
     use crate::store::fjall::FjallStore;
     use crate::store::{StoreResult, WatchStream};
-    use crate::workers::{ExecutionMode, Priority, RunMode};
-
-    struct NoLog;
-    impl LogSink for NoLog {
-        fn log(&self, _level: LogLevel, _message: &str) {}
-    }
 
     fn env(net: Arc<dyn Store>, local: Arc<dyn Store>) -> WorkerEnv {
-        WorkerEnv {
-            config: ScriptConfig {
-                nid: "s-0001".into(),
-                network: "testnet".into(),
-                title: "test".into(),
-                tick: 1,
-                sid: "sid".into(),
-                execution_mode: ExecutionMode::Leader,
-                priority: Priority::Normal,
-                mode: RunMode::Single,
-                version: "1".into(),
-                lease_epoch: None,
-            },
-            running_workers: Arc::new(AtomicUsize::new(0)),
-            net,
-            local,
-            log: Arc::new(NoLog),
-            fetch: FetchPolicy::default(),
-        }
+        test_env(net, local, FetchPolicy::default())
     }
 
     /// Two real stores in one temp dir.
