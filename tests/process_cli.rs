@@ -113,3 +113,39 @@ async fn sigterm_closes_websockets_with_1001_and_exits_cleanly() {
     let list: serde_json::Value = response.json().await.unwrap();
     assert_eq!(list[0]["value"]["raw"]["note"], "kept");
 }
+
+#[tokio::test]
+async fn open_mode_and_unsafe_durability_are_announced_at_start() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_heterogen"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--open",
+            "--fsync",
+            "false",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut open_warned, mut fsync_warned) = (false, false);
+    while !(open_warned && fsync_warned) {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("no warning at start")
+            .unwrap()
+            .expect("node exited");
+        open_warned |= line.contains("authentication is OFF");
+        fsync_warned |= line.contains("fsync OFF");
+    }
+    child.start_kill().unwrap();
+}
