@@ -32,27 +32,21 @@
 //! (10, the window), `BENCH_WARMUP_MS` (2000), `BENCH_FANOUT_WORKERS` (10),
 //! `BENCH_STATS_INTERVAL_MS` (1000), `BENCH_CONNECT_CONCURRENCY` (256).
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use support::percentile_ms as ms;
+use support::{Node, Wait, Ws, cpu_times, env_counts, env_or, machine_busy_seconds, rss_kib};
 
 /// The node's `--max-connections`: above the largest count, within the 20,000 descriptor cap.
 const MAX_CONNECTIONS: &str = "19500";
@@ -62,19 +56,11 @@ const PING_INTERVAL_MS: &str = "600000";
 const WORKER_SCRIPT: &str = "await Stels.sleep(100);";
 /// Client read buffer: a push is ~4 KB with 10 workers; tungstenite zero-fills the whole buffer.
 const CLIENT_READ_BUFFER: usize = 8 * 1024;
-/// RSS polling while it settles; settled = the last `SETTLE_SPAN` readings are within
-/// max(`SETTLE_TOLERANCE_KIB`, 0.1 % of RSS); at most `SETTLE_LIMIT`.
-const SETTLE_POLL: Duration = Duration::from_millis(250);
-const SETTLE_SPAN: usize = 8;
-const SETTLE_TOLERANCE_KIB: u64 = 256;
-const SETTLE_LIMIT: Duration = Duration::from_secs(20);
 /// Node CPU with idle connections is sampled over this span.
 const IDLE_CPU_SPAN: Duration = Duration::from_secs(2);
 /// RSS sampling during the window.
 const RSS_SAMPLE: Duration = Duration::from_millis(500);
-/// Longest wait for one connection to open, for one answer, for all subscriptions, for all
-/// workers to run.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for one answer, for all subscriptions, for all workers to run.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 const SUBSCRIBE_LIMIT: Duration = Duration::from_secs(60);
 const RUNNING_LIMIT: Duration = Duration::from_secs(30);
@@ -83,15 +69,6 @@ const RUNNING_LIMIT: Duration = Duration::from_secs(30);
 const PUSH_PREFIX: &str = r#"{"value":{"channel":"ami.stats."#;
 /// The answer to the `subscribe` request (id 1).
 const SUBSCRIBED_PREFIX: &str = r#"{"webfix":"1.0","id":1,"status":200,"result":{"subscription":"#;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={text:?} is not a valid value")),
-        Err(_) => default,
-    }
-}
 
 struct Settings {
     counts: Vec<usize>,
@@ -105,14 +82,7 @@ struct Settings {
 impl Settings {
     fn from_env() -> Settings {
         Settings {
-            counts: env_or("BENCH_FANOUT_COUNTS", "1000,10000".to_string())
-                .split(',')
-                .map(|n| {
-                    n.trim()
-                        .parse()
-                        .expect("BENCH_FANOUT_COUNTS: comma-separated numbers")
-                })
-                .collect(),
+            counts: env_counts("BENCH_FANOUT_COUNTS", "1000,10000"),
             window: Duration::from_secs_f64(env_or("BENCH_SECS", 10.0)),
             warmup: Duration::from_millis(env_or("BENCH_WARMUP_MS", 2000)),
             workers: env_or("BENCH_FANOUT_WORKERS", 10),
@@ -123,125 +93,27 @@ impl Settings {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The node process: start, stop, /proc readings
+// The node process and CPU readings
 // ---------------------------------------------------------------------------------------------
 
-/// A `heterogen serve` child process.
-struct Node {
-    child: Child,
-    pid: u32,
-    addr: SocketAddr,
-}
-
-/// Starts the release binary on 127.0.0.1:0 and waits for its "listening" line.
-async fn spawn_node(dir: &Path) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heterogen"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .args(["--open", "--fsync", "false", "--max-connections", MAX_CONNECTIONS])
-        .args(["--ws-ping-interval-ms", PING_INTERVAL_MS])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cannot start the heterogen binary");
-    let pid = child.id().expect("child has no pid");
-    let stdout = child.stdout.take().expect("no stdout pipe");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("node did not start within 30 s")
-        .expect("cannot read the node's stdout")
-        .expect("node exited before listening");
-    let addr = line
-        .strip_prefix("heterogen listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("bad address in the listening line");
-    Node { child, pid, addr }
-}
-
-async fn stop_node(mut node: Node) {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &node.pid.to_string()])
-        .status();
-    if tokio::time::timeout(Duration::from_secs(20), node.child.wait())
-        .await
-        .is_err()
-    {
-        eprintln!("  node did not stop within 20 s; killing it");
-        let _ = node.child.kill().await;
-    }
-}
-
-/// Reads a `kB` field of /proc/PID/status.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("cannot read /proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS")
-}
-
-/// Waits (bounded) until VmRSS stops moving, and returns the last reading.
-async fn settled_rss(pid: u32) -> u64 {
-    let started = Instant::now();
-    let mut history = Vec::new();
-    loop {
-        let now = rss_kib(pid);
-        history.push(now);
-        if history.len() >= SETTLE_SPAN {
-            let recent = &history[history.len() - SETTLE_SPAN..];
-            let spread = recent.iter().max().unwrap_or(&0) - recent.iter().min().unwrap_or(&0);
-            if spread < SETTLE_TOLERANCE_KIB.max(now / 1000) {
-                return now;
-            }
-        }
-        if started.elapsed() >= SETTLE_LIMIT {
-            eprintln!("  RSS still moving after {SETTLE_LIMIT:?}; using the last reading");
-            return now;
-        }
-        tokio::time::sleep(SETTLE_POLL).await;
-    }
-}
-
-/// (user, system) CPU time of a process (`self` or a pid), in seconds.
-fn cpu_times(pid: &str) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("cannot read /proc stat");
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')').expect("bad /proc stat") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields[i].parse::<u64>().unwrap_or(0) as f64;
-    // USER_HZ is 100 on Linux.
-    (ticks(11) / 100.0, ticks(12) / 100.0)
+/// Starts the release binary with the bench's connection limit and ping interval.
+async fn spawn_node(dir: &std::path::Path) -> Node {
+    support::spawn_node(
+        dir,
+        &[
+            "--max-connections",
+            MAX_CONNECTIONS,
+            "--ws-ping-interval-ms",
+            PING_INTERVAL_MS,
+        ],
+    )
+    .await
 }
 
 /// User + system CPU time of a process, in seconds.
 fn cpu_seconds(pid: &str) -> f64 {
     let (user, system) = cpu_times(pid);
     user + system
-}
-
-/// Busy CPU time of the whole machine (all processes), in seconds.
-fn machine_busy_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").expect("cannot read /proc/stat");
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq steal: all but idle and iowait.
-    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum();
-    busy as f64 / 100.0
 }
 
 /// CPU of the node, of this process and of everything else during a span, in cores.
@@ -295,42 +167,14 @@ impl CpuSpan {
 
 /// Opens one WebSocket offering the `webfix` subprotocol, with a small read buffer.
 async fn connect(addr: SocketAddr) -> Result<Ws, String> {
-    let mut request = format!("ws://{addr}/")
-        .into_client_request()
-        .map_err(|e| e.to_string())?;
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("webfix"));
-    let config = WebSocketConfig::default()
-        .read_buffer_size(CLIENT_READ_BUFFER)
-        .write_buffer_size(0);
-    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-        Ok(Ok((ws, response))) => {
-            let protocol = response.headers().get("Sec-WebSocket-Protocol");
-            if protocol.and_then(|p| p.to_str().ok()) != Some("webfix") {
-                return Err(format!("subprotocol not selected: {protocol:?}"));
-            }
-            Ok(ws)
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no upgrade within {CONNECT_TIMEOUT:?}")),
-    }
+    support::connect_idle(addr, CLIENT_READ_BUFFER, Some("webfix")).await
 }
 
 /// The next text frame, skipping pings and pongs.
 async fn next_text(ws: &mut Ws) -> String {
-    loop {
-        let next = tokio::time::timeout(ANSWER_TIMEOUT, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("no answer within {ANSWER_TIMEOUT:?}"));
-        match next {
-            Some(Ok(Message::Text(text))) => return text.to_string(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(other)) => panic!("unexpected frame {other:?}"),
-            Some(Err(e)) => panic!("connection failed: {e}"),
-            None => panic!("connection closed without an answer"),
-        }
+    match support::next_text(ws, Wait::EachFrame(ANSWER_TIMEOUT)).await {
+        Ok(text) => text.to_string(),
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -488,40 +332,23 @@ struct Row {
     lateness: Vec<u64>,
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 * p / 100.0) as usize).min(sorted.len() - 1);
-    sorted[index] as f64
-}
-
-fn ms(sorted: &[u64], p: f64) -> f64 {
-    percentile(sorted, p) / 1000.0
-}
-
 async fn measure(count: usize, settings: &Settings) -> Row {
     let dir = tempfile::tempdir().expect("no temporary directory");
     let node = spawn_node(dir.path()).await;
     let addr = node.addr;
     start_workers(addr, settings.workers).await;
-    let rss_before = settled_rss(node.pid).await;
+    let rss_before = support::settled_rss_kib(node.pid).await;
 
-    let started = Instant::now();
-    let opened: Vec<Result<Ws, String>> = futures_util::stream::iter(0..count)
-        .map(|_| connect(addr))
-        .buffer_unordered(settings.concurrency)
-        .collect()
-        .await;
-    let connect_secs = started.elapsed().as_secs_f64();
-    let mut sockets = Vec::with_capacity(count);
-    for result in opened {
-        match result {
-            Ok(ws) => sockets.push(ws),
-            Err(e) => panic!("{} of {count} connections opened; then: {e}", sockets.len()),
-        }
-    }
-    let rss_connected = settled_rss(node.pid).await;
+    let (sockets, connect_time) = support::connect_many(
+        addr,
+        count,
+        settings.concurrency,
+        CLIENT_READ_BUFFER,
+        Some("webfix"),
+    )
+    .await;
+    let connect_secs = connect_time.as_secs_f64();
+    let rss_connected = support::settled_rss_kib(node.pid).await;
     let idle = CpuSpan::start(node.pid);
     tokio::time::sleep(IDLE_CPU_SPAN).await;
     let idle_cpu = idle.finish();
@@ -587,7 +414,7 @@ async fn measure(count: usize, settings: &Settings) -> Row {
     })
     .await;
     assert!(joined.is_ok(), "subscriber tasks did not stop within 30 s");
-    stop_node(node).await;
+    support::stop_node(node).await;
 
     let first_sent = seen.iter().map(|s| s.sent_us).min().unwrap_or(0);
     let last_answer = seen.iter().map(|s| s.answered_us).max().unwrap_or(0);
@@ -758,15 +585,14 @@ fn report(rows: &[Row], settings: &Settings) {
 
 async fn run() {
     let settings = Settings::from_env();
-    let fd_limit = rlimit::increase_nofile_limit(u64::MAX).expect("cannot raise the descriptor limit");
+    let fd_limit = support::raise_fd_limit();
     println!(
         "fanout bench: descriptor limit {fd_limit}, {} workers, interval {} ms, window {:?}, warm-up {:?}",
         settings.workers, settings.interval_ms, settings.window, settings.warmup
     );
     let mut rows = Vec::new();
     for &count in &settings.counts {
-        if count as u64 + 100 > fd_limit {
-            println!("skipping {count}: above this process's descriptor limit {fd_limit}");
+        if !support::within_fd_limit(count, fd_limit) {
             continue;
         }
         eprintln!("{count} subscribers");
@@ -777,9 +603,5 @@ async fn run() {
 
 fn main() {
     // `cargo bench` passes `--bench`; this program takes no arguments.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("cannot start the tokio runtime");
-    runtime.block_on(run());
+    support::runtime().block_on(run());
 }

@@ -12,6 +12,8 @@
 //! Expected: critical gets what the lower classes' minimum shares leave (70 % by default), each
 //! lower class its share, and the iterations add up to about threads × 1 s / work.
 
+mod support;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use heterogen::runtime::pool::{JsPool, MinShares};
 use heterogen::workers::Priority;
+use support::env_or_lenient as env_or;
 
 const CLASSES: [Priority; 4] = [
     Priority::Critical,
@@ -29,13 +32,6 @@ const CLASSES: [Priority; 4] = [
     Priority::Low,
 ];
 const WARMUP: Duration = Duration::from_millis(500);
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Returns `Pending` once after waking itself: the task goes back to the pool's ready queue.
 struct YieldNow(bool);

@@ -20,6 +20,8 @@
 //! `BENCH_LIST_WORKERS` (100), `BENCH_BIG_LIST_WORKERS` (10000), `BENCH_ONLY` (run only the
 //! scenario groups whose name contains it: `echo`, `list`, `set`, `big`; all by default).
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -29,13 +31,10 @@ use axum::extract::ws::{Message as ServerMessage, Utf8Bytes, WebSocket, WebSocke
 use axum::response::Response;
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
-use heterogen::{NodeConfig, RunningNode};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use heterogen::RunningNode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes as ClientText};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use support::{Wait, Ws, connect, env_or};
 
 /// The node's default `--max-request-bytes`; the echo server copies the node's limits from it.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -56,15 +55,6 @@ struct Settings {
     list_workers: usize,
     big_list_workers: usize,
     only: String,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={text:?} is not a valid value")),
-        Err(_) => default,
-    }
 }
 
 impl Settings {
@@ -103,11 +93,7 @@ impl Row {
     }
 
     fn percentile(&self, p: usize) -> f64 {
-        if self.samples.is_empty() {
-            return f64::NAN;
-        }
-        let index = (self.samples.len() * p / 100).min(self.samples.len() - 1);
-        self.samples[index] as f64 / 1000.0
+        support::percentile_ms(&self.samples, p as f64)
     }
 
     fn max(&self) -> f64 {
@@ -153,35 +139,12 @@ fn request_frame(method: &str, id: u64) -> String {
     format!(r#"{{"webfix":"1.0","method":"{method}","params":[],"body":{{}},"id":{id}}}"#)
 }
 
-/// Opens a client WebSocket (Nagle off, like the node's accepted sockets).
-async fn connect(addr: SocketAddr) -> Ws {
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(256 << 20))
-        .max_frame_size(Some(256 << 20));
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/"), Some(config), true)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-    ws
-}
-
 /// Sends `text` and returns the next text frame, skipping pings and pongs.
 async fn round_trip(ws: &mut Ws, text: String) -> Result<ClientText, String> {
     ws.send(Message::Text(text.into()))
         .await
         .map_err(|e| format!("send failed: {e}"))?;
-    let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
-    loop {
-        let next = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .map_err(|_| format!("no answer within {ANSWER_TIMEOUT:?}"))?;
-        match next {
-            Some(Ok(Message::Text(text))) => return Ok(text),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(other)) => return Err(format!("unexpected frame {other:?}")),
-            Some(Err(e)) => return Err(format!("connection failed: {e}")),
-            None => return Err("connection closed without an answer".into()),
-        }
-    }
+    support::next_text(ws, Wait::Total(ANSWER_TIMEOUT)).await
 }
 
 /// Drives `connections` clients, each sending `method` requests one at a time, and measures
@@ -336,12 +299,7 @@ async fn sequential_http(name: &str, addr: SocketAddr, settings: &Settings) -> R
 
 /// Starts an in-process node on 127.0.0.1:0 with its store in `dir`.
 async fn start_node(dir: &std::path::Path, fsync: bool) -> RunningNode {
-    let mut config = NodeConfig::new(dir);
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.fsync = fsync;
-    // Requests without sessions: authentication is measured on its own, not here.
-    config.open = true;
-    heterogen::start(config).await.expect("node did not start")
+    support::start_node(dir, |config| config.fsync = fsync).await
 }
 
 /// Creates `count` workers through `setWorker` over WebSocket, `FILL_WINDOW` in flight per
@@ -603,9 +561,5 @@ async fn run(settings: Settings) {
 fn main() {
     // `cargo bench` passes `--bench`; this program takes no arguments.
     let settings = Settings::from_env();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("cannot start the tokio runtime");
-    runtime.block_on(run(settings));
+    support::runtime().block_on(run(settings));
 }

@@ -33,6 +33,8 @@
 //! (1000), `BENCH_API_CLIENTS` (4), `BENCH_QUIET_WAIT_SECS` (10), `BENCH_ONLY` (`rss`, `pool` or
 //! `yield`: only the scenario groups whose name contains it).
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
@@ -40,22 +42,21 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
+use heterogen::RunningNode;
 use heterogen::runtime::engine::{FetchPolicy, IsolateLimits, LogLevel, LogSink, ScriptConfig, WorkerEnv};
 use heterogen::runtime::quickjs::QuickJsIsolate;
 use heterogen::store::fjall::FjallStore;
 use heterogen::store::{AtomicWrite, Key, Store};
 use heterogen::workers::{ExecutionMode, Priority, RunMode, Scope, WorkerData, WorkerScript};
-use heterogen::{NodeConfig, RunningNode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use support::{
+    Node, Rss, Wait, Ws, connect, cpu_seconds, env_counts, env_or, machine_busy_seconds, percentile_ms,
+    settled_rss,
+};
 
 const CLASSES: [Priority; 4] = [
     Priority::Critical,
@@ -83,27 +84,12 @@ const ACTIVATE_CONNECTIONS: usize = 8;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for N workers to be running.
 const RUNNING_LIMIT: Duration = Duration::from_secs(120);
-/// RSS polling while it settles; settled = the last `SETTLE_SPAN` readings are within
-/// max(`SETTLE_TOLERANCE_KIB`, 0.1 % of RSS); at most `SETTLE_LIMIT`.
-const SETTLE_POLL: Duration = Duration::from_millis(250);
-const SETTLE_SPAN: usize = 8;
-const SETTLE_TOLERANCE_KIB: u64 = 256;
-const SETTLE_LIMIT: Duration = Duration::from_secs(20);
 /// Node CPU is sampled over this span once the workers idle.
 const CPU_SPAN: Duration = Duration::from_secs(5);
 /// The rest of the machine counts as quiet below this many cores.
 const QUIET_CORES: f64 = 0.25;
 /// Warm-up before a measuring window.
 const WARMUP: Duration = Duration::from_millis(1000);
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={text:?} is not a valid value")),
-        Err(_) => default,
-    }
-}
 
 struct Settings {
     rss_counts: Vec<usize>,
@@ -120,14 +106,7 @@ struct Settings {
 impl Settings {
     fn from_env() -> Settings {
         Settings {
-            rss_counts: env_or("BENCH_RSS_WORKERS", "1000,10000".to_string())
-                .split(',')
-                .map(|n| {
-                    n.trim()
-                        .parse()
-                        .expect("BENCH_RSS_WORKERS: comma-separated numbers")
-                })
-                .collect(),
+            rss_counts: env_counts("BENCH_RSS_WORKERS", "1000,10000"),
             js_threads: env_or("BENCH_JS_THREADS", 2),
             per_class: env_or("BENCH_PER_CLASS", 4),
             work: Duration::from_micros(env_or("BENCH_WORK_US", 1000)),
@@ -185,62 +164,6 @@ async fn write_workers(store: &dyn Store, records: &[WorkerData]) {
 // Process memory and CPU
 // ---------------------------------------------------------------------------------------------
 
-/// Reads a `kB` field of /proc/PID/status.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("cannot read /proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-#[derive(Clone, Copy)]
-struct Rss {
-    total: u64,
-    anon: u64,
-}
-
-fn rss(pid: u32) -> Rss {
-    Rss {
-        total: status_kib(pid, "VmRSS"),
-        anon: status_kib(pid, "RssAnon"),
-    }
-}
-
-/// Waits (bounded) until VmRSS stops moving, and returns the last reading.
-async fn settled_rss(pid: u32) -> Rss {
-    let started = Instant::now();
-    let mut history = Vec::new();
-    loop {
-        let now = rss(pid);
-        history.push(now.total);
-        if history.len() >= SETTLE_SPAN {
-            let recent = &history[history.len() - SETTLE_SPAN..];
-            let spread = recent.iter().max().unwrap_or(&0) - recent.iter().min().unwrap_or(&0);
-            if spread < SETTLE_TOLERANCE_KIB.max(now.total / 1000) {
-                return now;
-            }
-        }
-        if started.elapsed() >= SETTLE_LIMIT {
-            eprintln!("  RSS still moving after {SETTLE_LIMIT:?}; using the last reading");
-            return now;
-        }
-        tokio::time::sleep(SETTLE_POLL).await;
-    }
-}
-
-/// User + system CPU time of a process (`self` or a pid), in seconds.
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("cannot read /proc stat");
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')').expect("bad /proc stat") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
-    // USER_HZ is 100 on Linux.
-    ticks as f64 / 100.0
-}
-
 /// CPU seconds of a process's JS pool threads (`heterogen-js-N`) and of its other threads.
 fn thread_cpu_seconds(pid: u32) -> (f64, f64) {
     let (mut js, mut rest) = (0.0, 0.0);
@@ -261,22 +184,6 @@ fn thread_cpu_seconds(pid: u32) -> (f64, f64) {
         }
     }
     (js, rest)
-}
-
-/// Busy CPU time of the whole machine (all processes), in seconds.
-fn machine_busy_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").expect("cannot read /proc/stat");
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq steal: all but idle and iowait.
-    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum();
-    busy as f64 / 100.0
 }
 
 /// CPU used during a span by one process and by everything else on the machine, in cores.
@@ -336,30 +243,11 @@ async fn wait_quiet(limit: Duration) {
 // Clients
 // ---------------------------------------------------------------------------------------------
 
-async fn connect(addr: SocketAddr) -> Ws {
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(256 << 20))
-        .max_frame_size(Some(256 << 20));
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/"), Some(config), true)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-    ws
-}
-
 /// The next text frame, skipping pings and pongs.
 async fn next_text(ws: &mut Ws) -> Result<String, String> {
-    loop {
-        let next = tokio::time::timeout(ANSWER_TIMEOUT, ws.next())
-            .await
-            .map_err(|_| format!("no answer within {ANSWER_TIMEOUT:?}"))?;
-        match next {
-            Some(Ok(Message::Text(text))) => return Ok(text.to_string()),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(other)) => return Err(format!("unexpected frame {other:?}")),
-            Some(Err(e)) => return Err(format!("connection failed: {e}")),
-            None => return Err("connection closed without an answer".into()),
-        }
-    }
+    support::next_text(ws, Wait::EachFrame(ANSWER_TIMEOUT))
+        .await
+        .map(|text| text.to_string())
 }
 
 /// Sends `frames` over `ACTIVATE_CONNECTIONS` WebSockets, `ACTIVATE_WINDOW` in flight on each;
@@ -463,68 +351,13 @@ async fn api_latencies(addr: SocketAddr, clients: usize, window: Duration) -> Ve
     all
 }
 
-fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 * p / 100.0) as usize).min(sorted.len() - 1);
-    sorted[index] as f64 / 1000.0
-}
-
 // ---------------------------------------------------------------------------------------------
 // (a) RSS per active worker, child process
 // ---------------------------------------------------------------------------------------------
 
-struct ChildNode {
-    child: Child,
-    pid: u32,
-    addr: SocketAddr,
-}
-
-async fn spawn_node(dir: &Path, js_threads: usize) -> ChildNode {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heterogen"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .args([
-            "--open",
-            "--fsync",
-            "false",
-            "--js-threads",
-            &js_threads.to_string(),
-        ])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cannot start the heterogen binary");
-    let pid = child.id().expect("child has no pid");
-    let stdout = child.stdout.take().expect("no stdout pipe");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("node did not start within 30 s")
-        .expect("cannot read the node's stdout")
-        .expect("node exited before listening");
-    let addr = line
-        .strip_prefix("heterogen listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("bad address in the listening line");
-    ChildNode { child, pid, addr }
-}
-
-async fn stop_child(mut node: ChildNode) {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &node.pid.to_string()])
-        .status();
-    if tokio::time::timeout(Duration::from_secs(20), node.child.wait())
-        .await
-        .is_err()
-    {
-        eprintln!("  node did not stop within 20 s; killing it");
-        let _ = node.child.kill().await;
-    }
+/// Starts the release binary with `js_threads` JS threads.
+async fn spawn_node(dir: &Path, js_threads: usize) -> Node {
+    support::spawn_node(dir, &["--js-threads", &js_threads.to_string()]).await
 }
 
 struct RssRow {
@@ -591,12 +424,12 @@ async fn measure_rss(count: usize, settings: &Settings) -> RssRow {
     let idle_cpu = span.finish();
     let secs = span.at.elapsed().as_secs_f64();
     let js_cpu = (threads_after.0 - threads_before.0) / secs;
-    let threads = status_kib_plain(node.pid, "Threads");
+    let threads = support::status_number(node.pid, "Threads");
     // Still all running after the measurement.
     let stats = http_call(&http, node.addr, "getWorkerStats").await;
     assert_eq!(stats["runningWorkers"].as_u64(), Some(count as u64));
     assert_eq!(stats["totalErrors"], 0);
-    stop_child(node).await;
+    support::stop_node(node).await;
     RssRow {
         workers: count,
         before,
@@ -607,16 +440,6 @@ async fn measure_rss(count: usize, settings: &Settings) -> RssRow {
         js_cpu,
         threads,
     }
-}
-
-/// A plain number field of /proc/PID/status.
-fn status_kib_plain(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("cannot read /proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Log lines of baseline isolates go nowhere.
@@ -768,13 +591,7 @@ async fn run_rss(settings: &Settings) {
 // ---------------------------------------------------------------------------------------------
 
 async fn start_node(dir: &Path, js_threads: usize) -> RunningNode {
-    let mut config = NodeConfig::new(dir);
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.fsync = false;
-    config.runtime.js_threads = js_threads;
-    // Requests without sessions: authentication is not what is measured here.
-    config.open = true;
-    heterogen::start(config).await.expect("node did not start")
+    support::start_node(dir, |config| config.runtime.js_threads = js_threads).await
 }
 
 /// The last `n <count>` line of a worker: (count, time in ms).
@@ -1177,10 +994,7 @@ async fn run() {
 fn main() {
     // `cargo bench` passes `--bench`; `__baseline KIND COUNT` is this program calling itself.
     let args: Vec<String> = std::env::args().collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("cannot start the tokio runtime");
+    let runtime = support::runtime();
     if let Some(at) = args.iter().position(|a| a == "__baseline") {
         let kind = args.get(at + 1).expect("__baseline KIND COUNT").clone();
         let count = args
