@@ -4,15 +4,18 @@
 //! The store is the real fjall store; a wrapper plays a competing writer that commits a real
 //! change to one worker just before each of `stopAllWorkers`' conditional writes to it.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use common::call_url;
 use heterogen::store::fjall::FjallStore;
 use heterogen::store::{
     AtomicWrite, Check, CommitOutcome, Entry, Key, ListOptions, Mutation, Store, StoreResult, WatchStream,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Commits a competing edit of `contended` before every checked write to it.
 struct CompetingWriter {
@@ -57,16 +60,6 @@ impl Store for CompetingWriter {
     }
 }
 
-async fn call(client: &reqwest::Client, url: &str, method: &str, body: Value) -> (u16, Value) {
-    let response = client
-        .post(url)
-        .json(&json!({"webfix":"1.0","method":method,"body":body}))
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
-}
-
 #[tokio::test]
 async fn a_worker_that_keeps_changing_is_reported_failed_with_207() {
     let dir = tempfile::tempdir().unwrap();
@@ -84,10 +77,10 @@ async fn a_worker_that_keeps_changing_is_reported_failed_with_207() {
 
     let mut channels = Vec::new();
     for _ in 0..3 {
-        let (_, entry) = call(&client, &url, "setWorker", json!({})).await;
+        let (_, entry) = call_url(&client, &url, "setWorker", json!({})).await;
         let mut raw = entry["value"]["raw"].clone();
         raw["active"] = json!(true);
-        let (status, _) = call(
+        let (status, _) = call_url(
             &client,
             &url,
             "updateWorker",
@@ -103,7 +96,7 @@ async fn a_worker_that_keeps_changing_is_reported_failed_with_207() {
     let (contended_channel, contended_key) = channels[1].clone();
     *store.contended.lock().unwrap() = Some(Key::from_json(&contended_key).unwrap());
 
-    let (status, body) = call(&client, &url, "stopAllWorkers", json!({})).await;
+    let (status, body) = call_url(&client, &url, "stopAllWorkers", json!({})).await;
     assert_eq!(status, 207, "{body}");
     assert_eq!(body["total"], 3);
     assert_eq!(body["stopped"], 2);
@@ -126,7 +119,7 @@ async fn a_worker_that_keeps_changing_is_reported_failed_with_207() {
 
     // The competitor's edits were kept, and the worker is still active: nothing was overwritten.
     *store.contended.lock().unwrap() = None;
-    let (_, list) = call(&client, &url, "listWorkers", json!({})).await;
+    let (_, list) = call_url(&client, &url, "listWorkers", json!({})).await;
     let entry = list
         .as_array()
         .unwrap()

@@ -3,18 +3,9 @@
 
 mod common;
 
+use common::call_url;
 use common::process::spawn_node;
-use serde_json::{Value, json};
-
-async fn call(client: &reqwest::Client, url: &str, method: &str, body: Value) -> (u16, Value) {
-    let response = client
-        .post(url)
-        .json(&json!({"webfix":"1.0","method":method,"body":body}))
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
-}
+use serde_json::json;
 
 async fn survives_kill9(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
@@ -23,14 +14,14 @@ async fn survives_kill9(extra: &[&str]) {
     let url = node.url();
     let mut acknowledged = Vec::new();
     for i in 0..30 {
-        let (status, entry) = call(&client, &url, "setWorker", json!({"note": format!("w{i}")})).await;
+        let (status, entry) = call_url(&client, &url, "setWorker", json!({"note": format!("w{i}")})).await;
         assert_eq!(status, 200);
         acknowledged.push(entry);
     }
     // Update one so the newest write is an update.
     let mut raw = acknowledged[0]["value"]["raw"].clone();
     raw["active"] = json!(true);
-    let (status, updated) = call(
+    let (status, updated) = call_url(
         &client,
         &url,
         "updateWorker",
@@ -50,14 +41,14 @@ async fn survives_kill9(extra: &[&str]) {
 
     let node = spawn_node(dir.path(), extra).await;
     let url = node.url();
-    let (status, list) = call(&client, &url, "listWorkers", json!({})).await;
+    let (status, list) = call_url(&client, &url, "listWorkers", json!({})).await;
     assert_eq!(status, 200);
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), acknowledged.len());
     for entry in &acknowledged {
         assert!(list.contains(entry), "lost after kill -9: {entry}");
     }
-    let (_, fresh) = call(&client, &url, "setWorker", json!({})).await;
+    let (_, fresh) = call_url(&client, &url, "setWorker", json!({})).await;
     assert!(
         fresh["versionstamp"].as_str().unwrap() > last_stamp.as_str(),
         "versionstamp went back after restart"

@@ -121,6 +121,13 @@ impl TestNode {
     }
 }
 
+/// POSTs a WebFIX request to the node at `url`; returns status and JSON body.
+pub async fn call_url(client: &reqwest::Client, url: &str, method: &str, body: Value) -> (u16, Value) {
+    let envelope = json!({"webfix": "1.0", "method": method, "body": body});
+    let response = client.post(url).json(&envelope).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
 /// Sends a WebFIX request with `id` over a WebSocket.
 pub async fn ws_send(ws: &mut Ws, id: Value, method: &str, body: Value) {
     let frame = json!({"webfix": "1.0", "method": method, "params": [], "body": body, "id": id});
@@ -197,32 +204,25 @@ impl TestNode {
         self.set_active(&entry, true).await
     }
 
-    /// Sets `active` on a worker entry through `updateWorker`; returns the new entry.
-    pub async fn set_active(&self, entry: &Value, active: bool) -> Value {
+    /// Writes `entry`'s raw with `field` set to `value` through `updateWorker`; returns the
+    /// new entry.
+    pub async fn update_field(&self, entry: &Value, field: &str, value: Value) -> Value {
         let mut r = raw(entry);
-        r["active"] = json!(active);
-        let (status, updated) = self
-            .call(
-                "updateWorker",
-                json!({"channel": entry["value"]["channel"], "raw": r}),
-            )
-            .await;
+        r[field] = value;
+        let body = json!({"channel": entry["value"]["channel"], "raw": r});
+        let (status, updated) = self.call("updateWorker", body).await;
         assert_eq!(status, 200, "{updated}");
         updated
     }
 
+    /// Sets `active` on a worker entry; returns the new entry.
+    pub async fn set_active(&self, entry: &Value, active: bool) -> Value {
+        self.update_field(entry, "active", json!(active)).await
+    }
+
     /// Replaces the script of a worker entry; returns the new entry.
     pub async fn set_script(&self, entry: &Value, script: &str) -> Value {
-        let mut r = raw(entry);
-        r["script"] = json!(script);
-        let (status, updated) = self
-            .call(
-                "updateWorker",
-                json!({"channel": entry["value"]["channel"], "raw": r}),
-            )
-            .await;
-        assert_eq!(status, 200, "{updated}");
-        updated
+        self.update_field(entry, "script", json!(script)).await
     }
 
     /// The `getWorkerStats` item of `sid`, if this node has one.
