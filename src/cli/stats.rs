@@ -96,32 +96,36 @@ fn show(style: Style, stats: &Value) -> Result<(), CliError> {
     }
 }
 
+/// The node totals, in the order both summaries print them.
+fn totals(stats: &Value) -> [String; 7] {
+    [
+        "totalWorkers",
+        "runningWorkers",
+        "stoppedWorkers",
+        "totalExecutions",
+        "totalErrors",
+        "totalNetworkErrors",
+        "totalCriticalErrors",
+    ]
+    .map(|field| plain(&stats[field]))
+}
+
 /// `2026-…Z workers=3 running=2 stopped=1 executions=… errors=… network=… critical=…`.
 fn plain_line(stats: &Value) -> String {
+    let [workers, running, stopped, executions, errors, network, critical] = totals(stats);
     format!(
-        "{} workers={} running={} stopped={} executions={} errors={} network={} critical={}",
+        "{} workers={workers} running={running} stopped={stopped} executions={executions} errors={errors} \
+         network={network} critical={critical}",
         format::timestamp(&stats["timestamp"]),
-        plain(&stats["totalWorkers"]),
-        plain(&stats["runningWorkers"]),
-        plain(&stats["stoppedWorkers"]),
-        plain(&stats["totalExecutions"]),
-        plain(&stats["totalErrors"]),
-        plain(&stats["totalNetworkErrors"]),
-        plain(&stats["totalCriticalErrors"]),
     )
 }
 
 /// A summary line, a blank line, and one row per worker.
 fn table(stats: &Value) -> Vec<String> {
+    let [workers, running, stopped, executions, errors, network, critical] = totals(stats);
     let mut lines = vec![format!(
-        "workers {}  running {}  stopped {}  executions {}  errors {} (network {}, critical {})",
-        plain(&stats["totalWorkers"]),
-        plain(&stats["runningWorkers"]),
-        plain(&stats["stoppedWorkers"]),
-        plain(&stats["totalExecutions"]),
-        plain(&stats["totalErrors"]),
-        plain(&stats["totalNetworkErrors"]),
-        plain(&stats["totalCriticalErrors"]),
+        "workers {workers}  running {running}  stopped {stopped}  executions {executions}  errors {errors} \
+         (network {network}, critical {critical})"
     )];
     let workers = stats["workers"].as_array().map(Vec::as_slice).unwrap_or_default();
     if workers.is_empty() {

@@ -163,6 +163,32 @@ pub(crate) mod testing {
         fn log(&self, _level: LogLevel, _message: &str) {}
     }
 
+    /// Runs `body` as an async function body in a fresh context after `install` has set up the
+    /// SDK part under test; its result as JSON, or the uncaught error as text.
+    pub async fn eval_body(
+        env: &WorkerEnv,
+        body: &str,
+        install: for<'js> fn(&rquickjs::Ctx<'js>, &WorkerEnv),
+    ) -> Result<serde_json::Value, String> {
+        use rquickjs::{AsyncContext, AsyncRuntime, CatchResultExt, Promise};
+        let rt = AsyncRuntime::new().unwrap();
+        let ctx = AsyncContext::full(&rt).await.unwrap();
+        let source =
+            format!("(async () => {{ {body} \n}})().then(v => JSON.stringify(v === undefined ? null : v))");
+        let text = ctx
+            .async_with(async |ctx| {
+                install(&ctx, env);
+                let promise: Promise = ctx.eval(source).catch(&ctx).unwrap();
+                promise
+                    .into_future::<String>()
+                    .await
+                    .catch(&ctx)
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
+        Ok(serde_json::from_str(&text).unwrap())
+    }
+
     /// The environment of a test worker `sid` on node `s-0001`.
     pub fn test_env(net: Arc<dyn Store>, local: Arc<dyn Store>, fetch: FetchPolicy) -> WorkerEnv {
         WorkerEnv {

@@ -437,10 +437,9 @@ mod tests {
     use axum::http::HeaderMap as AxumHeaders;
     use axum::response::{IntoResponse, Redirect, Response};
     use axum::routing::{any, get};
-    use rquickjs::{AsyncContext, AsyncRuntime, CatchResultExt, Promise};
 
     use super::*;
-    use crate::runtime::engine::testing::test_env;
+    use crate::runtime::engine::testing::{eval_body, test_env};
     use crate::store::Store;
     use crate::store::fjall::FjallStore;
 
@@ -457,23 +456,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
         let env = test_env(store.clone(), store, fetch);
-        let rt = AsyncRuntime::new().unwrap();
-        let ctx = AsyncContext::full(&rt).await.unwrap();
-        let source =
-            format!("(async () => {{ {body} \n}})().then(v => JSON.stringify(v === undefined ? null : v))");
-        let text = ctx
-            .async_with(async |ctx| {
-                install_fetch(&ctx, &env).unwrap();
-                let promise: Promise = ctx.eval(source).catch(&ctx).unwrap();
-                promise
-                    .into_future::<String>()
-                    .await
-                    .catch(&ctx)
-                    .map_err(|e| e.to_string())
-            })
-            .await;
+        let text = eval_body(&env, body, |ctx, env| install_fetch(ctx, env).unwrap()).await;
         match text {
-            Ok(text) => serde_json::from_str(&text).unwrap(),
+            Ok(value) => value,
             Err(err) => panic!("script failed: {err}"),
         }
     }

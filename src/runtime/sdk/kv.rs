@@ -481,12 +481,11 @@ mod tests {
     use std::time::Duration;
 
     use async_trait::async_trait;
-    use rquickjs::{AsyncContext, AsyncRuntime, CatchResultExt, Promise};
     use tempfile::TempDir;
 
     use super::*;
     use crate::runtime::engine::FetchPolicy;
-    use crate::runtime::engine::testing::test_env;
+    use crate::runtime::engine::testing::{eval_body, test_env};
     use crate::store::fjall::FjallStore;
     use crate::store::{StoreResult, WatchStream};
 
@@ -518,24 +517,12 @@ mod tests {
     /// Runs `body` as an async function body with `Stels` installed; its result as JSON, or
     /// the uncaught error as text.
     async fn try_run(env: &WorkerEnv, body: &str) -> Result<Value, String> {
-        let rt = AsyncRuntime::new().unwrap();
-        let ctx = AsyncContext::full(&rt).await.unwrap();
-        let source =
-            format!("(async () => {{ {body} \n}})().then(v => JSON.stringify(v === undefined ? null : v))");
-        let text = ctx
-            .async_with(async |ctx| {
-                let stels = Object::new(ctx.clone()).unwrap();
-                install_kv(&ctx, &stels, env).unwrap();
-                ctx.globals().set("Stels", stels).unwrap();
-                let promise: Promise = ctx.eval(source).catch(&ctx).unwrap();
-                promise
-                    .into_future::<String>()
-                    .await
-                    .catch(&ctx)
-                    .map_err(|e| e.to_string())
-            })
-            .await?;
-        Ok(serde_json::from_str(&text).unwrap())
+        eval_body(env, body, |ctx, env| {
+            let stels = Object::new(ctx.clone()).unwrap();
+            install_kv(ctx, &stels, env).unwrap();
+            ctx.globals().set("Stels", stels).unwrap();
+        })
+        .await
     }
 
     async fn run(env: &WorkerEnv, body: &str) -> Value {
