@@ -47,6 +47,69 @@ pub struct NodeConfig {
     pub login_window: Duration,
     /// Failed logins allowed per source address per minute; past it, 429.
     pub login_max_failures: usize,
+    /// Successful logins allowed per wallet per minute; past it, 429.
+    pub logins_per_wallet: usize,
+    /// Successful logins allowed per source address per minute; past it, 429.
+    pub logins_per_ip: usize,
+    /// How often expired sessions, old replay marks and other expired entries are deleted.
+    pub reaper_interval: Duration,
+    /// Limits on connections that have not finished their first request (or upgrade) yet.
+    pub http: HttpLimits,
+    /// Limits on open WebSockets beyond `max_connections`.
+    pub ws: WsLimits,
+}
+
+/// What a connection may hold before it has sent a whole request: the defence against clients
+/// that open sockets and send nothing, or half a request line.
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    /// Time a client has to send a request's headers, from connect or from the previous answer.
+    pub header_timeout: Duration,
+    /// An HTTP keep-alive connection with no request in flight is closed after this.
+    pub idle_timeout: Duration,
+    /// Connections from one source address that have not completed a request yet.
+    pub max_pending_per_ip: usize,
+    /// Connections from all addresses that have not completed a request yet (at start capped
+    /// at a quarter of the descriptor limit).
+    pub max_pending: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_pending_per_ip: 256,
+            max_pending: 8192,
+        }
+    }
+}
+
+/// How much one WebSocket, one address and one wallet may hold.
+#[derive(Clone, Debug)]
+pub struct WsLimits {
+    /// Bytes of outgoing frames (answers and pushes) queued for one connection.
+    pub outbound_bytes: usize,
+    /// A connection whose queue stays full, or whose socket accepts nothing, this long is closed.
+    pub write_timeout: Duration,
+    /// WebSockets open at once from one source address.
+    pub max_per_ip: usize,
+    /// WebSockets open at once for one wallet without the Owner role (owners are uncapped).
+    pub max_per_wallet: usize,
+    /// Percent of `max_connections` that only owner sessions may use.
+    pub owner_reserve_percent: u8,
+}
+
+impl Default for WsLimits {
+    fn default() -> Self {
+        WsLimits {
+            outbound_bytes: 8 * 1024 * 1024,
+            write_timeout: Duration::from_secs(30),
+            max_per_ip: 10_000,
+            max_per_wallet: 100,
+            owner_reserve_percent: 5,
+        }
+    }
 }
 
 /// Settings of the worker runtime (W-RUN-2..7, W-LE-1). Tests shrink the times.
@@ -77,6 +140,8 @@ pub struct RuntimeConfig {
     pub fetch_allowed_hosts: Option<Vec<String>>,
     /// Time limit of one `fetch`.
     pub fetch_timeout: Duration,
+    /// Bytes of keys and values one worker may hold in each KV scope (`Stels.net`, `Stels.local`).
+    pub kv_quota_bytes: u64,
 }
 
 /// W-RUN-4: waits after errors and when a worker stops or pauses.
@@ -130,6 +195,7 @@ impl Default for RuntimeConfig {
             log_rate: 100,
             fetch_allowed_hosts: None,
             fetch_timeout: Duration::from_secs(30),
+            kv_quota_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -156,6 +222,11 @@ impl NodeConfig {
             session_idle: Duration::from_secs(24 * 3600),
             login_window: Duration::from_secs(300),
             login_max_failures: crate::auth::throttle::MAX_FAILURES,
+            logins_per_wallet: 30,
+            logins_per_ip: 30,
+            reaper_interval: Duration::from_secs(60),
+            http: HttpLimits::default(),
+            ws: WsLimits::default(),
         }
     }
 
@@ -240,6 +311,46 @@ pub struct ServeArgs {
     /// Failed logins allowed per source address per minute [default: 10].
     #[arg(long, env = "HETEROGEN_LOGIN_MAX_FAILURES", value_name = "N")]
     pub login_max_failures: Option<usize>,
+    /// Successful logins allowed per wallet per minute [default: 30].
+    #[arg(long, env = "HETEROGEN_LOGINS_PER_WALLET", value_name = "N")]
+    pub logins_per_wallet: Option<usize>,
+    /// Successful logins allowed per source address per minute [default: 30].
+    #[arg(long, env = "HETEROGEN_LOGINS_PER_IP", value_name = "N")]
+    pub logins_per_ip: Option<usize>,
+    /// How often expired sessions and login replay marks are deleted, in ms [default: 60000].
+    #[arg(long, env = "HETEROGEN_REAPER_INTERVAL_MS", value_name = "MS")]
+    pub reaper_interval_ms: Option<u64>,
+    /// Time a client has to send a request's headers, in ms [default: 10000].
+    #[arg(long, env = "HETEROGEN_HTTP_HEADER_TIMEOUT_MS", value_name = "MS")]
+    pub http_header_timeout_ms: Option<u64>,
+    /// Idle HTTP keep-alive connections are closed after this, in ms [default: 60000].
+    #[arg(long, env = "HETEROGEN_HTTP_IDLE_TIMEOUT_MS", value_name = "MS")]
+    pub http_idle_timeout_ms: Option<u64>,
+    /// Connections per source address that have not completed a request yet [default: 256].
+    #[arg(long, env = "HETEROGEN_MAX_PENDING_PER_IP", value_name = "N")]
+    pub max_pending_per_ip: Option<usize>,
+    /// Connections in all that have not completed a request yet [default: 8192, at most a
+    /// quarter of the descriptor limit].
+    #[arg(long, env = "HETEROGEN_MAX_PENDING", value_name = "N")]
+    pub max_pending: Option<usize>,
+    /// Bytes of outgoing frames queued per WebSocket [default: 8388608].
+    #[arg(long, env = "HETEROGEN_WS_OUTBOUND_BYTES", value_name = "BYTES")]
+    pub ws_outbound_bytes: Option<usize>,
+    /// A WebSocket that accepts nothing this long is closed, in ms [default: 30000].
+    #[arg(long, env = "HETEROGEN_WS_WRITE_TIMEOUT_MS", value_name = "MS")]
+    pub ws_write_timeout_ms: Option<u64>,
+    /// WebSockets open at once from one source address [default: 10000].
+    #[arg(long, env = "HETEROGEN_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// WebSockets open at once per wallet without the Owner role [default: 100].
+    #[arg(long, env = "HETEROGEN_MAX_CONNECTIONS_PER_WALLET", value_name = "N")]
+    pub max_connections_per_wallet: Option<usize>,
+    /// Percent of --max-connections kept for owner sessions (0..=50) [default: 5].
+    #[arg(long, env = "HETEROGEN_OWNER_RESERVE_PERCENT", value_name = "PERCENT")]
+    pub owner_reserve_percent: Option<u8>,
+    /// Bytes one worker may hold in each of Stels.net and Stels.local, in MiB [default: 64].
+    #[arg(long, env = "HETEROGEN_KV_QUOTA_MB", value_name = "MIB")]
+    pub kv_quota_mb: Option<u64>,
     /// Threads that run JavaScript [default: number of cores].
     #[arg(long, env = "HETEROGEN_JS_THREADS", value_name = "N")]
     pub js_threads: Option<usize>,
@@ -331,6 +442,32 @@ struct FileConfig {
     login_window_secs: Option<u64>,
     #[serde(alias = "login_max_failures")]
     login_max_failures: Option<usize>,
+    #[serde(alias = "logins_per_wallet")]
+    logins_per_wallet: Option<usize>,
+    #[serde(alias = "logins_per_ip")]
+    logins_per_ip: Option<usize>,
+    #[serde(alias = "reaper_interval_ms")]
+    reaper_interval_ms: Option<u64>,
+    #[serde(alias = "http_header_timeout_ms")]
+    http_header_timeout_ms: Option<u64>,
+    #[serde(alias = "http_idle_timeout_ms")]
+    http_idle_timeout_ms: Option<u64>,
+    #[serde(alias = "max_pending_per_ip")]
+    max_pending_per_ip: Option<usize>,
+    #[serde(alias = "max_pending")]
+    max_pending: Option<usize>,
+    #[serde(alias = "ws_outbound_bytes")]
+    ws_outbound_bytes: Option<usize>,
+    #[serde(alias = "ws_write_timeout_ms")]
+    ws_write_timeout_ms: Option<u64>,
+    #[serde(alias = "max_connections_per_ip")]
+    max_connections_per_ip: Option<usize>,
+    #[serde(alias = "max_connections_per_wallet")]
+    max_connections_per_wallet: Option<usize>,
+    #[serde(alias = "owner_reserve_percent")]
+    owner_reserve_percent: Option<u8>,
+    #[serde(alias = "kv_quota_mb")]
+    kv_quota_mb: Option<u64>,
     #[serde(alias = "js_threads")]
     js_threads: Option<usize>,
     #[serde(alias = "js_nice")]
@@ -451,8 +588,52 @@ impl ServeArgs {
         if let Some(n) = self.login_max_failures.or(file.login_max_failures) {
             config.login_max_failures = n;
         }
+        if let Some(n) = self.logins_per_wallet.or(file.logins_per_wallet) {
+            config.logins_per_wallet = n;
+        }
+        if let Some(n) = self.logins_per_ip.or(file.logins_per_ip) {
+            config.logins_per_ip = n;
+        }
+        if let Some(v) = self.reaper_interval_ms.or(file.reaper_interval_ms) {
+            config.reaper_interval = Duration::from_millis(v);
+        }
+        let http = &mut config.http;
+        if let Some(v) = self.http_header_timeout_ms.or(file.http_header_timeout_ms) {
+            http.header_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.http_idle_timeout_ms.or(file.http_idle_timeout_ms) {
+            http.idle_timeout = Duration::from_millis(v);
+        }
+        if let Some(n) = self.max_pending_per_ip.or(file.max_pending_per_ip) {
+            http.max_pending_per_ip = n;
+        }
+        if let Some(n) = self.max_pending.or(file.max_pending) {
+            http.max_pending = n;
+        }
+        let ws = &mut config.ws;
+        if let Some(n) = self.ws_outbound_bytes.or(file.ws_outbound_bytes) {
+            ws.outbound_bytes = n;
+        }
+        if let Some(v) = self.ws_write_timeout_ms.or(file.ws_write_timeout_ms) {
+            ws.write_timeout = Duration::from_millis(v);
+        }
+        if let Some(n) = self.max_connections_per_ip.or(file.max_connections_per_ip) {
+            ws.max_per_ip = n;
+        }
+        if let Some(n) = self
+            .max_connections_per_wallet
+            .or(file.max_connections_per_wallet)
+        {
+            ws.max_per_wallet = n;
+        }
+        if let Some(n) = self.owner_reserve_percent.or(file.owner_reserve_percent) {
+            ws.owner_reserve_percent = n;
+        }
         let rt = &mut config.runtime;
         let ms = Duration::from_millis;
+        if let Some(mib) = self.kv_quota_mb.or(file.kv_quota_mb) {
+            rt.kv_quota_bytes = mib.saturating_mul(1024 * 1024);
+        }
         if let Some(n) = self.js_threads.or(file.js_threads) {
             rt.js_threads = n;
         }
@@ -558,6 +739,42 @@ impl NodeConfig {
         if self.login_max_failures == 0 {
             return Err(invalid("login-max-failures", "must be at least 1"));
         }
+        if self.logins_per_wallet == 0 {
+            return Err(invalid("logins-per-wallet", "must be at least 1"));
+        }
+        if self.logins_per_ip == 0 {
+            return Err(invalid("logins-per-ip", "must be at least 1"));
+        }
+        if self.reaper_interval < Duration::from_millis(10) {
+            return Err(invalid("reaper-interval-ms", "must be at least 10"));
+        }
+        if self.http.header_timeout < Duration::from_millis(10) {
+            return Err(invalid("http-header-timeout-ms", "must be at least 10"));
+        }
+        if self.http.idle_timeout < Duration::from_millis(10) {
+            return Err(invalid("http-idle-timeout-ms", "must be at least 10"));
+        }
+        if self.http.max_pending_per_ip == 0 {
+            return Err(invalid("max-pending-per-ip", "must be at least 1"));
+        }
+        if self.http.max_pending == 0 {
+            return Err(invalid("max-pending", "must be at least 1"));
+        }
+        if self.ws.outbound_bytes < 64 * 1024 {
+            return Err(invalid("ws-outbound-bytes", "must be at least 65536"));
+        }
+        if self.ws.write_timeout < Duration::from_millis(10) {
+            return Err(invalid("ws-write-timeout-ms", "must be at least 10"));
+        }
+        if self.ws.max_per_ip == 0 {
+            return Err(invalid("max-connections-per-ip", "must be at least 1"));
+        }
+        if self.ws.max_per_wallet == 0 {
+            return Err(invalid("max-connections-per-wallet", "must be at least 1"));
+        }
+        if self.ws.owner_reserve_percent > 50 {
+            return Err(invalid("owner-reserve-percent", "must be between 0 and 50"));
+        }
         if let Some(bad) = self
             .owners
             .iter()
@@ -574,6 +791,9 @@ impl NodeConfig {
         }
         if !(0..=19).contains(&rt.js_nice) {
             return Err(invalid("js-nice", "must be between 0 and 19"));
+        }
+        if rt.kv_quota_bytes < 1024 * 1024 {
+            return Err(invalid("kv-quota-mb", "must be at least 1"));
         }
         if rt.memory_limit_bytes < 4 * 1024 * 1024 {
             return Err(invalid("worker-memory-mb", "must be at least 4"));

@@ -230,6 +230,7 @@ impl LogBook {
             let options = ListOptions {
                 limit: Some(self.capacity),
                 reverse: true,
+                ..Default::default()
             };
             match store.list(&log_prefix(sid), options).await {
                 Ok(entries) => {

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -417,7 +418,21 @@ impl Shared {
         }
         let now = now_ms();
         let (lo, hi) = prefix_bounds(prefix);
-        let iter = self.data.range(lo..hi);
+        let (lo, hi) = match &options.start_after {
+            None => (Bound::Included(lo), Bound::Excluded(hi)),
+            Some(after) => {
+                let after = after.encode();
+                if options.reverse {
+                    (Bound::Included(lo), Bound::Excluded(after.min(hi)))
+                } else {
+                    (Bound::Excluded(after.max(lo.clone())), Bound::Excluded(hi))
+                }
+            }
+        };
+        if matches!((&lo, &hi), (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(h)) if l >= h) {
+            return Ok(Vec::new());
+        }
+        let iter = self.data.range((lo, hi));
         let iter: Box<dyn Iterator<Item = fjall::Guard>> = if options.reverse {
             Box::new(iter.rev())
         } else {
@@ -763,7 +778,7 @@ mod tests {
                 &a,
                 ListOptions {
                     limit: Some(2),
-                    reverse: false,
+                    ..Default::default()
                 },
             )
             .await
@@ -775,7 +790,7 @@ mod tests {
                     &a,
                     ListOptions {
                         limit: Some(0),
-                        reverse: false
+                        ..Default::default()
                     }
                 )
                 .await
@@ -788,8 +803,8 @@ mod tests {
             .list(
                 &a,
                 ListOptions {
-                    limit: None,
                     reverse: true,
+                    ..Default::default()
                 },
             )
             .await
@@ -801,6 +816,7 @@ mod tests {
                 ListOptions {
                     limit: Some(2),
                     reverse: true,
+                    ..Default::default()
                 },
             )
             .await
@@ -822,6 +838,63 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[tokio::test]
+    async fn pages_resume_after_a_key_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open(&dir));
+        let p = Key::of(&["p"]);
+        let under: Vec<Key> = (0..10)
+            .map(|i| Key(vec![KeyPart::Str("p".into()), KeyPart::Num(f64::from(i))]))
+            .collect();
+        for key in &under {
+            put(&store, key, json!(1)).await;
+        }
+        put(&store, &Key::of(&["q"]), json!(1)).await;
+        let page = |start_after: Option<Key>, reverse: bool| {
+            let (store, p) = (store.clone(), p.clone());
+            async move {
+                let options = ListOptions {
+                    limit: Some(3),
+                    reverse,
+                    start_after,
+                };
+                keys(&store.list(&p, options).await.unwrap())
+            }
+        };
+        // Forward, page by page, with no gap and no repeat.
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let got = page(after.clone(), false).await;
+            if got.is_empty() {
+                break;
+            }
+            after = got.last().cloned();
+            seen.extend(got);
+        }
+        assert_eq!(seen, under);
+        // Backward likewise.
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let got = page(after.clone(), true).await;
+            if got.is_empty() {
+                break;
+            }
+            after = got.last().cloned();
+            seen.extend(got);
+        }
+        assert_eq!(seen, under.iter().rev().cloned().collect::<Vec<_>>());
+        // A start key outside the prefix clamps to it.
+        assert_eq!(page(Some(Key::of(&["a"])), false).await, under[..3]);
+        assert!(page(Some(Key::of(&["z"])), false).await.is_empty());
+        assert_eq!(
+            page(Some(Key::of(&["z"])), true).await,
+            vec![under[9].clone(), under[8].clone(), under[7].clone()]
+        );
+        assert!(page(Some(Key::of(&["a"])), true).await.is_empty());
     }
 
     #[tokio::test]

@@ -157,12 +157,15 @@ pub enum CommitOutcome {
 }
 
 /// Options of a prefix scan.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ListOptions {
     /// At most this many entries (`None`: all).
     pub limit: Option<usize>,
     /// Descending key order instead of ascending.
     pub reverse: bool,
+    /// Resume a scan: only keys after this one in scan order (before it when `reverse`). A page
+    /// then costs time proportional to the entries it returns, wherever it starts.
+    pub start_after: Option<Key>,
 }
 
 /// One change seen by a watch.

@@ -431,6 +431,7 @@ async fn list(store: Arc<dyn Store>, request: String) -> Result<Value, KvError> 
     let options = ListOptions {
         limit: request.limit,
         reverse: request.reverse,
+        ..Default::default()
     };
     let entries = store.list(&prefix, options).await?;
     Ok(Value::Array(entries.into_iter().map(entry_json).collect()))
