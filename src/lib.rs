@@ -29,6 +29,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod logging;
 pub mod net;
 pub mod node;
 pub mod runtime;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use heterogen::config::ServeArgs;
-use tracing_subscriber::EnvFilter;
+use std::io::Write;
 
 #[derive(Parser)]
 #[command(
@@ -54,10 +54,7 @@ enum WalletCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    let _log = heterogen::logging::init();
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Wallet(WalletCommand::New { out }) => wallet_new(&out),
@@ -131,14 +128,14 @@ fn serve(args: ServeArgs) -> ExitCode {
     let config = match args.resolve() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("heterogen: {e}");
+            complain(&e);
             return ExitCode::from(2);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("heterogen: cannot start the async runtime: {e}");
+            complain(&format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -146,18 +143,26 @@ fn serve(args: ServeArgs) -> ExitCode {
         let node = match heterogen::start(config).await {
             Ok(node) => node,
             Err(e) => {
-                eprintln!("heterogen: {e}");
+                complain(&e);
                 return ExitCode::FAILURE;
             }
         };
-        // One line on stdout that scripts and tests can wait for.
-        println!("heterogen listening on http://{}", node.local_addr());
+        // One line on stdout that scripts and tests can wait for. Whoever reads stdout may be
+        // gone already: that must not stop the node.
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(stdout, "heterogen listening on http://{}", node.local_addr());
+        let _ = stdout.flush();
         match node.run_until_signal().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("heterogen: {e}");
+                complain(&e);
                 ExitCode::FAILURE
             }
         }
     })
+}
+
+/// A message on stderr for the operator; a closed stderr must not turn an exit into a panic.
+fn complain(message: &dyn std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "heterogen: {message}");
 }
