@@ -127,7 +127,12 @@ impl Key {
                 .iter()
                 .map(|p| match p {
                     KeyPart::Str(s) => Value::String(s.clone()),
-                    KeyPart::Num(n) if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 => {
+                    // -0 stays a float so that it names the same key after a round trip.
+                    KeyPart::Num(n)
+                        if n.fract() == 0.0
+                            && n.abs() < 9_007_199_254_740_992.0
+                            && !(*n == 0.0 && n.is_sign_negative()) =>
+                    {
                         Value::from(*n as i64)
                     }
                     KeyPart::Num(n) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
