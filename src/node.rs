@@ -207,6 +207,12 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
     });
+    // Expired sessions, login replay marks and scripts' expiring keys are deleted, not only hidden.
+    state.tasks.spawn(crate::store::run_reaper(
+        vec![state.store.clone(), state.local_store.clone()],
+        state.config.reaper_interval,
+        shutdown.clone(),
+    ));
     let app = net::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
