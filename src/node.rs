@@ -189,7 +189,7 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
         running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     }));
     let sessions = crate::auth::session::Sessions::new(store.clone(), config.session_idle);
-    let throttle = crate::auth::throttle::LoginThrottle::new(config.login_max_failures);
+    let throttle = crate::auth::throttle::LoginThrottle::from_config(&config);
     let shutdown = CancellationToken::new();
     let state = Arc::new(NodeState {
         connections: ConnectionSlots::new(max_connections),
