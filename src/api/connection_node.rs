@@ -14,6 +14,9 @@ use crate::node::NodeState;
 use crate::store::{AtomicWrite, CommitOutcome, Key};
 use crate::webfix::{ApiError, Reply};
 
+/// How much longer than twice the login window a replay mark is kept.
+const REPLAY_MARK_MARGIN: Duration = Duration::from_secs(1);
+
 pub async fn connection_node(node: &NodeState, caller: &Caller, body: &Map<String, Value>) -> Reply {
     signed_session(node, caller, body, LoginAction::Login).await
 }
@@ -92,9 +95,14 @@ async fn verify_and_open(
     // every node of the cluster (the mark lives in the shared store). The mark is the digest
     // computed here, so no other spelling of the same request gets past it. It outlives the
     // request's acceptance: a request dated up to a window ahead is accepted until a window
-    // after its date.
+    // after its date (plus a margin for the millisecond at the edge and clock steps).
     let mark = Key::of(&["ami", "login", &login.digest]);
-    let keep = u64::try_from(node.config.login_window.as_millis().saturating_mul(2)).unwrap_or(u64::MAX);
+    let keep = node
+        .config
+        .login_window
+        .saturating_mul(2)
+        .saturating_add(REPLAY_MARK_MARGIN);
+    let keep = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
     let write = AtomicWrite::new().check(mark.clone(), None).set_expiring(
         mark,
         json!({"address": login.address}),

@@ -125,12 +125,6 @@ pub struct LoginThrottle {
     per_ip: Mutex<Window<IpAddr>>,
 }
 
-impl Default for LoginThrottle {
-    fn default() -> Self {
-        Self::new(MAX_FAILURES, 30, 30)
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -214,7 +208,7 @@ mod tests {
 
     #[test]
     fn limits_one_address_only() {
-        let throttle = LoginThrottle::default();
+        let throttle = LoginThrottle::new(MAX_FAILURES, 30, 30);
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
         for _ in 0..MAX_FAILURES {
