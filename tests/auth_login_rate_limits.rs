@@ -5,6 +5,7 @@ mod common;
 
 use common::TestNode;
 use heterogen::auth::gliesereum::{Wallet, login_request_body};
+use heterogen::store::Key;
 use serde_json::Value;
 
 async fn login(node: &TestNode, wallet: &Wallet, timestamp: i64) -> (u16, Value) {
@@ -46,7 +47,19 @@ async fn successful_logins_are_limited_per_wallet_and_per_source() {
     let refused = login(&node, &c, now - 1).await;
     assert_limited(&refused, "from 127.0.0.1");
 
-    // A login refused for the rate was not spent: it is not reported as a replay.
-    let again = login(&node, &c, now - 1).await;
-    assert_limited(&again, "from 127.0.0.1");
+    // A login refused for the rate is not spent: no replay mark was written for it, so it can
+    // be sent again once the minute has passed.
+    let envelope = login_request_body(&c, "LOGIN_REQUEST", "testnet", now - 1, "", "");
+    let digest = envelope["body"]["payload"]["body"]["transaction"]["hash"]
+        .as_str()
+        .unwrap();
+    let store = &node.running().state().store;
+    let mark = |d: &str| Key::of(&["ami", "login", d]);
+    assert!(store.get(&mark(digest)).await.unwrap().is_none());
+    // (The marks of the accepted logins are there.)
+    let accepted = login_request_body(&b, "LOGIN_REQUEST", "testnet", now - 1, "", "");
+    let accepted = accepted["body"]["payload"]["body"]["transaction"]["hash"]
+        .as_str()
+        .unwrap();
+    assert!(store.get(&mark(accepted)).await.unwrap().is_some());
 }
