@@ -189,7 +189,7 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
         running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     }));
     let sessions = crate::auth::session::Sessions::new(store.clone(), config.session_idle);
-    let throttle = crate::auth::throttle::LoginThrottle::new(config.login_max_failures);
+    let throttle = crate::auth::throttle::LoginThrottle::from_config(&config);
     let shutdown = CancellationToken::new();
     let state = Arc::new(NodeState {
         connections: ConnectionSlots::new(max_connections),
@@ -207,6 +207,12 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
     });
+    // Expired sessions, login replay marks and scripts' expiring keys are deleted, not only hidden.
+    state.tasks.spawn(crate::store::run_reaper(
+        vec![state.store.clone(), state.local_store.clone()],
+        state.config.reaper_interval,
+        shutdown.clone(),
+    ));
     let app = net::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -1,13 +1,21 @@
 //! `connectionNode` (W-AUTH-1) and `requestDeveloperAccess`: a signed request from a Gliesereum
-//! wallet buys a session. Failed attempts are counted per source address and limited.
+//! wallet buys a session. Failed attempts are counted per source address and limited; so are
+//! successful ones, per wallet and per source address.
+
+use std::net::IpAddr;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
 use crate::auth::login::{LoginAction, verify_login};
+use crate::auth::throttle::LoginLimit;
 use crate::auth::{Caller, Principal};
 use crate::node::NodeState;
 use crate::store::{AtomicWrite, CommitOutcome, Key};
 use crate::webfix::{ApiError, Reply};
+
+/// How much longer than twice the login window a replay mark is kept.
+const REPLAY_MARK_MARGIN: Duration = Duration::from_secs(1);
 
 pub async fn connection_node(node: &NodeState, caller: &Caller, body: &Map<String, Value>) -> Reply {
     signed_session(node, caller, body, LoginAction::Login).await
@@ -45,15 +53,9 @@ async fn signed_session(
     if let Some(ip) = ip
         && let Err(wait) = node.throttle.check(ip)
     {
-        return Err(ApiError::new(
-            429,
-            format!(
-                "Too many failed logins from {ip}; retry in {} s",
-                wait.as_secs().max(1)
-            ),
-        ));
+        return Err(too_many(format!("Too many failed logins from {ip}"), wait));
     }
-    let result = verify_and_open(node, body, action).await;
+    let result = verify_and_open(node, ip, body, action).await;
     if let (Err(e), Some(ip)) = (&result, ip)
         && matches!(e.status, 400 | 401)
     {
@@ -63,12 +65,44 @@ async fn signed_session(
     result
 }
 
-async fn verify_and_open(node: &NodeState, body: &Map<String, Value>, action: LoginAction) -> Reply {
+/// 429 with the wait in the message and as `retryAfter` (seconds).
+fn too_many(what: String, wait: Duration) -> ApiError {
+    let secs = wait.as_secs().max(1);
+    ApiError::new(429, format!("{what}; retry in {secs} s")).with("retryAfter", secs)
+}
+
+fn over_limit(limit: LoginLimit, address: &str, ip: Option<IpAddr>) -> ApiError {
+    let what = match (limit, ip) {
+        (LoginLimit::Wallet(_), _) => format!("Too many logins of wallet {address}"),
+        (LoginLimit::Source(_), Some(ip)) => format!("Too many logins from {ip}"),
+        (LoginLimit::Source(_), None) => "Too many logins from this address".to_string(),
+    };
+    too_many(what, limit.wait())
+}
+
+async fn verify_and_open(
+    node: &NodeState,
+    ip: Option<IpAddr>,
+    body: &Map<String, Value>,
+    action: LoginAction,
+) -> Reply {
     let login = verify_login(body, action, &node.config.network, node.config.login_window)?;
+    // Checked before the replay mark is spent, so a refused login can be sent again later.
+    node.throttle
+        .check_login(&login.address, ip)
+        .map_err(|limit| over_limit(limit, &login.address, ip))?;
     // A signed request buys one session: a replay within the freshness window is refused, on
-    // every node of the cluster (the mark lives in the shared store).
-    let mark = Key::of(&["ami", "login", &login.hash]);
-    let keep = u64::try_from(node.config.login_window.as_millis() * 2).unwrap_or(u64::MAX);
+    // every node of the cluster (the mark lives in the shared store). The mark is the digest
+    // computed here, so no other spelling of the same request gets past it. It outlives the
+    // request's acceptance: a request dated up to a window ahead is accepted until a window
+    // after its date (plus a margin for the millisecond at the edge and clock steps).
+    let mark = Key::of(&["ami", "login", &login.digest]);
+    let keep = node
+        .config
+        .login_window
+        .saturating_mul(2)
+        .saturating_add(REPLAY_MARK_MARGIN);
+    let keep = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
     let write = AtomicWrite::new().check(mark.clone(), None).set_expiring(
         mark,
         json!({"address": login.address}),
@@ -80,6 +114,10 @@ async fn verify_and_open(node: &NodeState, body: &Map<String, Value>, action: Lo
             "Login refused: this signed request was already used; sign a new one",
         ));
     }
+    // Counted only for logins that will get a session; a replay never uses up a wallet's logins.
+    node.throttle
+        .record_login(&login.address, ip)
+        .map_err(|limit| over_limit(limit, &login.address, ip))?;
     let session = node
         .sessions
         .create(&login.address)

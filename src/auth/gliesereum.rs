@@ -521,6 +521,9 @@ pub struct VerifiedTransaction {
     pub timestamp_ms: i64,
     /// The `data` string, if any.
     pub data: Option<String>,
+    /// SHA-256 of the gls-det-1 string: what was signed, the same whatever the spelling of the
+    /// transaction on the wire (key order, spacing, hex case, signature encoding).
+    pub digest: [u8; 32],
 }
 
 /// §2.6 steps 1–4 on a transaction object: recompute gls-det-1 without `hash`/`signature`
@@ -593,6 +596,7 @@ pub fn verify_transaction_details(tx: &Value) -> Result<VerifiedTransaction, TxE
         fee,
         timestamp_ms,
         data,
+        digest,
     })
 }
 

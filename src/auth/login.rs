@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::gliesereum::{address_from_public_key, verify_transaction};
+use super::gliesereum::{address_from_public_key, verify_transaction_details};
 use crate::webfix::ApiError;
 use crate::workers::model::now_ms;
 
@@ -28,11 +28,13 @@ impl LoginAction {
     }
 }
 
-/// A verified request: the wallet address and the transaction hash (for replay checks).
+/// A verified request: the wallet address and what identifies the signed request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VerifiedLogin {
     pub address: String,
-    pub hash: String,
+    /// Lower-case hex SHA-256 of the signed data, computed here: the replay mark. Never the
+    /// client's `hash` string, which the same login can spell several ways.
+    pub digest: String,
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -85,8 +87,9 @@ pub fn verify_login(
         Some(_) => return Err(bad("transaction data must be a string")),
         None => return Err(bad("transaction data is required")),
     };
-    let address =
-        verify_transaction(tx).map_err(|e| ApiError::new(e.status(), format!("Login refused: {e}")))?;
+    let verified = verify_transaction_details(tx)
+        .map_err(|e| ApiError::new(e.status(), format!("Login refused: {e}")))?;
+    let address = verified.address;
     if address != wallet_address {
         return Err(refused("walletAddress does not match the signing key"));
     }
@@ -124,24 +127,117 @@ pub fn verify_login(
     if fields.get("walletAddress").and_then(Value::as_str) != Some(address.as_str()) {
         return Err(refused("transaction data names another wallet"));
     }
-    let Some(timestamp) = fields.get("timestamp").and_then(Value::as_i64) else {
-        return Err(bad("transaction data has no numeric timestamp"));
+    let timestamp = match fields.get("timestamp") {
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(t) => t,
+            None if n.is_f64() => return Err(bad("transaction data timestamp must be whole milliseconds")),
+            None => return Err(refused("the transaction is dated in the future; check the clock")),
+        },
+        _ => return Err(bad("transaction data has no numeric timestamp")),
     };
+    check_freshness(timestamp, now_ms(), window)?;
+    Ok(VerifiedLogin {
+        address,
+        digest: hex::encode(verified.digest),
+    })
+}
+
+/// W-AUTH-5: `timestamp` (the client's clock) within `window` of `now`, either way. Saturating,
+/// so any i64 a client sends gets a refusal, never an overflow.
+fn check_freshness(timestamp: i64, now: i64, window: Duration) -> Result<(), ApiError> {
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    let age = now_ms() - timestamp;
+    let age = now.saturating_sub(timestamp);
     if age > window_ms {
         return Err(refused(format!(
             "the transaction was signed {} s ago; sign a new one",
             age / 1000
         )));
     }
-    if -age > window_ms {
+    if age.saturating_neg() > window_ms {
         return Err(refused("the transaction is dated in the future; check the clock"));
     }
-    let hash = tx
-        .get("hash")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    Ok(VerifiedLogin { address, hash })
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::gliesereum::{Wallet, create_signed_transaction};
+    use serde_json::json;
+
+    const WINDOW: Duration = Duration::from_secs(300);
+
+    fn body_with_data_timestamp(wallet: &Wallet, timestamp: &str) -> Map<String, Value> {
+        let data = format!(
+            "{{\"action\":\"LOGIN_REQUEST\",\"timestamp\":{timestamp},\"network\":\"testnet\",\"walletAddress\":\"{}\"}}",
+            wallet.address()
+        );
+        let tx = create_signed_transaction(wallet, &wallet.address(), 0, 1, Some(&data), now_ms());
+        let Value::Object(body) = json!({"transaction": tx, "walletAddress": wallet.address()}) else {
+            unreachable!()
+        };
+        body
+    }
+
+    #[test]
+    fn freshness_saturates_at_every_extreme() {
+        let now = 1_700_000_000_000;
+        assert!(check_freshness(now, now, WINDOW).is_ok());
+        assert!(check_freshness(now - 300_000, now, WINDOW).is_ok());
+        assert!(check_freshness(now + 300_000, now, WINDOW).is_ok());
+        for (timestamp, clock) in [
+            (i64::MIN, now),
+            (i64::MIN, i64::MAX),
+            (i64::MAX, now),
+            (i64::MAX, i64::MIN),
+            (0, i64::MAX),
+            (-1, now),
+            (now - 300_001, now),
+            (now + 300_001, now),
+        ] {
+            let err = check_freshness(timestamp, clock, WINDOW).unwrap_err();
+            assert_eq!(err.status, 401, "{timestamp} at {clock}: {}", err.message);
+        }
+        // A window too large for i64 milliseconds accepts everything without overflowing.
+        assert!(check_freshness(i64::MIN, i64::MAX, Duration::MAX).is_ok());
+    }
+
+    #[test]
+    fn extreme_login_timestamps_get_a_clear_refusal() {
+        let wallet = Wallet::generate();
+        let now = now_ms().to_string();
+        let ok = verify_login(
+            &body_with_data_timestamp(&wallet, &now),
+            LoginAction::Login,
+            "testnet",
+            WINDOW,
+        );
+        assert_eq!(ok.unwrap().address, wallet.address());
+        for (timestamp, status, needle) in [
+            ("-9223372036854775808", 401, "sign a new one"),
+            ("9223372036854775807", 401, "future"),
+            ("18446744073709551615", 401, "future"),
+            ("1e300", 400, "whole milliseconds"),
+            ("-1e300", 400, "whole milliseconds"),
+            ("1700000000000.5", 400, "whole milliseconds"),
+            ("\"1700000000000\"", 400, "numeric timestamp"),
+        ] {
+            let body = body_with_data_timestamp(&wallet, timestamp);
+            let err = verify_login(&body, LoginAction::Login, "testnet", WINDOW).unwrap_err();
+            assert_eq!(err.status, status, "{timestamp}: {}", err.message);
+            assert!(err.message.contains(needle), "{timestamp}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn the_replay_digest_is_computed_not_copied() {
+        let wallet = Wallet::generate();
+        let mut body = body_with_data_timestamp(&wallet, &now_ms().to_string());
+        let first = verify_login(&body, LoginAction::Login, "testnet", WINDOW).unwrap();
+        let hash = body["transaction"]["hash"].as_str().unwrap().to_string();
+        assert_eq!(first.digest, hash);
+        body["transaction"]["hash"] = Value::from(hash.to_uppercase());
+        let upper = verify_login(&body, LoginAction::Login, "testnet", WINDOW).unwrap();
+        assert_eq!(upper.digest, first.digest);
+    }
 }

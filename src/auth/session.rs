@@ -18,6 +18,9 @@ use crate::workers::model::now_ms;
 
 /// Fraction of the idle time after which activity is written back to the store.
 const TOUCH_EVERY: u32 = 24;
+/// Sessions kept in memory at most; past it expired ones go first, then the longest idle
+/// (they are read back from the store on their next use).
+const MAX_CACHED: usize = 100_000;
 
 /// A session as the node knows it.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +44,7 @@ pub struct NewSession {
 pub struct Sessions {
     store: Arc<dyn Store>,
     idle: Duration,
+    max_cached: usize,
     cache: Mutex<HashMap<String, Session>>,
 }
 
@@ -67,15 +71,43 @@ fn idle_ms(idle: Duration) -> i64 {
 
 impl Sessions {
     pub fn new(store: Arc<dyn Store>, idle: Duration) -> Self {
+        Self::with_max_cached(store, idle, MAX_CACHED)
+    }
+
+    fn with_max_cached(store: Arc<dyn Store>, idle: Duration, max_cached: usize) -> Self {
         Sessions {
             store,
             idle,
+            max_cached: max_cached.max(1),
             cache: Mutex::new(HashMap::new()),
         }
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Caches `session` under `hash`, making room first if the cache is full.
+    fn remember(&self, hash: String, session: Session, now: i64) {
+        let mut cache = self.cache();
+        if !cache.contains_key(&hash) && cache.len() >= self.max_cached {
+            let idle = idle_ms(self.idle);
+            cache.retain(|_, s| now.saturating_sub(s.last_seen) <= idle);
+            if cache.len() >= self.max_cached {
+                let mut seen: Vec<i64> = cache.values().map(|s| s.last_seen).collect();
+                let drop = (self.max_cached / 10).max(1).min(seen.len().saturating_sub(1));
+                let (_, cutoff, _) = seen.select_nth_unstable(drop);
+                let cutoff = *cutoff;
+                cache.retain(|_, s| s.last_seen >= cutoff);
+                // Ties at the cutoff could keep it full; then any one entry goes.
+                if cache.len() >= self.max_cached
+                    && let Some(victim) = cache.keys().next().cloned()
+                {
+                    cache.remove(&victim);
+                }
+            }
+        }
+        cache.insert(hash, session);
     }
 
     fn record(&self, address: &str, created: i64, last_seen: i64) -> (Value, u64) {
@@ -95,13 +127,14 @@ impl Sessions {
         self.store
             .commit(AtomicWrite::new().set_expiring(key(&hash), value, expire))
             .await?;
-        self.cache().insert(
+        self.remember(
             hash,
             Session {
                 address: address.to_string(),
                 last_seen: now,
                 persisted_seen: now,
             },
+            now,
         );
         Ok(NewSession {
             session,
@@ -138,12 +171,12 @@ impl Sessions {
                 }
             }
         };
-        if now - current.last_seen > idle {
+        if now.saturating_sub(current.last_seen) > idle {
             self.cache().remove(&hash);
             return Ok(None);
         }
         current.last_seen = now;
-        if now - current.persisted_seen > idle / i64::from(TOUCH_EVERY) {
+        if now.saturating_sub(current.persisted_seen) > idle / i64::from(TOUCH_EVERY) {
             let created = match self.store.get(&key(&hash)).await? {
                 Some(entry) => entry
                     .value
@@ -162,7 +195,7 @@ impl Sessions {
                 .await?;
             current.persisted_seen = now;
         }
-        self.cache().insert(hash, current.clone());
+        self.remember(hash, current.clone(), now);
         Ok(Some(current))
     }
 }
@@ -228,5 +261,42 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded_and_drops_expired_and_idle_sessions_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
+        let sessions = Sessions::with_max_cached(store, Duration::from_secs(60), 20);
+        let mut created = Vec::new();
+        for i in 0..100 {
+            created.push(sessions.create(&format!("g{i}")).await.unwrap().session);
+            assert!(sessions.cache().len() <= 20);
+        }
+        // Evicted sessions are still valid: they are read back from the store.
+        assert_eq!(sessions.lookup(&created[0]).await.unwrap().unwrap().address, "g0");
+        assert!(sessions.cache().len() <= 20);
+        // Expired entries are the first to go when room is needed.
+        let now = now_ms();
+        {
+            let mut cache = sessions.cache();
+            cache.clear();
+            for i in 0..20 {
+                let last_seen = if i < 5 { now - 61_000 } else { now };
+                cache.insert(
+                    format!("h{i}"),
+                    Session {
+                        address: format!("a{i}"),
+                        last_seen,
+                        persisted_seen: last_seen,
+                    },
+                );
+            }
+        }
+        sessions.create("fresh").await.unwrap();
+        let cache = sessions.cache();
+        assert_eq!(cache.len(), 16);
+        assert!((0..5).all(|i| !cache.contains_key(&format!("h{i}"))));
+        assert!((5..20).all(|i| cache.contains_key(&format!("h{i}"))));
     }
 }

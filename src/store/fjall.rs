@@ -1,16 +1,17 @@
 //! The embedded store: [`FjallStore`], a [`Store`] on one local fjall 3 database.
 //!
 //! Layout: keyspace `data` maps an encoded [`Key`] to a stored value (header + JSON, see
-//! `StoredValue`); keyspace `meta` holds the commit counter. Every commit writes its mutations
-//! *and* the new counter in one fjall write batch, so after a crash the counter and the data agree
-//! and versionstamps keep increasing.
+//! `StoredValue`); keyspace `meta` holds the commit counter; keyspace `expiry` indexes every
+//! expiring entry as `expires_at_ms (u64 BE) ‖ encoded key → versionstamp`. Every commit writes
+//! its mutations, their index changes *and* the new counter in one fjall write batch, so after a
+//! crash the counter, the data and the index agree and versionstamps keep increasing.
 //!
 //! Commits are serialised by one mutex held across "evaluate checks → write batch → persist →
 //! publish to watchers", which makes every check exact and keeps watch order equal to commit order.
 //!
-//! What it is *not*: replicated (that is the etcd backend), nor an expiry reaper. Expired entries
-//! read as absent but stay on disk until overwritten or deleted, and their expiry produces no
-//! watch event.
+//! Expired entries read as absent at once; [`Store::reap_expired`] then deletes them for good,
+//! walking the index in expiry order, in commits that watchers see as deletes. What it is *not*:
+//! replicated (that is the etcd backend).
 #![deny(missing_docs)]
 
 use std::collections::{HashMap, VecDeque};
@@ -26,15 +27,20 @@ use tokio::sync::broadcast;
 
 use super::{
     AtomicWrite, Check, CommitOutcome, Entry, Key, ListOptions, MAX_KEY_BYTES, MAX_VALUE_BYTES, Mutation,
-    Store, StoreError, StoreResult, Versionstamp, WatchEvent, WatchStream,
+    Reaped, Store, StoreError, StoreResult, Versionstamp, WatchEvent, WatchStream,
 };
 
 /// Name of the keyspace holding user entries.
 const DATA_KEYSPACE: &str = "data";
 /// Name of the keyspace holding store bookkeeping.
 const META_KEYSPACE: &str = "meta";
+/// Name of the keyspace indexing expiring entries by expiry time.
+const EXPIRY_KEYSPACE: &str = "expiry";
 /// Key (in `meta`) of the last committed commit counter, 8 bytes big-endian.
 const COUNTER_KEY: &[u8] = b"commit_counter";
+/// Key (in `meta`) present once `expiry` indexes every expiring entry (stores written before the
+/// index existed are indexed once, when opened).
+const EXPIRY_INDEXED_KEY: &[u8] = b"expiry_indexed";
 /// Committed batches a watcher may fall behind before it gets [`WatchEvent::Resync`].
 const WATCH_CHANNEL_CAPACITY: usize = 1024;
 
@@ -104,6 +110,8 @@ struct Shared {
     data: Keyspace,
     /// Bookkeeping written in the same batches as `data` (the commit counter).
     meta: Keyspace,
+    /// `expires_at_ms BE ‖ encoded key → versionstamp` of every expiring entry in `data`.
+    expiry: Keyspace,
     /// Serialises commits; holds the counter of the last commit (the next one gets +1).
     commit_lock: Mutex<u64>,
     /// Whether a commit is fdatasync'ed before it is acknowledged (W-T-3).
@@ -272,6 +280,55 @@ fn prepare(write: AtomicWrite) -> StoreResult<(Vec<PreparedCheck>, Vec<PreparedM
     Ok((checks, mutations))
 }
 
+/// The `expiry` keyspace key of an entry under `encoded` expiring at `expires_at_ms`: expiry
+/// first, so a range scan from the start yields the entries due soonest.
+fn expiry_index_key(expires_at_ms: u64, encoded: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + encoded.len());
+    out.extend_from_slice(&expires_at_ms.to_be_bytes());
+    out.extend_from_slice(encoded);
+    out
+}
+
+/// Splits an `expiry` keyspace key into expiry time and encoded data key.
+fn split_expiry_index_key(raw: &[u8]) -> Result<(u64, &[u8]), FjallError> {
+    match raw.split_first_chunk::<8>() {
+        Some((at, encoded)) if !encoded.is_empty() => Ok((u64::from_be_bytes(*at), encoded)),
+        _ => Err(FjallError::Corrupt(format!(
+            "expiry index key {} is too short",
+            hex::encode(raw)
+        ))),
+    }
+}
+
+/// Indexes the expiring entries of a store written before the `expiry` keyspace existed, once.
+fn index_existing_expiries(
+    db: &Database,
+    data: &Keyspace,
+    meta: &Keyspace,
+    expiry: &Keyspace,
+) -> Result<(), FjallError> {
+    let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
+    let mut indexed = 0usize;
+    for guard in data.iter() {
+        let (raw_key, raw_value) = guard.into_inner()?;
+        let stored = StoredValue::decode(&raw_value)?;
+        if let Some(at) = stored.expires_at_ms {
+            batch.insert(
+                expiry,
+                expiry_index_key(at, &raw_key),
+                stored.versionstamp.0.as_slice(),
+            );
+            indexed += 1;
+        }
+    }
+    batch.insert(meta, EXPIRY_INDEXED_KEY, [1u8].as_slice());
+    batch.commit()?;
+    if indexed > 0 {
+        tracing::info!(indexed, "indexed the expiring entries of an older store");
+    }
+    Ok(())
+}
+
 /// The scan bounds of the keys strictly under `prefix`.
 ///
 /// Every part encoding starts with a tag byte in `0x02..=0x27`, so `[p ++ 0x01, p ++ 0xff)` holds
@@ -301,6 +358,10 @@ impl FjallStore {
         let db = Database::builder(dir).open()?;
         let data = db.keyspace(DATA_KEYSPACE, KeyspaceCreateOptions::default)?;
         let meta = db.keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let expiry = db.keyspace(EXPIRY_KEYSPACE, KeyspaceCreateOptions::default)?;
+        if meta.get(EXPIRY_INDEXED_KEY)?.is_none() {
+            index_existing_expiries(&db, &data, &meta, &expiry)?;
+        }
         let counter = match meta.get(COUNTER_KEY)? {
             None => 0,
             Some(raw) => {
@@ -317,6 +378,7 @@ impl FjallStore {
                 db,
                 data,
                 meta,
+                expiry,
                 commit_lock: Mutex::new(counter),
                 fsync,
                 changes,
@@ -376,11 +438,29 @@ impl Shared {
         };
         let mut batch = self.db.batch().durability(Some(mode));
         for m in &mutations {
+            let expires_at = match &m.set {
+                Some((_, _, expire_in_ms)) => expire_in_ms.map(|ms| now.saturating_add(ms)),
+                None => None,
+            };
+            // The old value's index entry goes with it (overwritten or deleted), so the index
+            // holds exactly the entries that will expire.
+            if let Some(old) = self.read(&m.encoded)?
+                && let Some(old_at) = StoredValue::decode(&old)?.expires_at_ms
+                && Some(old_at) != expires_at
+            {
+                batch.remove(&self.expiry, expiry_index_key(old_at, &m.encoded));
+            }
             match &m.set {
-                Some((_, json, expire_in_ms)) => {
-                    let expires_at = expire_in_ms.map(|ms| now.saturating_add(ms));
+                Some((_, json, _)) => {
                     let stored = StoredValue::encode(versionstamp, expires_at, json);
                     batch.insert(&self.data, m.encoded.as_slice(), stored);
+                    if let Some(at) = expires_at {
+                        batch.insert(
+                            &self.expiry,
+                            expiry_index_key(at, &m.encoded),
+                            versionstamp.0.as_slice(),
+                        );
+                    }
                 }
                 None => batch.remove(&self.data, m.encoded.as_slice()),
             }
@@ -408,6 +488,75 @@ impl Shared {
             }));
         }
         Ok(CommitOutcome::Committed(versionstamp))
+    }
+
+    /// Deletes up to `max` entries whose expiry has passed, in one commit that watchers see as
+    /// deletes. An index entry whose key was re-set since (another versionstamp) only loses
+    /// its index entry; the key stays.
+    fn reap_expired(&self, max: usize) -> Result<Reaped, FjallError> {
+        let mut last = self.commit_lock.lock().map_err(|_| FjallError::LockPoisoned)?;
+        let now = now_ms();
+        let due_before = now.saturating_add(1).to_be_bytes();
+        let mut due = Vec::new();
+        for guard in self.expiry.range(..due_before.as_slice()).take(max) {
+            due.push(guard.into_inner()?);
+        }
+        if due.is_empty() {
+            return Ok(Reaped {
+                deleted: 0,
+                done: true,
+            });
+        }
+        let done = due.len() < max;
+        let mode = if self.fsync {
+            PersistMode::SyncData
+        } else {
+            PersistMode::Buffer
+        };
+        let mut batch = self.db.batch().durability(Some(mode));
+        let mut deleted = Vec::new();
+        for (index_key, indexed_stamp) in &due {
+            batch.remove(&self.expiry, index_key.clone());
+            let (at, encoded) = split_expiry_index_key(index_key)?;
+            let Some(raw) = self.read(encoded)? else {
+                continue;
+            };
+            let stored = StoredValue::decode(&raw)?;
+            if stored.versionstamp.0.as_slice() != indexed_stamp.as_ref()
+                || stored.expires_at_ms != Some(at)
+                || !stored.is_expired(now)
+            {
+                continue;
+            }
+            let key = Key::decode(encoded)
+                .ok_or_else(|| FjallError::Corrupt(format!("undecodable key {}", hex::encode(encoded))))?;
+            batch.remove(&self.data, encoded);
+            deleted.push(key);
+        }
+        if deleted.is_empty() {
+            batch.commit()?;
+            return Ok(Reaped { deleted: 0, done });
+        }
+        let counter = *last + 1;
+        let versionstamp = Versionstamp::from_counter(counter);
+        batch.insert(&self.meta, COUNTER_KEY, counter.to_be_bytes().as_slice());
+        *last = counter;
+        batch
+            .commit()
+            .inspect_err(|e| tracing::error!(error = %e, counter, "fjall reap commit failed"))?;
+        let count = deleted.len();
+        if self.changes.receiver_count() > 0 {
+            let changes = deleted
+                .into_iter()
+                .map(|key| Change { key, value: None })
+                .collect();
+            // An error only means every watcher has gone since the count above.
+            let _ = self.changes.send(Arc::new(CommittedBatch {
+                versionstamp,
+                changes,
+            }));
+        }
+        Ok(Reaped { deleted: count, done })
     }
 
     /// Entries strictly under `prefix`, live only, in key order (or reverse), at most `limit`.
@@ -572,6 +721,16 @@ impl Store for FjallStore {
     async fn flush(&self) -> StoreResult<()> {
         self.blocking(|shared| Ok(shared.db.persist(PersistMode::SyncAll)?))
             .await
+    }
+
+    async fn reap_expired(&self, max: usize) -> StoreResult<Reaped> {
+        if max == 0 {
+            return Ok(Reaped {
+                deleted: 0,
+                done: false,
+            });
+        }
+        self.blocking(move |shared| shared.reap_expired(max)).await
     }
 }
 
@@ -943,6 +1102,180 @@ mod tests {
         ));
         // The new set has no expiry.
         assert_eq!(store.get(&key).await.unwrap().unwrap().value, json!("new"));
+    }
+
+    /// The raw `expiry` index, as (expires_at, key) pairs.
+    fn expiry_index(store: &FjallStore) -> Vec<(u64, Key)> {
+        store
+            .shared
+            .expiry
+            .iter()
+            .map(|guard| {
+                let (raw, _) = guard.into_inner().unwrap();
+                let (at, encoded) = split_expiry_index_key(&raw).unwrap();
+                (at, Key::decode(encoded).unwrap())
+            })
+            .collect()
+    }
+
+    fn physically_present(store: &FjallStore, key: &Key) -> bool {
+        store.shared.data.get(key.encode()).unwrap().is_some()
+    }
+
+    #[tokio::test]
+    async fn the_expiry_index_follows_overwrites_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let key = Key::of(&["s", "1"]);
+        for i in 0..10 {
+            let write = AtomicWrite::new().set_expiring(key.clone(), json!(i), 60_000 + i * 1000);
+            store.commit(write).await.unwrap();
+        }
+        let index = expiry_index(&store);
+        assert_eq!(index.len(), 1);
+        assert_eq!(index[0].1, key);
+        put(&store, &key, json!("no expiry")).await;
+        assert!(expiry_index(&store).is_empty());
+        let write = AtomicWrite::new().set_expiring(key.clone(), json!(1), 60_000);
+        store.commit(write).await.unwrap();
+        store
+            .commit(AtomicWrite::new().delete(key.clone()))
+            .await
+            .unwrap();
+        assert!(expiry_index(&store).is_empty());
+    }
+
+    #[tokio::test]
+    async fn reaping_deletes_due_entries_for_watchers_and_keeps_re_set_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let (due, re_set, extended, plain) = (
+            Key::of(&["x", "due"]),
+            Key::of(&["x", "re-set"]),
+            Key::of(&["x", "extended"]),
+            Key::of(&["x", "plain"]),
+        );
+        let write = AtomicWrite::new()
+            .set_expiring(due.clone(), json!(1), 50)
+            .set_expiring(re_set.clone(), json!(2), 50)
+            .set_expiring(extended.clone(), json!(3), 50)
+            .set(plain.clone(), json!(4));
+        store.commit(write).await.unwrap();
+        put(&store, &re_set, json!("kept")).await;
+        // Even an index entry left behind for it (by an older index, say) must not delete it.
+        store
+            .shared
+            .expiry
+            .insert(
+                expiry_index_key(1, &re_set.encode()),
+                Versionstamp::from_counter(1).0,
+            )
+            .unwrap();
+        let write = AtomicWrite::new().set_expiring(extended.clone(), json!("later"), 60_000);
+        store.commit(write).await.unwrap();
+        // Nothing is due yet for the reaper.
+        let mut watch = store.watch(&Key::of(&["x"]));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(physically_present(&store, &due), "expired but not yet reaped");
+        let reaped = store.reap_expired(REAP_MAX).await.unwrap();
+        assert_eq!(
+            reaped,
+            Reaped {
+                deleted: 1,
+                done: true
+            }
+        );
+        assert!(!physically_present(&store, &due));
+        for key in [&re_set, &extended, &plain] {
+            assert!(store.get(key).await.unwrap().is_some(), "{key}");
+        }
+        assert_eq!(
+            expiry_index(&store)
+                .into_iter()
+                .map(|(_, k)| k)
+                .collect::<Vec<_>>(),
+            [extended]
+        );
+        let event = watch.next().await.unwrap();
+        let WatchEvent::Delete { key, versionstamp } = event else {
+            panic!("{event:?}")
+        };
+        assert_eq!(key, due);
+        // The delete is a commit of its own: versionstamps keep increasing after it.
+        assert!(put(&store, &plain, json!(5)).await > versionstamp);
+        assert_eq!(
+            store.reap_expired(REAP_MAX).await.unwrap(),
+            Reaped {
+                deleted: 0,
+                done: true
+            }
+        );
+    }
+
+    const REAP_MAX: usize = 100;
+
+    #[tokio::test]
+    async fn reaping_goes_in_bounded_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let mut write = AtomicWrite::new();
+        for i in 0..5 {
+            write = write.set_expiring(Key::of(&["e", &i.to_string()]), json!(i), 1);
+        }
+        store.commit(write).await.unwrap();
+        let mut watch = store.watch(&Key::of(&["e"]));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut rounds = Vec::new();
+        loop {
+            let reaped = store.reap_expired(2).await.unwrap();
+            rounds.push(reaped.deleted);
+            if reaped.done {
+                break;
+            }
+        }
+        assert_eq!(rounds, [2, 2, 1]);
+        let events: Vec<_> = (&mut watch).take(5).collect().await;
+        let stamps: std::collections::BTreeSet<_> = events
+            .iter()
+            .map(|e| match e {
+                WatchEvent::Delete { versionstamp, .. } => *versionstamp,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(stamps.len(), 3, "one commit per round");
+        assert!(
+            store
+                .list(&Key::of(&["e"]), ListOptions::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(expiry_index(&store).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_store_from_before_the_index_is_indexed_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Key::of(&["old"]);
+        {
+            let store = open(&dir);
+            let write = AtomicWrite::new().set_expiring(key.clone(), json!(1), 1);
+            store.commit(write).await.unwrap();
+            // As an older version left it: no index, no marker.
+            let (at, _) = expiry_index(&store)[0].clone();
+            store
+                .shared
+                .expiry
+                .remove(expiry_index_key(at, &key.encode()))
+                .unwrap();
+            store.shared.meta.remove(EXPIRY_INDEXED_KEY).unwrap();
+            assert!(expiry_index(&store).is_empty());
+        }
+        let store = open(&dir);
+        assert_eq!(expiry_index(&store).len(), 1);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(store.reap_expired(REAP_MAX).await.unwrap().deleted, 1);
+        assert!(!physically_present(&store, &key));
     }
 
     #[tokio::test]

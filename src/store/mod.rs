@@ -182,6 +182,18 @@ pub enum WatchEvent {
 /// A prefix watch: changes in commit order, starting after the watch was created.
 pub type WatchStream = Pin<Box<dyn Stream<Item = WatchEvent> + Send>>;
 
+/// What one [`Store::reap_expired`] call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reaped {
+    /// Expired entries deleted.
+    pub deleted: usize,
+    /// Nothing more was due when it ran (otherwise call again).
+    pub done: bool,
+}
+
+/// Entries one reaper commit deletes at most, so other commits wait briefly behind it.
+pub const REAP_BATCH: usize = 1000;
+
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -214,4 +226,53 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes everything to stable storage (graceful shutdown).
     async fn flush(&self) -> StoreResult<()>;
+
+    /// Deletes up to `max` entries whose expiry has passed, in one commit whose deletes
+    /// watchers see; a key re-set since it was due is kept. Backends that expire entries
+    /// themselves (etcd leases) keep this default, which does nothing.
+    async fn reap_expired(&self, max: usize) -> StoreResult<Reaped> {
+        let _ = max;
+        Ok(Reaped {
+            deleted: 0,
+            done: true,
+        })
+    }
+}
+
+/// Deletes the expired entries of `stores` every `every` until `stop` is cancelled: each
+/// store's due entries in commits of at most [`REAP_BATCH`], until none is left.
+pub async fn run_reaper(
+    stores: Vec<std::sync::Arc<dyn Store>>,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        for store in &stores {
+            let mut deleted = 0;
+            while !stop.is_cancelled() {
+                match store.reap_expired(REAP_BATCH).await {
+                    Ok(reaped) => {
+                        deleted += reaped.deleted;
+                        if reaped.done {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "deleting expired entries failed; retrying next round");
+                        break;
+                    }
+                }
+            }
+            if deleted > 0 {
+                tracing::debug!(deleted, "expired entries deleted");
+            }
+        }
+    }
 }
