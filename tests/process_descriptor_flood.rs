@@ -31,7 +31,7 @@ async fn half_open(node: SocketAddr, index: usize) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(IpAddr::V4(FLOODER), 0)).unwrap();
     let mut stream = socket.connect(node).await.unwrap();
-    if index % 2 == 0 {
+    if index.is_multiple_of(2) {
         // The node may already have closed it; the write may then fail, which is fine.
         let _ = stream.write_all(b"GET / HT").await;
     }

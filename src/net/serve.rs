@@ -283,7 +283,7 @@ impl PendingConnections {
     }
 
     #[cfg(test)]
-    fn from_ip(&self, ip: IpAddr) -> usize {
+    fn pending_from(&self, ip: IpAddr) -> usize {
         self.counts().per_ip.get(&ip.to_canonical()).copied().unwrap_or(0)
     }
 
@@ -598,13 +598,13 @@ mod tests {
         let a1 = pending.try_admit(a).unwrap();
         let a2 = pending.try_admit(a_mapped).unwrap();
         assert_eq!(pending.try_admit(a).err(), Some(Refusal::PerIp));
-        assert_eq!(pending.from_ip(a), 2);
+        assert_eq!(pending.pending_from(a), 2);
         let b1 = pending.try_admit(b).unwrap();
         assert_eq!(pending.try_admit(c).err(), Some(Refusal::Total));
         assert_eq!(pending.total(), 3);
 
         drop(a1);
-        assert_eq!(pending.from_ip(a), 1);
+        assert_eq!(pending.pending_from(a), 1);
         let c1 = pending.try_admit(c).unwrap();
         assert_eq!(pending.try_admit(b).err(), Some(Refusal::Total));
 
@@ -616,7 +616,7 @@ mod tests {
             "addresses with nothing pending are forgotten"
         );
         let again: Vec<_> = (0..2).map(|_| pending.try_admit(a).unwrap()).collect();
-        assert_eq!(pending.from_ip(a), 2);
+        assert_eq!(pending.pending_from(a), 2);
         drop(again);
         assert_eq!(pending.addresses(), 0);
     }
