@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::process::spawn_node_with_fd_limit;
@@ -74,6 +75,7 @@ async fn half_open_connections_from_one_address_starve_no_one_and_are_closed() {
         NODE_FD_LIMIT,
         dir.path(),
         &["--http-header-timeout-ms", &header_ms],
+        Stdio::inherit(),
     )
     .await;
 
