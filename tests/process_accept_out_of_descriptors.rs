@@ -26,9 +26,10 @@ const WEBSOCKETS: usize = 700;
 const HALF_OPEN_SOURCES: [Ipv4Addr; 2] = [Ipv4Addr::new(127, 0, 0, 3), Ipv4Addr::new(127, 0, 0, 4)];
 const HALF_OPEN_PER_SOURCE: usize = 192;
 const HEADER_TIMEOUT: Duration = Duration::from_millis(3000);
-/// A process spinning on accept burns a whole core; backing off costs next to nothing.
+/// Backing off costs nothing measurable (0 ms in 1 s); an accept loop retrying at once got
+/// 370 ms of a core in 1 s even on a machine with a load average of 9 on 2 cores.
 const CPU_WINDOW: Duration = Duration::from_secs(1);
-const CPU_WINDOW_MAX: Duration = Duration::from_millis(300);
+const CPU_WINDOW_MAX: Duration = Duration::from_millis(100);
 
 fn bound_socket(source: Ipv4Addr) -> TcpSocket {
     let socket = TcpSocket::new_v4().unwrap();
@@ -100,6 +101,7 @@ async fn out_of_descriptors_the_node_backs_off_and_recovers() {
     let cpu_before = cpu_time(pid);
     tokio::time::sleep(CPU_WINDOW).await;
     let cpu_used = cpu_time(pid) - cpu_before;
+    eprintln!("node CPU while out of descriptors: {cpu_used:?} in {CPU_WINDOW:?}");
     assert!(
         flooded.elapsed() < HEADER_TIMEOUT,
         "the machine is too slow for this test"
