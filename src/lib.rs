@@ -9,7 +9,8 @@
 //! # Layout
 //! - [`config`]: flags, `HETEROGEN_*` environment, TOML file.
 //! - [`node`]: builds a node from a config; graceful shutdown.
-//! - [`net`]: the one listener; HTTP routes and the WebSocket connection loop.
+//! - [`net`]: the one listener and its accept loop (HTTP deadlines, pending-connection caps);
+//!   HTTP routes and the WebSocket connection loop.
 //! - [`webfix`]: the request envelope and every error's status and shape.
 //! - [`api`]: one file per WebFIX method, and [`api::dispatch`].
 //! - [`auth`]: the one place where callers are authorised.

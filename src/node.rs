@@ -90,7 +90,7 @@ pub enum NodeError {
 /// A started node.
 pub struct RunningNode {
     state: Arc<NodeState>,
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<()>,
     /// Runs the workers placed on this node.
     supervisor: Supervisor,
 }
@@ -148,6 +148,15 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
         configured = config.max_connections,
         fd_limit,
         "WebSocket connection capacity (the smaller of --max-connections and the descriptor limit)"
+    );
+    let pending = net::PendingLimits::effective(&config.http, fd_limit, RESERVED_FDS);
+    tracing::info!(
+        max_pending = pending.total,
+        max_pending_per_ip = pending.per_ip,
+        configured = config.http.max_pending,
+        configured_per_ip = config.http.max_pending_per_ip,
+        "HTTP connections not yet upgraded or done, in total (at most half the descriptors left) \
+         and per address (at most half of that); more are closed at accept"
     );
     if config.open {
         tracing::warn!("--open: authentication is OFF; anyone who reaches this port may manage workers");
@@ -213,12 +222,17 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
         state.config.reaper_interval,
         shutdown.clone(),
     ));
-    let app = net::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-    });
+    let settings = net::ServeSettings {
+        header_timeout: state.config.http.header_timeout,
+        idle_timeout: state.config.http.idle_timeout,
+        pending,
+    };
+    let server = tokio::spawn(net::serve(
+        listener,
+        net::router(state.clone()),
+        settings,
+        shutdown,
+    ));
     tracing::info!(addr = %local_addr, nid = %state.config.nid, network = %state.config.network, "node listening");
     Ok(RunningNode {
         state,
@@ -258,10 +272,7 @@ impl RunningNode {
         self.state.store.flush().await?;
         self.state.local_store.flush().await?;
         tracing::info!("stores flushed; node stopped");
-        match served {
-            Ok(result) => result.map_err(NodeError::Serve),
-            Err(join) => Err(NodeError::Serve(std::io::Error::other(join))),
-        }
+        served.map_err(|join| NodeError::Serve(std::io::Error::other(join)))
     }
 
     /// Stops at once, as a crash would (for failover tests): no close frames are awaited, no

@@ -103,13 +103,16 @@ pub struct Node {
     pub addr: SocketAddr,
 }
 
-/// Starts the release binary on 127.0.0.1:0 (`--open --fsync false`, then `extra_args`) and
-/// waits for its "listening" line.
+/// Starts the release binary on 127.0.0.1:0 (`--open --fsync false`, a per-address pending cap
+/// of 4096, then `extra_args`) and waits for its "listening" line.
 pub async fn spawn_node(dir: &Path, extra_args: &[&str]) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_heterogen"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(["--open", "--fsync", "false"])
+        // Every bench client is 127.0.0.1, with up to 256 handshakes in flight (the default cap):
+        // the node must not count a just-upgraded socket against the next connect.
+        .args(["--max-pending-per-ip", "4096"])
         .args(extra_args)
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())

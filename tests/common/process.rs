@@ -17,13 +17,34 @@ pub struct NodeProcess {
 /// Starts `heterogen serve --listen 127.0.0.1:0 --data-dir DIR --open ARGS…` and waits for its
 /// "listening" line.
 pub async fn spawn_node(dir: &Path, args: &[&str]) -> NodeProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heterogen"))
+    spawn_node_with(
+        Command::new(env!("CARGO_BIN_EXE_heterogen")),
+        dir,
+        args,
+        Stdio::inherit(),
+    )
+    .await
+}
+
+/// [`spawn_node`] with at most `limit` open descriptors (soft and hard, util-linux `prlimit`),
+/// its stderr (warnings and errors) going to `stderr`.
+pub async fn spawn_node_with_fd_limit(limit: u64, dir: &Path, args: &[&str], stderr: Stdio) -> NodeProcess {
+    let mut prlimit = Command::new("prlimit");
+    prlimit
+        .arg(format!("--nofile={limit}:{limit}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_heterogen"));
+    spawn_node_with(prlimit, dir, args, stderr).await
+}
+
+async fn spawn_node_with(mut command: Command, dir: &Path, args: &[&str], stderr: Stdio) -> NodeProcess {
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--open", "--data-dir"])
         .arg(dir)
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
