@@ -8,6 +8,7 @@ pub mod address;
 pub mod config;
 pub mod fetch;
 pub mod kv;
+pub mod kv_quota;
 pub mod lifecycle;
 pub mod logger;
 
