@@ -19,7 +19,9 @@ pub async fn apply(node: &NodeState) -> Reply {
             let Some(sid) = worker.get("sid").and_then(Value::as_str).map(str::to_string) else {
                 continue;
             };
-            let net = usage_bytes(node.store.as_ref(), &sid).await.map_err(unavailable)?;
+            let net = usage_bytes(node.store.as_ref(), &sid)
+                .await
+                .map_err(unavailable)?;
             let local = usage_bytes(node.local_store.as_ref(), &sid)
                 .await
                 .map_err(unavailable)?;

@@ -640,8 +640,8 @@ mod tests {
     use super::*;
     use crate::runtime::engine::FetchPolicy;
     use crate::runtime::engine::testing::{eval_body, test_env};
-    use crate::store::fjall::FjallStore;
     use crate::runtime::sdk::kv_quota::{sweep_expired, usage_bytes};
+    use crate::store::fjall::FjallStore;
     use crate::store::{AtomicWrite, StoreResult, WatchStream};
 
     fn env(net: Arc<dyn Store>, local: Arc<dyn Store>) -> WorkerEnv {
@@ -920,7 +920,10 @@ mod tests {
                 "Stels.net.atomic().check({ key: [], versionstamp: null }).commit()",
                 "Stels.net.atomic().check: key must not be empty",
             ),
-            ("Stels.net.atomic().set([], 1).commit()", "Stels.net.atomic().set: key must not be empty"),
+            (
+                "Stels.net.atomic().set([], 1).commit()",
+                "Stels.net.atomic().set: key must not be empty",
+            ),
             (
                 "Stels.webfix({ brain: Stels.net, method: 'get', channel: [] })",
                 "Stels.webfix: channel must not be empty",
@@ -1268,7 +1271,10 @@ mod tests {
         assert_eq!(out["shrink"], json!(true));
         assert_eq!(out["after"], json!(true));
         assert_eq!(out["seen"], json!(["a", "b"]));
-        assert_eq!(usage_bytes(f.local.as_ref(), "small").await.unwrap(), 7 + 3 + 7 + 52);
+        assert_eq!(
+            usage_bytes(f.local.as_ref(), "small").await.unwrap(),
+            7 + 3 + 7 + 52
+        );
         // The quota is per store: the cluster store is untouched by the local usage.
         run(&small, r#"await Stels.net.set(["n"], "q".repeat(80));"#).await;
     }
@@ -1288,15 +1294,24 @@ mod tests {
         // Key ["kv", name] (4 + 2 + letters) and the value `1`.
         let bytes = |name: &str| 4 + 2 + name.len() as u64 + 1;
         let before = usage_bytes(f.net.as_ref(), "a").await.unwrap();
-        assert_eq!(before, ["short", "long", "huge", "kept"].map(bytes).iter().sum::<u64>());
+        assert_eq!(
+            before,
+            ["short", "long", "huge", "kept"].map(bytes).iter().sum::<u64>()
+        );
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert_eq!(sweep_expired(f.net.as_ref(), Duration::ZERO).await.unwrap(), 1);
-        assert_eq!(usage_bytes(f.net.as_ref(), "a").await.unwrap(), before - bytes("short"));
+        assert_eq!(
+            usage_bytes(f.net.as_ref(), "a").await.unwrap(),
+            before - bytes("short")
+        );
         assert_eq!(sweep_expired(f.net.as_ref(), Duration::ZERO).await.unwrap(), 0);
         // Overwriting an expiring entry moves it out of the expiry index.
         run(&a, r#"await Stels.net.set(["long"], 2);"#).await;
         assert_eq!(sweep_expired(f.net.as_ref(), Duration::ZERO).await.unwrap(), 0);
-        assert_eq!(usage_bytes(f.net.as_ref(), "a").await.unwrap(), before - bytes("short"));
+        assert_eq!(
+            usage_bytes(f.net.as_ref(), "a").await.unwrap(),
+            before - bytes("short")
+        );
     }
 
     /// A store that cannot write (its disk is full) but still reads.
@@ -1311,7 +1326,9 @@ mod tests {
             self.0.list(prefix, options).await
         }
         async fn commit(&self, _write: AtomicWrite) -> StoreResult<CommitOutcome> {
-            Err(StoreError::Backend("No space left on device (os error 28)".into()))
+            Err(StoreError::Backend(
+                "No space left on device (os error 28)".into(),
+            ))
         }
         fn watch(&self, prefix: &Key) -> WatchStream {
             self.0.watch(prefix)
