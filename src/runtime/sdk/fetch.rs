@@ -11,6 +11,13 @@
 //! followed here, at most [`MAX_REDIRECTS`] times), the whole exchange within `timeout`, a body
 //! of at most `max_body_bytes`. A zero `timeout` or `max_body_bytes` means no limit.
 //!
+//! Non-public addresses (loopback, private, link-local and metadata, unique-local, multicast,
+//! reserved: [`refused_class`]) are refused unless the host is named exactly in
+//! `allowed_hosts` — wildcards never open them. IP-literal URLs are checked before connecting;
+//! host names go through a resolver that keeps only public addresses, so the check applies to
+//! the address actually connected to, on every hop. The rejection says
+//! `refused: <host> … a <class> address; … named in --fetch-allow`.
+//!
 //! Rejections carry the `name` the supervisor classifies by: `NetworkError` (host not allowed,
 //! connection, DNS, TLS, body too large, bad redirect), `RequestTimeout` (past `timeout`), and
 //! `TypeError` for a script's own mistakes (invalid URL or scheme, method, header, body type).

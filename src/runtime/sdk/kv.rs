@@ -14,8 +14,10 @@
 //! - `set(key, value, {expireIn?})` → `Promise<{ok: true, versionstamp}>`.
 //! - `delete(key)` → `Promise<undefined>`.
 //! - `list({prefix}, {limit?, reverse?})` → async iterator of `{key, value, versionstamp}`;
-//!   the entries are fetched in one store call on the first `next()`. Only `{prefix}`
-//!   selectors exist; bad arguments throw synchronously.
+//!   the entries are fetched [`LIST_PAGE`] at a time, each page resuming after the last key
+//!   seen, so memory per call is bounded whatever the prefix holds. `limit` is a positive
+//!   integer up to [`MAX_LIST_LIMIT`]; the prefix may be empty. Only `{prefix}` selectors
+//!   exist; bad arguments throw synchronously.
 //! - `atomic()` → builder: `.check({key, versionstamp}, …)` (`versionstamp: null` = must be
 //!   absent), `.set(key, value, {expireIn?})`, `.delete(key)`, `.commit()` →
 //!   `Promise<{ok: true, versionstamp} | {ok: false}>`.
@@ -25,9 +27,13 @@
 //!   not exist) → the same, or `{ok: false}` when the check fails; `delete` →
 //!   `{ok: true, key, value: null, versionstamp: null}`.
 //!
-//! Errors: bad keys, values that are not JSON, values over 64 KiB and keys over the size limit
-//! reject with `TypeError`; store failures reject with `Error`. Messages start with the call,
-//! e.g. `Stels.net.set: value exceeds 64 KiB`.
+//! Errors: empty keys (except list prefixes), parts that are not strings, finite numbers or
+//! booleans, keys over 2044 encoded bytes, values that are not JSON or over 64 KiB, bad
+//! `expireIn` (not a finite, non-negative number; huge values saturate) or `limit` reject with
+//! `TypeError`; a write past the worker's quota (see [`kv_quota`](super::kv_quota)) rejects with
+//! an `Error` named `QuotaExceeded`; store failures (a full disk included) reject with `Error`
+//! and nothing was written. Messages start with the call, e.g.
+//! `Stels.net.set: value exceeds 64 KiB (70002 bytes as JSON)`.
 
 use std::future::Future;
 use std::sync::Arc;
