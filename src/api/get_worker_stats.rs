@@ -5,7 +5,6 @@ use serde_json::Value;
 
 use crate::node::NodeState;
 use crate::runtime::sdk::kv_quota::usage_bytes;
-use crate::store::StoreError;
 use crate::webfix::{ApiError, Reply};
 
 /// The board's snapshot, each worker with `kvNetBytes` and `kvLocalBytes` (bytes of keys and
@@ -21,10 +20,10 @@ pub async fn apply(node: &NodeState) -> Reply {
             };
             let net = usage_bytes(node.store.as_ref(), &sid)
                 .await
-                .map_err(unavailable)?;
+                .map_err(ApiError::storage)?;
             let local = usage_bytes(node.local_store.as_ref(), &sid)
                 .await
-                .map_err(unavailable)?;
+                .map_err(ApiError::storage)?;
             if let Some(fields) = worker.as_object_mut() {
                 fields.insert("kvNetBytes".into(), net.into());
                 fields.insert("kvLocalBytes".into(), local.into());
@@ -33,9 +32,4 @@ pub async fn apply(node: &NodeState) -> Reply {
         }
     }
     Ok((200, snapshot))
-}
-
-fn unavailable(error: StoreError) -> ApiError {
-    tracing::error!(%error, "getWorkerStats could not read KV usage");
-    ApiError::new(503, format!("Storage unavailable: {error}"))
 }

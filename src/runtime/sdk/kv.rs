@@ -638,6 +638,7 @@ async fn commit(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::time::Duration;
 
     use async_trait::async_trait;
@@ -1240,6 +1241,52 @@ mod tests {
         )
         .await;
         assert_eq!(listed, json!([["x"]]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_keep_the_totals_exact() {
+        let f = fixture();
+        let a = worker(&f, "a", 1 << 20);
+        let b = worker(&f, "b", 1 << 20);
+        let script = |value: &str| {
+            format!(
+                r#"const ops = [];
+                for (let i = 0; i < 60; i++) ops.push(Stels.net.set(["s", i % 7], "{value}"));
+                for (let i = 0; i < 10; i++) ops.push(Stels.net.delete(["s", i]));
+                for (let i = 0; i < 60; i++) ops.push(Stels.net.set(["s", i % 5], "{value}"));
+                await Promise.all(ops);"#
+            )
+        };
+        let (script_a, script_b) = (script("aaaa"), script("bbbbbbbbbb"));
+        let (ra, rb) = tokio::join!(try_run(&a, &script_a), try_run(&b, &script_b));
+        ra.unwrap();
+        rb.unwrap();
+        let entries = f
+            .net
+            .list(&Key::of(&["kv"]), ListOptions::default())
+            .await
+            .unwrap();
+        let mut expected = HashMap::<String, u64>::new();
+        for entry in &entries {
+            let owner = f.net.get(&owner_key_of(&entry.key)).await.unwrap().unwrap();
+            let sid = owner.value["sid"].as_str().unwrap().to_string();
+            assert_eq!(entry.value.as_str().unwrap().chars().next(), sid.chars().next());
+            let bytes = entry.key.encode().len() + entry.value.to_string().len();
+            *expected.entry(sid).or_default() += bytes as u64;
+        }
+        for sid in ["a", "b"] {
+            assert_eq!(
+                usage_bytes(f.net.as_ref(), sid).await.unwrap(),
+                expected.get(sid).copied().unwrap_or(0),
+                "{sid}"
+            );
+        }
+    }
+
+    fn owner_key_of(stored: &Key) -> Key {
+        let mut parts = stored.0.clone();
+        parts[0] = KeyPart::Str("ko".into());
+        Key(parts)
     }
 
     #[tokio::test]

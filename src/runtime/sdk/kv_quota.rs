@@ -237,7 +237,6 @@ async fn plan(
     }
     let now = u64::try_from(now_ms()).unwrap_or(0);
     let mut delta: HashMap<String, i128> = HashMap::new();
-    delta.insert(sid.to_string(), 0);
     for mutation in last.values() {
         let stored = mutation.key();
         let owner_at = owner_key(stored);
@@ -276,7 +275,7 @@ async fn plan(
         };
     }
     for (owner, change) in delta {
-        if change == 0 && owner != sid {
+        if change == 0 {
             continue;
         }
         let current = read_usage(store, &owner).await?;
@@ -288,9 +287,6 @@ async fn plan(
                 more: u64::try_from(change).unwrap_or(u64::MAX),
                 limit,
             });
-        }
-        if change == 0 {
-            continue;
         }
         let at = usage_key(&owner);
         write = write.check(at.clone(), current.map(|(_, stamp)| stamp));
