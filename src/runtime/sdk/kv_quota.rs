@@ -46,7 +46,7 @@ const EXPIRY_PREFIX: &str = "kx";
 pub const MAX_ATTEMPTS: u32 = 16;
 /// How long after its deadline an entry is freed: the store computes its own deadline a little
 /// later than ours, and it must read as absent before its bytes are released.
-pub const EXPIRY_GRACE: Duration = Duration::from_secs(1);
+pub const EXPIRY_GRACE: Duration = Duration::from_millis(200);
 /// Expired index records handled per store call of a sweep.
 const SWEEP_PAGE: usize = 500;
 
