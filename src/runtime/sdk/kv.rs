@@ -29,7 +29,8 @@
 //!
 //! Errors: empty keys (except list prefixes), parts that are not strings, finite numbers or
 //! booleans, keys over 2044 encoded bytes, values that are not JSON or over 64 KiB, bad
-//! `expireIn` (not a finite, non-negative number; huge values saturate) or `limit` reject with
+//! `expireIn` (not a finite, non-negative number; huge values saturate) or `limit`, and atomic
+//! commits of more than [`MAX_CHECKS`] checks or [`MAX_MUTATIONS`] mutations reject with
 //! `TypeError`; a write past the worker's quota (see [`kv_quota`](super::kv_quota)) rejects with
 //! an `Error` named `QuotaExceeded`; store failures (a full disk included) reject with `Error`
 //! and nothing was written. Messages start with the call, e.g.
@@ -259,6 +260,12 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative, limits) {
             return op;
           },
           async commit() {
+            if (checks.length > limits.maxChecks) {
+              throw new TypeError(`${where}.commit: more than ${limits.maxChecks} checks (${checks.length})`);
+            }
+            if (mutations.length > limits.maxMutations) {
+              throw new TypeError(`${where}.commit: more than ${limits.maxMutations} mutations (${mutations.length})`);
+            }
             return call(`${where}.commit`, native.commit, { checks, mutations });
           },
         };
@@ -323,6 +330,10 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative, limits) {
 pub const MAX_LIST_LIMIT: u64 = 1_000_000;
 /// Entries fetched per store call of `list`.
 pub const LIST_PAGE: u64 = 100;
+/// Checks in one atomic commit (as in Deno KV).
+pub const MAX_CHECKS: usize = 100;
+/// Mutations in one atomic commit (as in Deno KV).
+pub const MAX_MUTATIONS: usize = 1000;
 
 /// Installs `stels.net` (over `env.net`), `stels.local` (over `env.local`) and `stels.webfix`.
 ///
@@ -339,6 +350,8 @@ pub fn install_kv<'js>(ctx: &Ctx<'js>, stels: &Object<'js>, env: &WorkerEnv) -> 
     limits.set("maxValueBytes", MAX_VALUE_BYTES)?;
     limits.set("maxListLimit", MAX_LIST_LIMIT as f64)?;
     limits.set("listPage", LIST_PAGE as f64)?;
+    limits.set("maxChecks", MAX_CHECKS)?;
+    limits.set("maxMutations", MAX_MUTATIONS)?;
     let api: Object<'js> = factory.call((
         natives(ctx, Scope::new(&env.net, env))?,
         natives(ctx, Scope::new(&env.local, env))?,
@@ -581,6 +594,11 @@ async fn list(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
 /// `atomic().commit()` (and `set`, `delete`): `{ok: true, versionstamp}` or `{ok: false}`.
 async fn commit(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
     let request: CommitRequest = parse_request(&request)?;
+    if request.checks.len() > MAX_CHECKS || request.mutations.len() > MAX_MUTATIONS {
+        return Err(KvError::Type(format!(
+            "an atomic commit takes at most {MAX_CHECKS} checks and {MAX_MUTATIONS} mutations"
+        )));
+    }
     let mut checks = Vec::with_capacity(request.checks.len());
     for check in request.checks {
         let expected = match check.versionstamp {
@@ -946,6 +964,14 @@ mod tests {
             (
                 "Stels.net.set(['a'], 1, { expireIn: Infinity })",
                 "Stels.net.set: expireIn must be a finite, non-negative number of milliseconds, got Infinity",
+            ),
+            (
+                "(() => { const op = Stels.net.atomic(); for (let i = 0; i < 1001; i++) op.delete(['d', i]); return op.commit(); })()",
+                "Stels.net.atomic().commit: more than 1000 mutations (1001)",
+            ),
+            (
+                "(() => { const op = Stels.net.atomic(); for (let i = 0; i < 101; i++) op.check({ key: ['c', i], versionstamp: null }); return op.commit(); })()",
+                "Stels.net.atomic().commit: more than 100 checks (101)",
             ),
             (
                 "Stels.net.get(['\\0'.repeat(1100)])",
