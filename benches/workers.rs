@@ -497,6 +497,7 @@ async fn baseline_child(kind: &str, count: usize) {
                     timeout: Duration::from_secs(30),
                     max_body_bytes: 16 * 1024 * 1024,
                 },
+                kv_quota_bytes: 64 * 1024 * 1024,
             };
             let limits = IsolateLimits {
                 memory_bytes: 64 * 1024 * 1024,

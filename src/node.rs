@@ -200,6 +200,11 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
     let sessions = crate::auth::session::Sessions::new(store.clone(), config.session_idle);
     let throttle = crate::auth::throttle::LoginThrottle::from_config(&config);
     let shutdown = CancellationToken::new();
+    crate::runtime::sdk::kv_quota::spawn_expiry_sweeper(
+        vec![store.clone(), local_store.clone()],
+        config.reaper_interval,
+        shutdown.clone(),
+    );
     let state = Arc::new(NodeState {
         connections: ConnectionSlots::new(max_connections),
         config,

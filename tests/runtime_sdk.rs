@@ -234,7 +234,12 @@ async fn fetch_reaches_a_local_server_and_failures_are_network_errors() {
         .local_addr()
         .unwrap();
 
-    let node = TestNode::start_with(quick_runtime).await;
+    let node = TestNode::start_with(|c| {
+        quick_runtime(c);
+        // Loopback is refused unless named.
+        c.runtime.fetch_allowed_hosts = Some(vec!["127.0.0.1".into()]);
+    })
+    .await;
     let script = format!(
         r#"const r = await fetch("http://{addr}/price");
            const body = await r.json();

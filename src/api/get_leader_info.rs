@@ -16,7 +16,7 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
         .store
         .get(&Key::of(&["ami", "leader", worker_id]))
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let Some(lease) = lease else {
         return Ok((
             200,

@@ -12,6 +12,6 @@ pub async fn apply(node: &NodeState) -> Reply {
         .store
         .list(&workers_prefix(), ListOptions::default())
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     Ok((200, Value::Array(entries.into_iter().map(entry_json).collect())))
 }

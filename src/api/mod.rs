@@ -92,7 +92,7 @@ pub async fn dispatch(node: &NodeState, caller: &Caller, request: &Envelope) -> 
         Method::ListWorkers => list_workers::apply(node).await,
         Method::UpdateWorker => update_worker::apply(node, body).await,
         Method::StopAllWorkers => stop_all_workers::apply(node).await,
-        Method::GetWorkerStats => get_worker_stats::apply(node),
+        Method::GetWorkerStats => get_worker_stats::apply(node).await,
         Method::GetLeaderInfo => get_leader_info::apply(node, body).await,
         Method::GetWorkerLogs => get_worker_logs::apply(node, body).await,
         Method::AssetList => compat::asset_list(node),

@@ -49,7 +49,7 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
     let write = AtomicWrite::new()
         .check(key.clone(), None)
         .set(key.clone(), value.clone());
-    match node.store.commit(write).await.map_err(ApiError::internal)? {
+    match node.store.commit(write).await.map_err(ApiError::storage)? {
         CommitOutcome::Committed(versionstamp) => {
             tracing::info!(%sid, "worker created");
             Ok((

@@ -23,7 +23,7 @@ pub async fn apply(node: &NodeState) -> Reply {
         .store
         .list(&workers_prefix(), ListOptions::default())
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     if entries.is_empty() {
         return Ok((
             200,

@@ -97,7 +97,7 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
     let key = worker_key(sid);
     let expected = match expected {
         Some(stamp) => stamp,
-        None => match node.store.get(&key).await.map_err(ApiError::internal)? {
+        None => match node.store.get(&key).await.map_err(ApiError::storage)? {
             Some(current) => current.versionstamp,
             None => return Err(ApiError::new(409, CONFLICT)),
         },
@@ -105,7 +105,7 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
     let write = AtomicWrite::new()
         .check(key.clone(), Some(expected))
         .set(key.clone(), value.clone());
-    match node.store.commit(write).await.map_err(ApiError::internal)? {
+    match node.store.commit(write).await.map_err(ApiError::storage)? {
         CommitOutcome::Committed(versionstamp) => {
             tracing::info!(%sid, active, "worker updated");
             Ok((

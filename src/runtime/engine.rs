@@ -81,6 +81,8 @@ pub struct WorkerEnv {
     pub local: Arc<dyn Store>,
     pub log: Arc<dyn LogSink>,
     pub fetch: FetchPolicy,
+    /// Bytes this worker may hold in each of `net` and `local` (keys and values).
+    pub kv_quota_bytes: u64,
 }
 
 /// Per-isolate resource limits (W-RUN-6).
@@ -209,6 +211,7 @@ pub(crate) mod testing {
             local,
             log: Arc::new(NoLog),
             fetch,
+            kv_quota_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -70,11 +70,8 @@ pub struct ErrorTracker {
 fn backoff(base: Duration, factor: f64, n: u32, cap: Duration) -> Duration {
     let exponent = i32::try_from(n.saturating_sub(1)).unwrap_or(i32::MAX);
     let scaled = base.as_secs_f64() * factor.powi(exponent);
-    if scaled.is_finite() {
-        Duration::from_secs_f64(scaled).min(cap)
-    } else {
-        cap
-    }
+    // Too large (or not a number) for a Duration: the cap. `from_secs_f64` would panic.
+    Duration::try_from_secs_f64(scaled).map_or(cap, |wait| wait.min(cap))
 }
 
 impl ErrorTracker {
@@ -176,6 +173,17 @@ mod tests {
             ..thrown("NetworkError", "")
         };
         assert_eq!(classify(&cpu), ErrorKind::Critical);
+    }
+
+    #[test]
+    fn backoff_of_extreme_numbers_is_the_cap() {
+        let cap = Duration::from_secs(60);
+        let base = Duration::from_secs(1);
+        assert_eq!(backoff(base, 1e300, 5, cap), cap);
+        assert_eq!(backoff(base, f64::INFINITY, 2, cap), cap);
+        assert_eq!(backoff(base, f64::NAN, 2, cap), cap);
+        assert_eq!(backoff(base, 2.0, u32::MAX, cap), cap);
+        assert_eq!(backoff(base, 2.0, 1, cap), base);
     }
 
     #[test]

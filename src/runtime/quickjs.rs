@@ -534,6 +534,7 @@ mod tests {
             local: Arc::new(EmptyStore),
             log: lines.clone(),
             fetch: FetchPolicy::default(),
+            kv_quota_bytes: 1 << 20,
         };
         Harness { lines, running, env }
     }

@@ -473,6 +473,7 @@ fn env_for(shared: &RuntimeShared, sid: &str, spec: &RunSpec, log: Arc<dyn LogSi
             timeout: rt.fetch_timeout,
             max_body_bytes: 16 * 1024 * 1024,
         },
+        kv_quota_bytes: rt.kv_quota_bytes,
     }
 }
 

@@ -48,6 +48,21 @@ impl ApiError {
         Self::new(400, format!("Invalid request body: {reason}"))
     }
 
+    /// A store failure: 503 when the store could not read or write (a full disk, an I/O
+    /// error: nothing was written, retry later), 500 for anything else.
+    pub fn storage(error: crate::store::StoreError) -> Self {
+        match error {
+            crate::store::StoreError::Backend(_) => {
+                tracing::error!(%error, "store unavailable");
+                Self::new(
+                    503,
+                    format!("Storage unavailable ({error}); nothing was written, retry later"),
+                )
+            }
+            other => Self::internal(other),
+        }
+    }
+
     pub fn internal(message: impl std::fmt::Display) -> Self {
         tracing::error!(error = %message, "internal error");
         Self::new(500, "Internal server error")
@@ -166,6 +181,25 @@ mod tests {
         assert_eq!(
             ws_frame(Some(&id), Err(ApiError::new(409, "conflict"))),
             json!({"webfix":"1.0","id":7,"status":409,"error":"conflict"})
+        );
+    }
+
+    #[test]
+    fn store_failures_map_to_503_or_500() {
+        use crate::store::StoreError;
+        let full = ApiError::storage(StoreError::Backend(
+            "No space left on device (os error 28)".into(),
+        ));
+        assert_eq!(full.status, 503);
+        assert_eq!(
+            full.message,
+            "Storage unavailable (storage backend failed: No space left on device (os error 28)); \
+             nothing was written, retry later"
+        );
+        let corrupt = ApiError::storage(StoreError::Corrupt("x".into()));
+        assert_eq!(
+            (corrupt.status, corrupt.message.as_str()),
+            (500, "Internal server error")
         );
     }
 }

@@ -11,6 +11,13 @@
 //! followed here, at most [`MAX_REDIRECTS`] times), the whole exchange within `timeout`, a body
 //! of at most `max_body_bytes`. A zero `timeout` or `max_body_bytes` means no limit.
 //!
+//! Non-public addresses (loopback, private, link-local and metadata, unique-local, multicast,
+//! reserved: [`refused_class`]) are refused unless the host is named exactly in
+//! `allowed_hosts` — wildcards never open them. IP-literal URLs are checked before connecting;
+//! host names go through a resolver that keeps only public addresses, so the check applies to
+//! the address actually connected to, on every hop. The rejection says
+//! `refused: <host> … a <class> address; … named in --fetch-allow`.
+//!
 //! Rejections carry the `name` the supervisor classifies by: `NetworkError` (host not allowed,
 //! connection, DNS, TLS, body too large, bad redirect), `RequestTimeout` (past `timeout`), and
 //! `TypeError` for a script's own mistakes (invalid URL or scheme, method, header, body type).
@@ -18,8 +25,10 @@
 //! One [`reqwest::Client`] serves the whole process; its connection tasks run on the ambient
 //! tokio runtime, so the isolate must be polled inside one.
 
-use std::sync::OnceLock;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use rquickjs::prelude::Async;
@@ -27,6 +36,7 @@ use rquickjs::{Ctx, Function};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::address::refused_class;
 use crate::runtime::engine::{FetchPolicy, WorkerEnv};
 
 /// Redirects followed before failing, as in the WHATWG fetch standard.
@@ -202,20 +212,81 @@ struct FetchRequest {
     body: Option<String>,
 }
 
-/// The process-wide client; redirects are followed by [`exchange`] so each hop is checked.
-fn client() -> Result<&'static reqwest::Client, FetchError> {
-    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(USER_AGENT)
-                .build()
-                .map_err(|e| describe(&e))
-        })
-        .as_ref()
-        .map_err(|e| FetchError::Network(format!("HTTP client unavailable: {e}")))
+/// How a request may connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// Only to public addresses: every address the host resolves to is checked at connect time.
+    PublicOnly,
+    /// To whatever the host resolves to: the host is named exactly in `--fetch-allow`.
+    Named,
 }
+
+/// The two process-wide clients; redirects are followed by [`exchange`] so each hop is
+/// checked. Neither uses a proxy from the environment: through a proxy the target's address
+/// would never be resolved here, so it could not be checked.
+fn client(route: Route) -> Result<&'static reqwest::Client, FetchError> {
+    static PUBLIC_ONLY: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    static NAMED: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    let cell = match route {
+        Route::PublicOnly => &PUBLIC_ONLY,
+        Route::Named => &NAMED,
+    };
+    cell.get_or_init(|| {
+        let builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(USER_AGENT);
+        let builder = match route {
+            Route::PublicOnly => builder.dns_resolver(Arc::new(PublicOnlyResolver)),
+            Route::Named => builder,
+        };
+        builder.build().map_err(|e| describe(&e))
+    })
+    .as_ref()
+    .map_err(|e| FetchError::Network(format!("HTTP client unavailable: {e}")))
+}
+
+/// A host name that resolves to no public address.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refused: {host} resolves to {ip}, a {class} address; scripts may reach it only when {host} is named in --fetch-allow"
+)]
+struct RefusedAddress {
+    host: String,
+    ip: IpAddr,
+    class: &'static str,
+}
+
+/// Resolves host names for scripts and keeps only public addresses, so a name that points at
+/// the node, a private network or a metadata service is refused when the connection is made
+/// (not only when the URL is checked, which a rebinding DNS answer could get around).
+struct PublicOnlyResolver;
+
+impl Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = None;
+            let public: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|addr| match refused_class(addr.ip()) {
+                    Some(class) => {
+                        refused.get_or_insert((addr.ip(), class));
+                        false
+                    }
+                    None => true,
+                })
+                .collect();
+            match (public.is_empty(), refused) {
+                (true, Some((ip, class))) => Err(Box::new(RefusedAddress { host, ip, class }) as BoxError),
+                _ => Ok(Box::new(public.into_iter()) as Addrs),
+            }
+        })
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An error and its sources, `": "`-separated, without repeating a source already in the text.
 fn describe(err: &dyn std::error::Error) -> String {
@@ -232,15 +303,26 @@ fn describe(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// `host` as written in a URL or in `--fetch-allow`, for comparison: lower case, without a
+/// trailing dot or IPv6 brackets.
+fn normalized_host(host: &str) -> String {
+    let host = host.trim().trim_end_matches('.');
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.to_ascii_lowercase()
+}
+
 /// Whether `policy` lets scripts reach `host` (exact, case-insensitive; `*.suffix` matches
 /// subdomains of `suffix` only; `*` matches all).
 fn host_allowed(policy: &FetchPolicy, host: &str) -> bool {
     let Some(allowed) = &policy.allowed_hosts else {
         return true;
     };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = normalized_host(host);
     allowed.iter().any(|entry| {
-        let entry = entry.trim().trim_end_matches('.').to_ascii_lowercase();
+        let entry = normalized_host(entry);
         match entry.strip_prefix("*.") {
             Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
             None => entry == "*" || entry == host,
@@ -248,8 +330,20 @@ fn host_allowed(policy: &FetchPolicy, host: &str) -> bool {
     })
 }
 
-/// Fails unless `url` is http(s) and its host is allowed.
-fn check_target(policy: &FetchPolicy, url: &Url) -> Result<(), FetchError> {
+/// Whether `host` is named exactly in `--fetch-allow`: only then may it be a non-public
+/// address (wildcards never open those).
+fn named_exactly(policy: &FetchPolicy, host: &str) -> bool {
+    let host = normalized_host(host);
+    policy
+        .allowed_hosts
+        .iter()
+        .flatten()
+        .any(|entry| normalized_host(entry) == host)
+}
+
+/// Fails unless `url` is http(s), its host is allowed and, when it is an IP address, a public
+/// one (or named exactly); returns how the request may connect.
+fn check_target(policy: &FetchPolicy, url: &Url) -> Result<Route, FetchError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(FetchError::Network(format!(
             "unsupported URL scheme {:?} in {url}",
@@ -260,7 +354,18 @@ fn check_target(policy: &FetchPolicy, url: &Url) -> Result<(), FetchError> {
     if !host_allowed(policy, host) {
         return Err(FetchError::Network(format!("host not allowed: {host}")));
     }
-    Ok(())
+    if named_exactly(policy, host) {
+        return Ok(Route::Named);
+    }
+    // The URL parser has already turned every numeric host form (`2130706433`, `0x7f.1`) into
+    // a canonical address, so this parse sees them all.
+    let literal = normalized_host(host).parse::<IpAddr>().ok();
+    if let Some(class) = literal.and_then(refused_class) {
+        return Err(FetchError::Network(format!(
+            "refused: {host} is a {class} address; scripts may reach it only when {host} is named in --fetch-allow"
+        )));
+    }
+    Ok(Route::PublicOnly)
 }
 
 /// Validates the request, then runs [`exchange`] within the policy's timeout.
@@ -319,11 +424,10 @@ async fn exchange(
     mut headers: HeaderMap,
     mut body: Option<String>,
 ) -> Result<Value, FetchError> {
-    let client = client()?;
     let mut redirects = 0;
     loop {
-        check_target(policy, &url)?;
-        let mut builder = client
+        let route = check_target(policy, &url)?;
+        let mut builder = client(route)?
             .request(method.clone(), url.clone())
             .headers(headers.clone());
         if let Some(body) = &body {
@@ -406,6 +510,13 @@ fn is_redirect(status: StatusCode) -> bool {
 /// A transport failure (connect, DNS, TLS, I/O) as `NetworkError`. The client has no timeouts
 /// of its own; [`perform`] applies the policy's.
 fn network(err: reqwest::Error) -> FetchError {
+    let mut source = std::error::Error::source(&err);
+    while let Some(inner) = source {
+        if let Some(refused) = inner.downcast_ref::<RefusedAddress>() {
+            return FetchError::Network(refused.to_string());
+        }
+        source = inner.source();
+    }
     FetchError::Network(describe(&err))
 }
 
@@ -429,7 +540,6 @@ async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Stri
 mod tests {
     use std::convert::Infallible;
     use std::net::SocketAddr;
-    use std::sync::Arc;
     use std::time::Duration;
 
     use axum::Router;
@@ -442,6 +552,9 @@ mod tests {
     use crate::runtime::engine::testing::{eval_body, test_env};
     use crate::store::Store;
     use crate::store::fjall::FjallStore;
+
+    /// Test servers listen here; scripts may reach it only when it is named.
+    const LOOPBACK: Option<&[&str]> = Some(&["127.0.0.1"]);
 
     fn policy(allowed: Option<&[&str]>, timeout_ms: u64, max_body_bytes: usize) -> FetchPolicy {
         FetchPolicy {
@@ -598,7 +711,7 @@ mod tests {
     async fn post_with_headers_and_body() {
         let addr = server().await;
         let out = run(
-            policy(None, 5000, 1 << 20),
+            policy(LOOPBACK, 5000, 1 << 20),
             &format!(
                 r#"
                 const a = await fetch("http://{addr}/echo", {{
@@ -635,7 +748,8 @@ mod tests {
     async fn timeout_rejects_with_request_timeout() {
         let addr = server().await;
         let started = std::time::Instant::now();
-        let (name, message) = rejection(policy(None, 200, 1 << 20), &format!("'http://{addr}/slow'")).await;
+        let (name, message) =
+            rejection(policy(LOOPBACK, 200, 1 << 20), &format!("'http://{addr}/slow'")).await;
         assert_eq!(name, "RequestTimeout");
         assert_eq!(
             message,
@@ -651,7 +765,7 @@ mod tests {
             listener.local_addr().unwrap().port()
         };
         let (name, message) = rejection(
-            policy(None, 5000, 1 << 20),
+            policy(LOOPBACK, 5000, 1 << 20),
             &format!("'http://127.0.0.1:{port}/'"),
         )
         .await;
@@ -659,7 +773,11 @@ mod tests {
         assert!(message.contains("error sending request"), "{message}");
         // TLS to a plain-HTTP server fails the handshake.
         let addr = server().await;
-        let (name, _) = rejection(policy(None, 5000, 1 << 20), &format!("'https://{addr}/hello'")).await;
+        let (name, _) = rejection(
+            policy(LOOPBACK, 5000, 1 << 20),
+            &format!("'https://{addr}/hello'"),
+        )
+        .await;
         assert_eq!(name, "NetworkError");
     }
 
@@ -705,6 +823,88 @@ mod tests {
         assert!(host_allowed(&policy(None, 0, 0), "anything"));
         assert!(host_allowed(&policy(Some(&["*"]), 0, 0), "anything"));
         assert!(!host_allowed(&policy(Some(&[]), 0, 0), "anything"));
+        assert!(host_allowed(&policy(Some(&["::1"]), 0, 0), "[::1]"));
+        assert!(named_exactly(&policy(Some(&["[::1]"]), 0, 0), "[::1]"));
+        assert!(named_exactly(&policy(Some(&["LocalHost."]), 0, 0), "localhost"));
+        assert!(!named_exactly(&policy(Some(&["*"]), 0, 0), "localhost"));
+        assert!(!named_exactly(&policy(Some(&["*.0.0.1"]), 0, 0), "127.0.0.1"));
+        assert!(!named_exactly(&policy(None, 0, 0), "127.0.0.1"));
+    }
+
+    #[test]
+    fn non_public_ip_literals_need_their_exact_name() {
+        let target =
+            |allowed: Option<&[&str]>, url: &str| check_target(&policy(allowed, 0, 0), &url.parse().unwrap());
+        for url in [
+            "http://127.0.0.1/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.1/",
+            "http://0.0.0.0/",
+        ] {
+            for allowed in [None, Some(&["*"][..]), Some(&["*", "*.0.0.1"][..])] {
+                let err = target(allowed, url).unwrap_err().to_string();
+                assert!(err.starts_with("refused: "), "{url} {allowed:?}: {err}");
+                assert!(err.contains("--fetch-allow"), "{err}");
+            }
+        }
+        assert_eq!(
+            target(None, "http://169.254.169.254/").unwrap_err().to_string(),
+            "refused: 169.254.169.254 is a cloud metadata address; scripts may reach it only when \
+             169.254.169.254 is named in --fetch-allow"
+        );
+        assert_eq!(target(LOOPBACK, "http://127.0.0.1:8080/").unwrap(), Route::Named);
+        assert_eq!(target(Some(&["::1"]), "http://[::1]/").unwrap(), Route::Named);
+        assert_eq!(target(None, "http://8.8.8.8/").unwrap(), Route::PublicOnly);
+        assert_eq!(target(None, "http://example.com/").unwrap(), Route::PublicOnly);
+        assert_eq!(
+            target(Some(&["*", "localhost"]), "http://localhost/").unwrap(),
+            Route::Named
+        );
+        assert_eq!(
+            target(Some(&["*"]), "http://localhost/").unwrap(),
+            Route::PublicOnly
+        );
+    }
+
+    #[tokio::test]
+    async fn names_that_resolve_to_loopback_are_refused_unless_named() {
+        let addr = server().await;
+        let port = addr.port();
+        let (name, message) = rejection(
+            policy(None, 5000, 1000),
+            &format!("'http://localhost:{port}/hello'"),
+        )
+        .await;
+        assert_eq!(name, "NetworkError");
+        assert!(
+            message.starts_with("refused: localhost resolves to ") && message.contains("loopback address"),
+            "{message}"
+        );
+        let (_, message) = rejection(policy(None, 5000, 1000), &format!("'http://{addr}/hello'")).await;
+        assert!(
+            message.starts_with("refused: 127.0.0.1 is a loopback address"),
+            "{message}"
+        );
+        // Named: allowed; a redirect from there to an unnamed loopback name is refused.
+        let out = run(
+            policy(Some(&["localhost"]), 5000, 1000),
+            &format!("return await (await fetch('http://localhost:{port}/hello')).text();"),
+        )
+        .await;
+        assert_eq!(out, json!("hello ✓"));
+        let (_, message) = rejection(
+            policy(Some(&["127.0.0.1", "*"]), 5000, 1000),
+            &format!("'http://{addr}/to-other-host'"),
+        )
+        .await;
+        assert!(
+            message.starts_with("refused: localhost resolves to "),
+            "{message}"
+        );
     }
 
     #[tokio::test]
@@ -712,12 +912,12 @@ mod tests {
         let addr = server().await;
         for path in ["big", "big-stream"] {
             let (name, message) =
-                rejection(policy(None, 5000, 1000), &format!("'http://{addr}/{path}'")).await;
+                rejection(policy(LOOPBACK, 5000, 1000), &format!("'http://{addr}/{path}'")).await;
             assert_eq!(name, "NetworkError", "{path}");
             assert_eq!(message, "response body exceeds 1000 bytes", "{path}");
         }
         let out = run(
-            policy(None, 5000, 10_000),
+            policy(LOOPBACK, 5000, 10_000),
             &format!("return (await (await fetch('http://{addr}/big-stream')).text()).length;"),
         )
         .await;

@@ -14,8 +14,10 @@
 //! - `set(key, value, {expireIn?})` → `Promise<{ok: true, versionstamp}>`.
 //! - `delete(key)` → `Promise<undefined>`.
 //! - `list({prefix}, {limit?, reverse?})` → async iterator of `{key, value, versionstamp}`;
-//!   the entries are fetched in one store call on the first `next()`. Only `{prefix}`
-//!   selectors exist; bad arguments throw synchronously.
+//!   the entries are fetched [`LIST_PAGE`] at a time, each page resuming after the last key
+//!   seen, so memory per call is bounded whatever the prefix holds. `limit` is a positive
+//!   integer up to [`MAX_LIST_LIMIT`]; the prefix may be empty. Only `{prefix}` selectors
+//!   exist; bad arguments throw synchronously.
 //! - `atomic()` → builder: `.check({key, versionstamp}, …)` (`versionstamp: null` = must be
 //!   absent), `.set(key, value, {expireIn?})`, `.delete(key)`, `.commit()` →
 //!   `Promise<{ok: true, versionstamp} | {ok: false}>`.
@@ -25,9 +27,14 @@
 //!   not exist) → the same, or `{ok: false}` when the check fails; `delete` →
 //!   `{ok: true, key, value: null, versionstamp: null}`.
 //!
-//! Errors: bad keys, values that are not JSON, values over 64 KiB and keys over the size limit
-//! reject with `TypeError`; store failures reject with `Error`. Messages start with the call,
-//! e.g. `Stels.net.set: value exceeds 64 KiB`.
+//! Errors: empty keys (except list prefixes), parts that are not strings, finite numbers or
+//! booleans, keys over 2044 encoded bytes, values that are not JSON or over 64 KiB, bad
+//! `expireIn` (not a finite, non-negative number; huge values saturate) or `limit`, and atomic
+//! commits of more than [`MAX_CHECKS`] checks or [`MAX_MUTATIONS`] mutations reject with
+//! `TypeError`; a write past the worker's quota (see [`kv_quota`](super::kv_quota)) rejects with
+//! an `Error` named `QuotaExceeded`; store failures (a full disk included) reject with `Error`
+//! and nothing was written. Messages start with the call, e.g.
+//! `Stels.net.set: value exceeds 64 KiB (70002 bytes as JSON)`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,9 +44,10 @@ use rquickjs::{Ctx, Function, Object};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::kv_quota::{QuotaError, UserMutation, commit_with_quota};
 use crate::runtime::engine::WorkerEnv;
 use crate::store::{
-    AtomicWrite, CommitOutcome, Entry, Key, KeyPart, ListOptions, MAX_KEY_BYTES, Store, StoreError,
+    CommitOutcome, Entry, Key, KeyPart, ListOptions, MAX_KEY_BYTES, MAX_VALUE_BYTES, Store, StoreError,
     Versionstamp,
 };
 
@@ -47,9 +55,24 @@ use crate::store::{
 const USER_PREFIX: &str = "kv";
 
 /// Builds `{net, local, webfix}` from the native functions of the two stores.
-const KV_PRELUDE: &str = r#"(function (netNative, localNative) {
+const KV_PRELUDE: &str = r#"(function (netNative, localNative, limits) {
   "use strict";
   const VERSIONSTAMP = /^[0-9a-fA-F]{20}$/;
+
+  // UTF-8 length of a string (`zeros`: count NUL twice, as the key encoding escapes it).
+  function utf8Length(text, zeros) {
+    let n = 0;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c < 0x80) n += c === 0 && zeros ? 2 : 1;
+      else if (c < 0x800) n += 2;
+      else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+        n += 4;
+        i++;
+      } else n += 3;
+    }
+    return n;
+  }
 
   function describe(v) {
     if (v === null) return "null";
@@ -62,20 +85,39 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative) {
     if (err.name !== "Error") e.name = err.name;
     return e;
   }
+  // A key (or, with `what` = "prefix", a list prefix, which may be empty), checked as the
+  // store will: same part types, same encoded size.
   function checkKey(where, key, what) {
     what = what || "key";
     if (!Array.isArray(key)) {
       throw new TypeError(`${where}: ${what} must be an array of strings, numbers and booleans, got ${describe(key)}`);
     }
+    if (key.length === 0 && what !== "prefix") {
+      throw new TypeError(`${where}: ${what} must not be empty`);
+    }
+    let size = 0;
     for (let i = 0; i < key.length; i++) {
       const part = key[i];
       const type = typeof part;
-      if (type === "string" || type === "boolean") continue;
+      if (type === "string") {
+        size += 2 + utf8Length(part, true);
+        continue;
+      }
+      if (type === "boolean") {
+        size += 1;
+        continue;
+      }
       if (type === "number") {
-        if (Number.isFinite(part)) continue;
+        if (Number.isFinite(part)) {
+          size += 9;
+          continue;
+        }
         throw new TypeError(`${where}: ${what} part ${i} must be a finite number, got ${part}`);
       }
       throw new TypeError(`${where}: ${what} part ${i} must be a string, number or boolean, got ${describe(part)}`);
+    }
+    if (size > limits.maxKeyBytes) {
+      throw new TypeError(`${where}: ${what} exceeds ${limits.maxKeyBytes} bytes when encoded (${size} bytes)`);
     }
     return key;
   }
@@ -87,6 +129,10 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative) {
       throw new TypeError(`${where}: value is not JSON-serialisable: ${e && e.message}`);
     }
     if (text === undefined) throw new TypeError(`${where}: value is not JSON-serialisable (${describe(value)})`);
+    const size = utf8Length(text, false);
+    if (size > limits.maxValueBytes) {
+      throw new TypeError(`${where}: value exceeds ${limits.maxValueBytes / 1024} KiB (${size} bytes as JSON)`);
+    }
     return text;
   }
   function expireIn(where, options) {
@@ -94,8 +140,8 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative) {
     if (typeof options !== "object") throw new TypeError(`${where}: options must be an object`);
     const ms = options.expireIn;
     if (ms === undefined || ms === null) return null;
-    if (typeof ms !== "number" || !(ms >= 0)) {
-      throw new TypeError(`${where}: expireIn must be a non-negative number of milliseconds`);
+    if (typeof ms !== "number" || !Number.isFinite(ms) || ms < 0) {
+      throw new TypeError(`${where}: expireIn must be a finite, non-negative number of milliseconds, got ${String(ms)}`);
     }
     return Math.floor(Math.min(ms, Number.MAX_SAFE_INTEGER));
   }
@@ -137,32 +183,49 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative) {
         if (selector.start !== undefined || selector.end !== undefined) {
           throw new TypeError(`${where}: only {prefix} selectors are supported`);
         }
-        const request = { prefix: checkKey(where, selector.prefix, "prefix"), limit: null, reverse: false };
+        const prefix = checkKey(where, selector.prefix, "prefix");
+        let remaining = Infinity;
+        let reverse = false;
         if (options !== undefined && options !== null) {
           if (typeof options !== "object") throw new TypeError(`${where}: options must be an object`);
           if (options.limit !== undefined && options.limit !== null) {
-            if (!Number.isInteger(options.limit) || options.limit < 0) {
-              throw new TypeError(`${where}: limit must be a non-negative integer`);
+            const limit = options.limit;
+            if (!Number.isInteger(limit) || limit < 1 || limit > limits.maxListLimit) {
+              throw new TypeError(`${where}: limit must be a positive integer of at most ${limits.maxListLimit}, got ${String(limit)}`);
             }
-            request.limit = Math.min(options.limit, 4294967295);
+            remaining = limit;
           }
-          request.reverse = Boolean(options.reverse);
+          reverse = Boolean(options.reverse);
         }
-        let loading = null;
-        let entries = null;
+        // Pages of at most limits.listPage entries, each resuming after the last key seen, so
+        // that no call holds more than one page in memory.
+        let cursor = null;
+        let page = [];
         let index = 0;
+        let finished = false;
+        let loading = null;
+        async function fill() {
+          const want = Math.min(limits.listPage, remaining);
+          const got = await call(where, native.list, { prefix, limit: want, reverse, cursor });
+          page = got;
+          index = 0;
+          remaining -= got.length;
+          if (got.length < want || remaining <= 0) finished = true;
+          if (got.length > 0) cursor = got[got.length - 1].key;
+        }
         return {
           async next() {
-            if (entries === null) {
-              loading = loading || call(where, native.list, request);
-              const loaded = await loading;
-              if (entries === null) entries = loaded;
+            while (index >= page.length) {
+              if (finished) return { value: undefined, done: true };
+              loading = loading || fill().finally(() => { loading = null; });
+              await loading;
             }
-            if (index < entries.length) return { value: entries[index++], done: false };
-            return { value: undefined, done: true };
+            return { value: page[index++], done: false };
           },
           async return(value) {
-            entries = [];
+            finished = true;
+            page = [];
+            index = 0;
             return { value, done: true };
           },
           [Symbol.asyncIterator]() {
@@ -197,6 +260,12 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative) {
             return op;
           },
           async commit() {
+            if (checks.length > limits.maxChecks) {
+              throw new TypeError(`${where}.commit: more than ${limits.maxChecks} checks (${checks.length})`);
+            }
+            if (mutations.length > limits.maxMutations) {
+              throw new TypeError(`${where}.commit: more than ${limits.maxMutations} mutations (${mutations.length})`);
+            }
             return call(`${where}.commit`, native.commit, { checks, mutations });
           },
         };
@@ -256,6 +325,16 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative) {
   return { net: makeKv("Stels.net", netNative), local: makeKv("Stels.local", localNative), webfix };
 })"#;
 
+/// Largest `limit` of `list` (the entries are fetched in pages, so this bounds time, not
+/// memory).
+pub const MAX_LIST_LIMIT: u64 = 1_000_000;
+/// Entries fetched per store call of `list`.
+pub const LIST_PAGE: u64 = 100;
+/// Checks in one atomic commit (as in Deno KV).
+pub const MAX_CHECKS: usize = 100;
+/// Mutations in one atomic commit (as in Deno KV).
+pub const MAX_MUTATIONS: usize = 1000;
+
 /// Installs `stels.net` (over `env.net`), `stels.local` (over `env.local`) and `stels.webfix`.
 ///
 /// The native functions behind them return futures that are `Send` and spawn no tasks; they
@@ -266,33 +345,66 @@ pub fn install_kv<'js>(ctx: &Ctx<'js>, stels: &Object<'js>, env: &WorkerEnv) -> 
     options.strict = true;
     options.filename = Some("<stels:kv>".to_string());
     let factory: Function<'js> = ctx.eval_with_options(KV_PRELUDE, options)?;
-    let api: Object<'js> = factory.call((natives(ctx, &env.net)?, natives(ctx, &env.local)?))?;
+    let limits = Object::new(ctx.clone())?;
+    limits.set("maxKeyBytes", MAX_KEY_BYTES - prefix_bytes())?;
+    limits.set("maxValueBytes", MAX_VALUE_BYTES)?;
+    limits.set("maxListLimit", MAX_LIST_LIMIT as f64)?;
+    limits.set("listPage", LIST_PAGE as f64)?;
+    limits.set("maxChecks", MAX_CHECKS)?;
+    limits.set("maxMutations", MAX_MUTATIONS)?;
+    let api: Object<'js> = factory.call((
+        natives(ctx, Scope::new(&env.net, env))?,
+        natives(ctx, Scope::new(&env.local, env))?,
+        limits,
+    ))?;
     for name in ["net", "local", "webfix"] {
         stels.set(name, api.get::<_, rquickjs::Value<'js>>(name)?)?;
     }
     Ok(())
 }
 
+/// One worker's view of one store.
+struct Scope {
+    store: Arc<dyn Store>,
+    /// The worker whose writes these are (quota attribution).
+    sid: String,
+    quota_bytes: u64,
+    /// This worker's commits to this store, one at a time: its own concurrent writes would
+    /// otherwise all race for its usage record and retry.
+    commits: tokio::sync::Mutex<()>,
+}
+
+impl Scope {
+    fn new(store: &Arc<dyn Store>, env: &WorkerEnv) -> Arc<Scope> {
+        Arc::new(Scope {
+            store: Arc::clone(store),
+            sid: env.config.sid.clone(),
+            quota_bytes: env.kv_quota_bytes,
+            commits: tokio::sync::Mutex::new(()),
+        })
+    }
+}
+
 /// The native `{get, list, commit}` of one store, each `(requestJson) => Promise<replyJson>`.
-fn natives<'js>(ctx: &Ctx<'js>, store: &Arc<dyn Store>) -> rquickjs::Result<Object<'js>> {
+fn natives<'js>(ctx: &Ctx<'js>, scope: Arc<Scope>) -> rquickjs::Result<Object<'js>> {
     let object = Object::new(ctx.clone())?;
-    object.set("get", native(ctx, store, get)?)?;
-    object.set("list", native(ctx, store, list)?)?;
-    object.set("commit", native(ctx, store, commit)?)?;
+    object.set("get", native(ctx, &scope, get)?)?;
+    object.set("list", native(ctx, &scope, list)?)?;
+    object.set("commit", native(ctx, &scope, commit)?)?;
     Ok(object)
 }
 
 /// Wraps `op` as an async JS function of one JSON string, replying with [`reply`]'s envelope.
-fn native<'js, F, Fut>(ctx: &Ctx<'js>, store: &Arc<dyn Store>, op: F) -> rquickjs::Result<Function<'js>>
+fn native<'js, F, Fut>(ctx: &Ctx<'js>, scope: &Arc<Scope>, op: F) -> rquickjs::Result<Function<'js>>
 where
-    F: Fn(Arc<dyn Store>, String) -> Fut + 'static,
+    F: Fn(Arc<Scope>, String) -> Fut + 'static,
     Fut: Future<Output = Result<Value, KvError>> + Send + 'static,
 {
-    let store = Arc::clone(store);
+    let scope = Arc::clone(scope);
     Function::new(
         ctx.clone(),
         Async(move |request: String| {
-            let work = op(Arc::clone(&store), request);
+            let work = op(Arc::clone(&scope), request);
             async move { reply(work.await) }
         }),
     )
@@ -304,9 +416,21 @@ enum KvError {
     /// A bad argument: rejects with `TypeError`.
     #[error("{0}")]
     Type(String),
+    /// The write would take the worker over its quota: rejects with `QuotaExceeded`.
+    #[error("{0}")]
+    Quota(QuotaError),
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<QuotaError> for KvError {
+    fn from(err: QuotaError) -> Self {
+        match err {
+            QuotaError::Store(err) => KvError::Store(err),
+            other => KvError::Quota(other),
+        }
+    }
 }
 
 impl KvError {
@@ -316,7 +440,8 @@ impl KvError {
             KvError::Type(_) | KvError::Store(StoreError::KeyTooLarge | StoreError::ValueTooLarge) => {
                 "TypeError"
             }
-            KvError::Store(_) => "Error",
+            KvError::Quota(QuotaError::Exceeded { .. }) => "QuotaExceeded",
+            KvError::Quota(_) | KvError::Store(_) => "Error",
         }
     }
 }
@@ -342,13 +467,16 @@ struct GetRequest {
     key: Value,
 }
 
-/// Request of `list`.
+/// Request of `list`: one page.
 #[derive(Deserialize)]
 struct ListRequest {
     /// The user prefix (JSON array).
     prefix: Value,
-    limit: Option<usize>,
+    /// Entries in this page, 1..=[`LIST_PAGE`].
+    limit: u64,
     reverse: bool,
+    /// The user key of the last entry of the previous page.
+    cursor: Option<Value>,
 }
 
 /// Request of `commit` (also used by `set` and `delete`).
@@ -392,9 +520,19 @@ fn prefix_bytes() -> usize {
     Key::of(&[USER_PREFIX]).encode().len()
 }
 
+/// Whether an empty user key is acceptable (list prefixes only).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Emptiness {
+    Refused,
+    Allowed,
+}
+
 /// The store key of a user key given as a JSON array.
-fn store_key(user: &Value) -> Result<Key, KvError> {
+fn store_key(user: &Value, empty: Emptiness) -> Result<Key, KvError> {
     let user = Key::from_json(user).map_err(KvError::Type)?;
+    if user.0.is_empty() && empty == Emptiness::Refused {
+        return Err(KvError::Type("key must not be empty".into()));
+    }
     let mut parts = Vec::with_capacity(user.0.len() + 1);
     parts.push(KeyPart::Str(USER_PREFIX.to_string()));
     parts.extend(user.0);
@@ -415,32 +553,53 @@ fn entry_json(entry: Entry) -> Value {
 }
 
 /// `get(key)`: the entry, or `{key, value: null, versionstamp: null}`.
-async fn get(store: Arc<dyn Store>, request: String) -> Result<Value, KvError> {
+async fn get(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
     let request: GetRequest = parse_request(&request)?;
-    let key = store_key(&request.key)?;
-    Ok(match store.get(&key).await? {
+    let key = store_key(&request.key, Emptiness::Refused)?;
+    Ok(match scope.store.get(&key).await? {
         Some(entry) => entry_json(entry),
         None => json!({ "key": request.key, "value": null, "versionstamp": null }),
     })
 }
 
-/// `list({prefix}, {limit, reverse})`: every matching entry, in one store call.
-async fn list(store: Arc<dyn Store>, request: String) -> Result<Value, KvError> {
+/// One page of `list({prefix}, {limit, reverse})`: at most `limit` entries after `cursor`.
+async fn list(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
     let request: ListRequest = parse_request(&request)?;
-    let prefix = store_key(&request.prefix)?;
-    let options = ListOptions {
-        limit: request.limit,
-        reverse: request.reverse,
-        ..Default::default()
+    if !(1..=LIST_PAGE).contains(&request.limit) {
+        return Err(KvError::Type(format!(
+            "page size must be between 1 and {LIST_PAGE}, got {}",
+            request.limit
+        )));
+    }
+    let prefix = store_key(&request.prefix, Emptiness::Allowed)?;
+    let start_after = match &request.cursor {
+        None => None,
+        Some(cursor) => {
+            let key = store_key(cursor, Emptiness::Refused)?;
+            if !key.has_prefix(&prefix) {
+                return Err(KvError::Type("list cursor is outside the prefix".into()));
+            }
+            Some(key)
+        }
     };
-    let entries = store.list(&prefix, options).await?;
+    let options = ListOptions {
+        limit: usize::try_from(request.limit).ok(),
+        reverse: request.reverse,
+        start_after,
+    };
+    let entries = scope.store.list(&prefix, options).await?;
     Ok(Value::Array(entries.into_iter().map(entry_json).collect()))
 }
 
 /// `atomic().commit()` (and `set`, `delete`): `{ok: true, versionstamp}` or `{ok: false}`.
-async fn commit(store: Arc<dyn Store>, request: String) -> Result<Value, KvError> {
+async fn commit(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
     let request: CommitRequest = parse_request(&request)?;
-    let mut write = AtomicWrite::new();
+    if request.checks.len() > MAX_CHECKS || request.mutations.len() > MAX_MUTATIONS {
+        return Err(KvError::Type(format!(
+            "an atomic commit takes at most {MAX_CHECKS} checks and {MAX_MUTATIONS} mutations"
+        )));
+    }
+    let mut checks = Vec::with_capacity(request.checks.len());
     for check in request.checks {
         let expected = match check.versionstamp {
             None => None,
@@ -449,27 +608,45 @@ async fn commit(store: Arc<dyn Store>, request: String) -> Result<Value, KvError
                     .ok_or_else(|| KvError::Type(format!("invalid versionstamp {text:?}")))?,
             ),
         };
-        write = write.check(store_key(&check.key)?, expected);
+        checks.push((store_key(&check.key, Emptiness::Refused)?, expected));
     }
+    let mut mutations = Vec::with_capacity(request.mutations.len());
     for mutation in request.mutations {
-        write = match mutation {
+        mutations.push(match mutation {
             MutationRequest::Set {
                 key,
                 value,
                 expire_in,
             } => {
-                let key = store_key(&key)?;
+                let key = store_key(&key, Emptiness::Refused)?;
+                if value.len() > MAX_VALUE_BYTES {
+                    return Err(StoreError::ValueTooLarge.into());
+                }
+                let bytes = u64::try_from(key.encode().len().saturating_add(value.len())).unwrap_or(u64::MAX);
                 let value: Value = serde_json::from_str(&value)
                     .map_err(|e| KvError::Type(format!("value is not storable JSON: {e}")))?;
-                match expire_in {
-                    Some(ms) => write.set_expiring(key, value, ms),
-                    None => write.set(key, value),
+                UserMutation::Set {
+                    key,
+                    value,
+                    bytes,
+                    expire_in_ms: expire_in,
                 }
             }
-            MutationRequest::Delete { key } => write.delete(store_key(&key)?),
-        };
+            MutationRequest::Delete { key } => UserMutation::Delete {
+                key: store_key(&key, Emptiness::Refused)?,
+            },
+        });
     }
-    Ok(match store.commit(write).await? {
+    let _one_at_a_time = scope.commits.lock().await;
+    let outcome = commit_with_quota(
+        scope.store.as_ref(),
+        &scope.sid,
+        scope.quota_bytes,
+        &checks,
+        &mutations,
+    )
+    .await?;
+    Ok(match outcome {
         CommitOutcome::Committed(versionstamp) => {
             json!({ "ok": true, "versionstamp": versionstamp.to_string() })
         }
@@ -479,6 +656,7 @@ async fn commit(store: Arc<dyn Store>, request: String) -> Result<Value, KvError
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::time::Duration;
 
     use async_trait::async_trait;
@@ -487,8 +665,9 @@ mod tests {
     use super::*;
     use crate::runtime::engine::FetchPolicy;
     use crate::runtime::engine::testing::{eval_body, test_env};
+    use crate::runtime::sdk::kv_quota::{sweep_expired, usage_bytes};
     use crate::store::fjall::FjallStore;
-    use crate::store::{StoreResult, WatchStream};
+    use crate::store::{AtomicWrite, StoreResult, WatchStream};
 
     fn env(net: Arc<dyn Store>, local: Arc<dyn Store>) -> WorkerEnv {
         test_env(net, local, FetchPolicy::default())
@@ -737,7 +916,70 @@ mod tests {
             ),
             (
                 "Stels.local.list({ prefix: [] }, { limit: 1.5 })",
-                "Stels.local.list: limit must be",
+                "Stels.local.list: limit must be a positive integer of at most 1000000, got 1.5",
+            ),
+            (
+                "Stels.local.list({ prefix: [] }, { limit: 1e300 })",
+                "Stels.local.list: limit must be a positive integer of at most 1000000, got 1e+300",
+            ),
+            (
+                "Stels.local.list({ prefix: [] }, { limit: 0 })",
+                "Stels.local.list: limit must be a positive integer",
+            ),
+            (
+                "Stels.local.list({ prefix: [] }, { limit: -1 })",
+                "Stels.local.list: limit must be a positive integer",
+            ),
+            (
+                "Stels.local.list({ prefix: [] }, { limit: NaN })",
+                "Stels.local.list: limit must be a positive integer",
+            ),
+            (
+                "Stels.local.list({ prefix: [] }, { limit: Infinity })",
+                "Stels.local.list: limit must be a positive integer",
+            ),
+            ("Stels.net.get([])", "Stels.net.get: key must not be empty"),
+            ("Stels.net.set([], 1)", "Stels.net.set: key must not be empty"),
+            ("Stels.net.delete([])", "Stels.net.delete: key must not be empty"),
+            (
+                "Stels.net.atomic().check({ key: [], versionstamp: null }).commit()",
+                "Stels.net.atomic().check: key must not be empty",
+            ),
+            (
+                "Stels.net.atomic().set([], 1).commit()",
+                "Stels.net.atomic().set: key must not be empty",
+            ),
+            (
+                "Stels.webfix({ brain: Stels.net, method: 'get', channel: [] })",
+                "Stels.webfix: channel must not be empty",
+            ),
+            (
+                "Stels.net.set(['a', Infinity], 1)",
+                "Stels.net.set: key part 1 must be a finite number",
+            ),
+            (
+                "Stels.net.set(['a'], 1, { expireIn: NaN })",
+                "Stels.net.set: expireIn must be a finite, non-negative number of milliseconds, got NaN",
+            ),
+            (
+                "Stels.net.set(['a'], 1, { expireIn: Infinity })",
+                "Stels.net.set: expireIn must be a finite, non-negative number of milliseconds, got Infinity",
+            ),
+            (
+                "(() => { const op = Stels.net.atomic(); for (let i = 0; i < 1001; i++) op.delete(['d', i]); return op.commit(); })()",
+                "Stels.net.atomic().commit: more than 1000 mutations (1001)",
+            ),
+            (
+                "(() => { const op = Stels.net.atomic(); for (let i = 0; i < 101; i++) op.check({ key: ['c', i], versionstamp: null }); return op.commit(); })()",
+                "Stels.net.atomic().commit: more than 100 checks (101)",
+            ),
+            (
+                "Stels.net.get(['\\0'.repeat(1100)])",
+                "Stels.net.get: key exceeds 2044 bytes when encoded (2202 bytes)",
+            ),
+            (
+                "Stels.net.set(['v'], '\\u00e9'.repeat(40000))",
+                "Stels.net.set: value exceeds 64 KiB (80002 bytes as JSON)",
             ),
             (
                 "Stels.net.atomic().check({ key: ['a'], versionstamp: 'nope' }).commit()",
@@ -753,7 +995,7 @@ mod tests {
             ),
             (
                 "Stels.net.atomic().set(['v'], 'x'.repeat(70000)).commit()",
-                "Stels.net.atomic().commit: value exceeds 64 KiB",
+                "Stels.net.atomic().set: value exceeds 64 KiB",
             ),
             (
                 "Stels.net.get(['k'.repeat(3000)])",
@@ -806,10 +1048,19 @@ mod tests {
         assert_eq!(own.value, json!({ "node": true }));
         let all = f.net.list(&Key::default(), ListOptions::default()).await.unwrap();
         let keys: Vec<Value> = all.iter().map(|e| e.key.to_json()).collect();
-        assert_eq!(keys, vec![json!(["ami", "worker", "w1"]), json!(["kv", "mine"])]);
+        // Beside the entry: its owner record and the worker's usage (kv_quota).
+        assert_eq!(
+            keys,
+            vec![
+                json!(["ami", "worker", "w1"]),
+                json!(["ko", "mine"]),
+                json!(["kq", "sid"]),
+                json!(["kv", "mine"])
+            ]
+        );
         let local = f
             .local
-            .list(&Key::default(), ListOptions::default())
+            .list(&Key::of(&["kv"]), ListOptions::default())
             .await
             .unwrap();
         assert_eq!(local.len(), 1);
@@ -931,7 +1182,7 @@ mod tests {
             ),
             (
                 "Stels.local.set(['a'], 1)",
-                "Stels.local.set: stored data is corrupt: bad bytes",
+                "Stels.local.set: storage backend failed: disk on fire",
             ),
             (
                 "Stels.net.list({ prefix: [] }).next()",
@@ -946,5 +1197,248 @@ mod tests {
         }
         let uncaught = try_run(&e, "await Stels.net.get(['a']);").await.unwrap_err();
         assert!(uncaught.contains("disk on fire"), "{uncaught}");
+    }
+
+    #[tokio::test]
+    async fn list_pages_through_the_store() {
+        let f = fixture();
+        let out = run(
+            &f.env,
+            r#"
+            const ops = [];
+            for (let i = 0; i < 250; i++) ops.push(Stels.local.set(["p", i], i));
+            await Promise.all(ops);
+            const values = async (iter) => { const out = []; for await (const e of iter) out.push(e.value); return out; };
+            const all = await values(Stels.local.list({ prefix: ["p"] }));
+            const limited = await values(Stels.local.list({ prefix: ["p"] }, { limit: 150 }));
+            const exact = await values(Stels.local.list({ prefix: ["p"] }, { limit: 200 }));
+            const reversed = await values(Stels.local.list({ prefix: ["p"] }, { reverse: true, limit: 120 }));
+            const it = Stels.local.list({ prefix: ["p"] });
+            const together = await Promise.all([it.next(), it.next(), it.next()]);
+            return {
+              all: all.length, sorted: all.every((v, i) => v === i), limited: limited.length, last: limited[149],
+              exact: exact.length, reversed: reversed.length, firstReversed: reversed[0], lastReversed: reversed[119],
+              together: together.map((r) => r.value.value),
+            };
+            "#,
+        )
+        .await;
+        assert_eq!(
+            out,
+            json!({ "all": 250, "sorted": true, "limited": 150, "last": 149, "exact": 200, "reversed": 120,
+                    "firstReversed": 249, "lastReversed": 130, "together": [0, 1, 2] })
+        );
+    }
+
+    /// The environment of worker `sid` over the fixture's stores, with `quota` bytes.
+    fn worker(f: &Fixture, sid: &str, quota: u64) -> WorkerEnv {
+        let mut env = env(f.net.clone(), f.local.clone());
+        env.config.sid = sid.into();
+        env.kv_quota_bytes = quota;
+        env
+    }
+
+    #[tokio::test]
+    async fn usage_follows_the_last_writer_and_deletes_free_it() {
+        let f = fixture();
+        let a = worker(&f, "a", 1 << 20);
+        let b = worker(&f, "b", 1 << 20);
+        // ["k"] encodes to 7 bytes as stored (["kv","k"]); "\"12345678\"" is 10 bytes of JSON.
+        run(&a, r#"await Stels.net.set(["k"], "12345678");"#).await;
+        assert_eq!(usage_bytes(f.net.as_ref(), "a").await.unwrap(), 17);
+        assert_eq!(usage_bytes(f.local.as_ref(), "a").await.unwrap(), 0);
+        run(&a, r#"await Stels.net.set(["k"], "1234");"#).await;
+        assert_eq!(usage_bytes(f.net.as_ref(), "a").await.unwrap(), 13);
+        run(&b, r#"await Stels.net.set(["k"], "12");"#).await;
+        assert_eq!(usage_bytes(f.net.as_ref(), "a").await.unwrap(), 0);
+        assert_eq!(usage_bytes(f.net.as_ref(), "b").await.unwrap(), 11);
+        run(
+            &a,
+            r#"await Stels.net.atomic().set(["x"], 1).set(["x"], 22).delete(["k"]).commit();"#,
+        )
+        .await;
+        assert_eq!(usage_bytes(f.net.as_ref(), "a").await.unwrap(), 9);
+        assert_eq!(usage_bytes(f.net.as_ref(), "b").await.unwrap(), 0);
+        // A usage record at zero is gone; the script cannot see or touch bookkeeping records.
+        assert!(f.net.get(&Key::of(&["kq", "b"])).await.unwrap().is_none());
+        let listed = run(
+            &a,
+            r#"const keys = []; for await (const e of Stels.net.list({ prefix: [] })) keys.push(e.key); return keys;"#,
+        )
+        .await;
+        assert_eq!(listed, json!([["x"]]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_keep_the_totals_exact() {
+        let f = fixture();
+        let a = worker(&f, "a", 1 << 20);
+        let b = worker(&f, "b", 1 << 20);
+        let script = |value: &str| {
+            format!(
+                r#"const ops = [];
+                for (let i = 0; i < 60; i++) ops.push(Stels.net.set(["s", i % 7], "{value}"));
+                for (let i = 0; i < 10; i++) ops.push(Stels.net.delete(["s", i]));
+                for (let i = 0; i < 60; i++) ops.push(Stels.net.set(["s", i % 5], "{value}"));
+                await Promise.all(ops);"#
+            )
+        };
+        let (script_a, script_b) = (script("aaaa"), script("bbbbbbbbbb"));
+        let (ra, rb) = tokio::join!(try_run(&a, &script_a), try_run(&b, &script_b));
+        ra.unwrap();
+        rb.unwrap();
+        let entries = f
+            .net
+            .list(&Key::of(&["kv"]), ListOptions::default())
+            .await
+            .unwrap();
+        let mut expected = HashMap::<String, u64>::new();
+        for entry in &entries {
+            let owner = f.net.get(&owner_key_of(&entry.key)).await.unwrap().unwrap();
+            let sid = owner.value["sid"].as_str().unwrap().to_string();
+            assert_eq!(entry.value.as_str().unwrap().chars().next(), sid.chars().next());
+            let bytes = entry.key.encode().len() + entry.value.to_string().len();
+            *expected.entry(sid).or_default() += bytes as u64;
+        }
+        for sid in ["a", "b"] {
+            assert_eq!(
+                usage_bytes(f.net.as_ref(), sid).await.unwrap(),
+                expected.get(sid).copied().unwrap_or(0),
+                "{sid}"
+            );
+        }
+    }
+
+    fn owner_key_of(stored: &Key) -> Key {
+        let mut parts = stored.0.clone();
+        parts[0] = KeyPart::Str("ko".into());
+        Key(parts)
+    }
+
+    #[tokio::test]
+    async fn a_write_over_quota_throws_and_changes_nothing() {
+        let f = fixture();
+        let small = worker(&f, "small", 100);
+        let out = run(
+            &small,
+            r#"
+            await Stels.local.set(["a"], "x".repeat(50));
+            const errors = [];
+            for (const attempt of [
+              () => Stels.local.set(["b"], "y".repeat(50)),
+              () => Stels.local.atomic().set(["c"], 1).set(["d"], "z".repeat(60)).commit(),
+            ]) {
+              try { await attempt(); } catch (e) { errors.push([e.name, e.message, e instanceof Error]); }
+            }
+            const shrink = await Stels.local.set(["a"], "x");
+            const after = await Stels.local.set(["b"], "y".repeat(50));
+            const seen = [];
+            for await (const e of Stels.local.list({ prefix: [] })) seen.push(e.key[0]);
+            return { errors, shrink: shrink.ok, after: after.ok, seen };
+            "#,
+        )
+        .await;
+        assert_eq!(
+            out["errors"][0],
+            json!([
+                "QuotaExceeded",
+                "Stels.local.set: quota exceeded: this worker holds 59 of its 100 bytes here and the write needs 59 more",
+                true
+            ])
+        );
+        assert_eq!(out["errors"][1][0], json!("QuotaExceeded"));
+        assert_eq!(out["shrink"], json!(true));
+        assert_eq!(out["after"], json!(true));
+        assert_eq!(out["seen"], json!(["a", "b"]));
+        assert_eq!(
+            usage_bytes(f.local.as_ref(), "small").await.unwrap(),
+            7 + 3 + 7 + 52
+        );
+        // The quota is per store: the cluster store is untouched by the local usage.
+        run(&small, r#"await Stels.net.set(["n"], "q".repeat(80));"#).await;
+    }
+
+    #[tokio::test]
+    async fn expired_entries_give_their_bytes_back() {
+        let f = fixture();
+        let a = worker(&f, "a", 1 << 20);
+        run(
+            &a,
+            r#"await Stels.net.set(["short"], 1, { expireIn: 30 });
+               await Stels.net.set(["long"], 1, { expireIn: 600000 });
+               await Stels.net.set(["huge"], 1, { expireIn: 1e300 });
+               await Stels.net.set(["kept"], 1);"#,
+        )
+        .await;
+        // Key ["kv", name] (4 + 2 + letters) and the value `1`.
+        let bytes = |name: &str| 4 + 2 + name.len() as u64 + 1;
+        let before = usage_bytes(f.net.as_ref(), "a").await.unwrap();
+        assert_eq!(
+            before,
+            ["short", "long", "huge", "kept"].map(bytes).iter().sum::<u64>()
+        );
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(sweep_expired(f.net.as_ref(), Duration::ZERO).await.unwrap(), 1);
+        assert_eq!(
+            usage_bytes(f.net.as_ref(), "a").await.unwrap(),
+            before - bytes("short")
+        );
+        assert_eq!(sweep_expired(f.net.as_ref(), Duration::ZERO).await.unwrap(), 0);
+        // Overwriting an expiring entry moves it out of the expiry index.
+        run(&a, r#"await Stels.net.set(["long"], 2);"#).await;
+        assert_eq!(sweep_expired(f.net.as_ref(), Duration::ZERO).await.unwrap(), 0);
+        assert_eq!(
+            usage_bytes(f.net.as_ref(), "a").await.unwrap(),
+            before - bytes("short")
+        );
+    }
+
+    /// A store that cannot write (its disk is full) but still reads.
+    struct FullDisk(Arc<FjallStore>);
+
+    #[async_trait]
+    impl Store for FullDisk {
+        async fn get(&self, key: &Key) -> StoreResult<Option<Entry>> {
+            self.0.get(key).await
+        }
+        async fn list(&self, prefix: &Key, options: ListOptions) -> StoreResult<Vec<Entry>> {
+            self.0.list(prefix, options).await
+        }
+        async fn commit(&self, _write: AtomicWrite) -> StoreResult<CommitOutcome> {
+            Err(StoreError::Backend(
+                "No space left on device (os error 28)".into(),
+            ))
+        }
+        fn watch(&self, prefix: &Key) -> WatchStream {
+            self.0.watch(prefix)
+        }
+        async fn flush(&self) -> StoreResult<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_fails_writes_clearly_and_reads_go_on() {
+        let f = fixture();
+        run(&f.env, r#"await Stels.net.set(["before"], "kept");"#).await;
+        let full: Arc<dyn Store> = Arc::new(FullDisk(f.net.clone()));
+        let e = env(full.clone(), full);
+        let out = run(
+            &e,
+            r#"
+            let error = null;
+            try { await Stels.net.set(["after"], 1); } catch (err) { error = [err.name, err.message]; }
+            return { error, kept: (await Stels.net.get(["before"])).value, after: (await Stels.net.get(["after"])).value };
+            "#,
+        )
+        .await;
+        assert_eq!(
+            out,
+            json!({
+                "error": ["Error", "Stels.net.set: storage backend failed: No space left on device (os error 28)"],
+                "kept": "kept",
+                "after": null,
+            })
+        );
     }
 }

@@ -247,6 +247,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sleep_durations_from_any_number() {
+        assert_eq!(sleep_duration(f64::NAN), Duration::ZERO);
+        assert_eq!(sleep_duration(-1.0), Duration::ZERO);
+        assert_eq!(sleep_duration(f64::NEG_INFINITY), Duration::ZERO);
+        assert_eq!(sleep_duration(f64::INFINITY), Duration::MAX);
+        assert_eq!(sleep_duration(1e300), Duration::MAX);
+        assert_eq!(sleep_duration(1.5), Duration::from_micros(1500));
+    }
+
+    #[test]
     fn a_new_run_replaces_the_token_and_ends_the_old_scope() {
         let run = RunSignal::default();
         let first = CancellationToken::new();

@@ -4,9 +4,11 @@
 //! Not here, on purpose (S-21): no file system, process, environment or native modules —
 //! `Deno`, `process` and `require` do not exist, and no module loader is installed.
 
+pub mod address;
 pub mod config;
 pub mod fetch;
 pub mod kv;
+pub mod kv_quota;
 pub mod lifecycle;
 pub mod logger;
 
