@@ -33,8 +33,6 @@ pub struct NodeConfig {
     pub max_request_bytes: usize,
     /// Interval of protocol pings on WebSockets; a peer that misses one is closed (W-WS-7).
     pub ws_ping_interval: Duration,
-    /// Frames queued for one WebSocket before its producers wait.
-    pub ws_outbound_queue: usize,
     /// Requests of one WebSocket in flight at once before the node stops reading from it.
     pub ws_max_in_flight: usize,
     /// How workers run on this node.
@@ -215,7 +213,6 @@ impl NodeConfig {
             fsync: true,
             max_request_bytes: 1024 * 1024,
             ws_ping_interval: Duration::from_secs(30),
-            ws_outbound_queue: 256,
             ws_max_in_flight: 64,
             runtime: RuntimeConfig::default(),
             title: "heterogen".into(),

@@ -3,8 +3,10 @@
 
 mod http;
 mod listener;
+mod outbound;
 mod ws;
 
 pub use http::{json_response, router, session_of};
 pub use listener::bind;
-pub use ws::ConnectionSlots;
+pub use outbound::{Closed, Outbound, TrySendError};
+pub use ws::{ConnectionSlots, owner_reserve};
