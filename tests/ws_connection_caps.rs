@@ -27,7 +27,9 @@ fn closed_node(
 /// status and body.
 async fn connect_from(node: &TestNode, from: &str, session: &str) -> Result<Ws, (u16, String)> {
     let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{from}:0").parse::<SocketAddr>().unwrap()).unwrap();
+    socket
+        .bind(format!("{from}:0").parse::<SocketAddr>().unwrap())
+        .unwrap();
     let tcp = socket.connect(node.addr).await.unwrap();
     let mut request = format!("ws://{}/?session={session}", node.addr)
         .into_client_request()

@@ -31,10 +31,26 @@ async fn text_that_is_not_utf8_is_closed_with_1007() {
 async fn protocol_violations_are_closed_with_1002() {
     let node = TestNode::start().await;
     let cases: [(&str, Vec<u8>, &str); 4] = [
-        ("an unmasked client frame", raw_ws::frame(0x81, b"{}", false), "masked"),
-        ("a reserved data opcode", raw_ws::frame(0x83, b"{}", true), "opcode"),
-        ("a reserved control opcode", raw_ws::frame(0x8B, b"", true), "opcode"),
-        ("a reserved bit without an extension", raw_ws::frame(0xC1, b"{}", true), "reserved bits"),
+        (
+            "an unmasked client frame",
+            raw_ws::frame(0x81, b"{}", false),
+            "masked",
+        ),
+        (
+            "a reserved data opcode",
+            raw_ws::frame(0x83, b"{}", true),
+            "opcode",
+        ),
+        (
+            "a reserved control opcode",
+            raw_ws::frame(0x8B, b"", true),
+            "opcode",
+        ),
+        (
+            "a reserved bit without an extension",
+            raw_ws::frame(0xC1, b"{}", true),
+            "reserved bits",
+        ),
     ];
     for (what, bytes, word) in cases {
         let (code, reason) = close_after(&node, &bytes).await;

@@ -77,7 +77,11 @@ async fn a_client_that_never_reads_is_closed_after_the_write_timeout_and_delays_
         let frame = ws_call(&mut other, json!(id), "getWorkerStats", json!({})).await;
         assert_eq!(frame["status"], 200);
     }
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     // Write timeout (1 s) plus the wait for a close frame that cannot go out (capped at it),
     // counted from when the node has built the answers and got stuck.
     until_open(&state, 1, Duration::from_secs(8)).await;
@@ -93,10 +97,7 @@ async fn shutdown_closes_a_connection_whose_send_is_blocked() {
     let _stalled = stalled_client(&node).await;
     assert_eq!(state.connections.open(), 1);
     let started = Instant::now();
-    let ((), closed_after) = tokio::join!(
-        node.shutdown(),
-        until_open(&state, 0, Duration::from_secs(6))
-    );
+    let ((), closed_after) = tokio::join!(node.shutdown(), until_open(&state, 0, Duration::from_secs(6)));
     // Shutdown is seen at once; the close frame then waits at most 2 s behind the blocked send.
     assert!(closed_after < Duration::from_millis(3500), "{closed_after:?}");
     assert!(started.elapsed() < Duration::from_secs(5));

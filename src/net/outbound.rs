@@ -106,10 +106,7 @@ impl Outbound {
             if self.0.room.is_closed() {
                 return Err(Closed);
             }
-            frames.push_back(Queued {
-                message,
-                reservation,
-            });
+            frames.push_back(Queued { message, reservation });
         }
         self.0.ready.notify_one();
         Ok(())

@@ -268,10 +268,7 @@ impl End {
             ),
             End::TooBig => (
                 CLOSE_TOO_BIG,
-                format!(
-                    "message exceeds the limit of {} bytes",
-                    config.max_request_bytes
-                ),
+                format!("message exceeds the limit of {} bytes", config.max_request_bytes),
             ),
             End::NotUtf8 => (CLOSE_INVALID_PAYLOAD, "text message is not UTF-8".to_string()),
             End::Protocol(what) => (CLOSE_PROTOCOL_ERROR, (*what).to_string()),

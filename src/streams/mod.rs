@@ -3,8 +3,9 @@
 //!
 //! Pushed frames are `{"value":{"channel","module","widget","raw","timestamp"}}` (W-WS-4).
 //! Memory stays bounded whatever a client does (W-STR-4): every subscription writes into its
-//! connection's one queue, bounded in bytes. Stats and sonar use `try_send` — a full queue skips that
-//! snapshot and the next tick sends the newest; logs wait for room and read by cursor from the
+//! connection's one queue, bounded in bytes. Stats and sonar use `try_send` — a full queue skips
+//! that snapshot and the next tick sends the newest; logs wait for room (a wait past the write
+//! timeout closes the connection) and read by cursor from the
 //! worker's ring, so a reader that falls behind the ring gets `{"type":"lagged","dropped":N}`
 //! and goes on without gaps it does not know about; events come from a broadcast channel whose
 //! overruns are reported the same way. One slow client only ever waits on its own queue.
@@ -210,12 +211,7 @@ impl ConnectionStreams {
     }
 }
 
-async fn stats_task(
-    node: Arc<NodeState>,
-    tx: Outbound,
-    cancel: CancellationToken,
-    every: Duration,
-) {
+async fn stats_task(node: Arc<NodeState>, tx: Outbound, cancel: CancellationToken, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
