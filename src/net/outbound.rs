@@ -9,12 +9,12 @@
 //! stalled, and the connection closes.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::ws::Message;
 use tokio::sync::{Notify, Semaphore, TryAcquireError};
-use tokio_util::sync::CancellationToken;
 
 /// The connection has ended (or is ending): nothing more will be sent on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +38,11 @@ struct Shared {
     /// The budget in permits (`outbound_bytes`, at most `u32::MAX`).
     budget: u32,
     frames: Mutex<VecDeque<Queued>>,
-    /// Wakes the connection task when a frame is queued.
-    ready: Notify,
-    /// Cancelled when a producer has waited `write_timeout` for room.
-    stalled: CancellationToken,
+    /// Wakes the connection task: a frame was queued, a producer stalled, or a request slot of
+    /// the connection was freed. One notifier for all three keeps an idle connection small.
+    wake: Notify,
+    /// Set when a producer has waited `write_timeout` for room.
+    stalled: AtomicBool,
     write_timeout: Duration,
 }
 
@@ -70,8 +71,8 @@ impl Outbound {
             room: Semaphore::new(budget as usize),
             budget,
             frames: Mutex::new(VecDeque::new()),
-            ready: Notify::new(),
-            stalled: CancellationToken::new(),
+            wake: Notify::new(),
+            stalled: AtomicBool::new(false),
             write_timeout,
         }))
     }
@@ -108,7 +109,7 @@ impl Outbound {
             }
             frames.push_back(Queued { message, reservation });
         }
-        self.0.ready.notify_one();
+        self.wake();
         Ok(())
     }
 
@@ -120,7 +121,8 @@ impl Outbound {
             Ok(Ok(permit)) => permit.forget(),
             Ok(Err(_)) => return Err(Closed),
             Err(_) => {
-                self.0.stalled.cancel();
+                self.0.stalled.store(true, Ordering::Release);
+                self.wake();
                 return Err(Closed);
             }
         }
@@ -138,19 +140,25 @@ impl Outbound {
         self.push(message, permits).map_err(|Closed| TrySendError::Closed)
     }
 
-    /// The next frame to write; waits while the queue is empty.
-    pub async fn next(&self) -> Queued {
-        loop {
-            if let Some(queued) = self.frames().pop_front() {
-                return queued;
-            }
-            self.0.ready.notified().await;
-        }
+    /// The next frame to write, if any.
+    pub fn pop(&self) -> Option<Queued> {
+        self.frames().pop_front()
     }
 
-    /// Completes when a producer has waited `write_timeout` for room.
-    pub async fn stalled(&self) {
-        self.0.stalled.cancelled().await
+    /// Whether a producer has waited `write_timeout` for room.
+    pub fn stalled(&self) -> bool {
+        self.0.stalled.load(Ordering::Acquire)
+    }
+
+    /// Wakes the connection task (or the next `woken().await`, if it is not waiting yet).
+    pub fn wake(&self) {
+        self.0.wake.notify_one();
+    }
+
+    /// Waits for a `wake`: the connection task then looks at the queue, the stall flag and its
+    /// request slots again.
+    pub async fn woken(&self) {
+        self.0.wake.notified().await
     }
 
     /// Ends the queue: waiting and later producers get `Closed`, queued frames are freed.
@@ -179,7 +187,7 @@ mod tests {
         let queue = Outbound::new(100, Duration::from_secs(1));
         queue.try_send(text(60)).unwrap();
         assert_eq!(queue.try_send(text(60)), Err(TrySendError::Full));
-        let written = queue.next().await;
+        let written = queue.pop().unwrap();
         assert_eq!(queue.reserved_bytes(), 60);
         assert_eq!(queue.try_send(text(60)), Err(TrySendError::Full));
         drop(written);
@@ -191,19 +199,25 @@ mod tests {
         let queue = Outbound::new(100, Duration::from_secs(1));
         queue.try_send(text(1)).unwrap();
         assert_eq!(queue.try_send(text(500)), Err(TrySendError::Full));
-        drop(queue.next().await);
+        drop(queue.pop());
         queue.try_send(text(500)).unwrap();
-        assert_eq!(queue.next().await.message, text(500));
+        assert_eq!(queue.pop().unwrap().message, text(500));
     }
 
     #[tokio::test]
     async fn a_producer_that_waits_the_write_timeout_marks_the_queue_stalled() {
         let queue = Outbound::new(100, Duration::from_millis(50));
         queue.try_send(text(100)).unwrap();
+        // The wake-up for that frame.
+        tokio::time::timeout(Duration::from_millis(1), queue.woken())
+            .await
+            .unwrap();
         let started = tokio::time::Instant::now();
         assert_eq!(queue.send(text(1)).await, Err(Closed));
         assert!(started.elapsed() >= Duration::from_millis(50));
-        tokio::time::timeout(Duration::from_millis(1), queue.stalled())
+        assert!(queue.stalled());
+        // The connection task is told.
+        tokio::time::timeout(Duration::from_millis(1), queue.woken())
             .await
             .unwrap();
     }
@@ -217,7 +231,7 @@ mod tests {
             async move { queue.send(text(90)).await }
         });
         tokio::task::yield_now().await;
-        drop(queue.next().await);
+        drop(queue.pop());
         // The waiting 90-byte frame gets the room; a small frame cannot jump ahead of it.
         big.await.unwrap().unwrap();
         assert_eq!(queue.try_send(text(20)), Err(TrySendError::Full));

@@ -7,17 +7,20 @@
 //! flight (past it the connection stops reading until one finishes, which pushes back on the
 //! client through TCP).
 //!
-//! The socket is split so that a frame the peer does not take never blocks the loop: the write
-//! in progress is one branch of the loop beside shutdown, pings and reads. A frame the socket
+//! A frame the peer does not take never blocks the loop: the flush in progress is polled beside
+//! shutdown, pings and reads. A frame the socket
 //! has not taken within `--ws-write-timeout-ms`, or a producer that waited that long for room in
 //! the queue, closes the connection with 1008. Frames that break the protocol are answered with
 //! a close frame before the socket closes: 1007 for text that is not UTF-8, 1002 for protocol
 //! violations, 1009 for messages over the size limit.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::WebSocketUpgrade;
@@ -26,11 +29,11 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::{self, error::ProtocolError};
 
 use super::http::json_response;
-use super::outbound::{Outbound, Queued, Reservation};
+use super::outbound::{Outbound, Reservation};
 use crate::api;
 use crate::auth::Caller;
 use crate::node::NodeState;
@@ -83,7 +86,8 @@ struct Counted {
 /// One taken slot; dropping it frees the slot.
 pub struct Slot {
     node: Arc<NodeState>,
-    counted: Option<Counted>,
+    /// Boxed: owners' connections (every one on an `--open` node) do not carry the space.
+    counted: Option<Box<Counted>>,
 }
 
 impl Drop for Slot {
@@ -188,7 +192,7 @@ impl ConnectionSlots {
         drop(tallies);
         Ok(Slot {
             node: node.clone(),
-            counted: Some(Counted { ip, wallet }),
+            counted: Some(Box::new(Counted { ip, wallet })),
         })
     }
 }
@@ -298,29 +302,32 @@ impl Lanes {
         }
     }
 
-    /// A free request slot; the connection reads its next request only once it holds one.
-    async fn free_slot(lanes: &Option<Lanes>) -> OwnedSemaphorePermit {
+    fn try_slot(&self) -> Option<RequestSlot> {
+        let permit = self.in_flight.clone().try_acquire_owned().ok()?;
+        Some(RequestSlot {
+            _permit: permit,
+            outbound: self.outbound.clone(),
+        })
+    }
+
+    async fn woken(lanes: &Option<Lanes>) {
         match lanes {
-            Some(l) => match l.in_flight.clone().acquire_owned().await {
-                Ok(permit) => permit,
-                Err(_) => std::future::pending().await,
-            },
+            Some(l) => l.outbound.woken().await,
             None => std::future::pending().await,
         }
     }
+}
 
-    async fn next_frame(lanes: &Option<Lanes>) -> Queued {
-        match lanes {
-            Some(l) => l.outbound.next().await,
-            None => std::future::pending().await,
-        }
-    }
+/// One of a connection's `ws_max_in_flight` request slots. Freeing it wakes the connection
+/// task, which may have stopped reading for want of one.
+struct RequestSlot {
+    _permit: OwnedSemaphorePermit,
+    outbound: Outbound,
+}
 
-    async fn stalled(lanes: &Option<Lanes>) {
-        match lanes {
-            Some(l) => l.outbound.stalled().await,
-            None => std::future::pending().await,
-        }
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        self.outbound.wake();
     }
 }
 
@@ -328,13 +335,51 @@ impl Lanes {
 struct Writing {
     /// The frame's bytes in the outbound queue (none for a ping), freed once it is flushed.
     _reservation: Option<Reservation>,
-    /// The connection is closed if the frame is not flushed by then.
-    deadline: Instant,
+    /// The connection is closed if the frame is not flushed by then. Boxed: it exists only
+    /// while a frame is being written, and an idle connection should not carry it.
+    deadline: Pin<Box<Sleep>>,
 }
 
-async fn serve_connection(node: Arc<NodeState>, socket: WebSocket, caller: Caller, _slot: Slot) {
+impl Writing {
+    fn new(reservation: Option<Reservation>, write_timeout: Duration) -> Self {
+        Writing {
+            _reservation: reservation,
+            deadline: Box::pin(tokio::time::sleep(write_timeout)),
+        }
+    }
+
+    async fn expired(writing: &mut Option<Writing>) {
+        match writing {
+            Some(w) => w.deadline.as_mut().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// What the socket did: one future polls both directions, as they share the socket.
+enum SocketEvent {
+    Flushed(Result<(), axum::Error>),
+    Received(Option<Result<Message, axum::Error>>),
+}
+
+fn socket_event<'a>(
+    socket: &'a mut WebSocket,
+    flush: bool,
+    read: bool,
+) -> impl Future<Output = SocketEvent> + 'a {
+    std::future::poll_fn(move |cx| {
+        if flush && let Poll::Ready(flushed) = socket.poll_flush_unpin(cx) {
+            return Poll::Ready(SocketEvent::Flushed(flushed));
+        }
+        if read && let Poll::Ready(received) = socket.poll_next_unpin(cx) {
+            return Poll::Ready(SocketEvent::Received(received));
+        }
+        Poll::Pending
+    })
+}
+
+async fn serve_connection(node: Arc<NodeState>, mut socket: WebSocket, caller: Caller, _slot: Slot) {
     let caller = Arc::new(caller);
-    let (mut sink, mut stream) = socket.split();
     let mut lanes: Option<Lanes> = None;
     let write_timeout = node.config.ws.write_timeout;
     let interval = node.config.ws_ping_interval;
@@ -345,21 +390,64 @@ async fn serve_connection(node: Arc<NodeState>, socket: WebSocket, caller: Calle
     let mut ping_owed = false;
     let mut writing: Option<Writing> = None;
     // The request slot the next request will run in (once the connection has lanes).
-    let mut slot_for_next: Option<OwnedSemaphorePermit> = None;
+    let mut next_slot: Option<RequestSlot> = None;
 
     let end = loop {
-        let deadline = writing.as_ref().map(|w| w.deadline);
+        if let Some(lanes) = &lanes {
+            if lanes.outbound.stalled() {
+                break End::QueueFull;
+            }
+            if next_slot.is_none() {
+                next_slot = lanes.try_slot();
+            }
+        }
+        if writing.is_none() {
+            // Right after a completed flush the sink is ready, so `feed` only hands the frame
+            // over; writing it out is the flush's work below.
+            let next = if ping_owed {
+                ping_owed = false;
+                Some((Message::Ping(Default::default()), None))
+            } else {
+                lanes
+                    .as_ref()
+                    .and_then(|l| l.outbound.pop())
+                    .map(|queued| (queued.message, Some(queued.reservation)))
+            };
+            if let Some((message, reservation)) = next {
+                if let Err(e) = socket.feed(message).await {
+                    break End::Failed(e.to_string());
+                }
+                writing = Some(Writing::new(reservation, write_timeout));
+            }
+        }
+        // Read only while a request slot is free: past the cap, TCP pushes back on the client.
+        let read = lanes.is_none() || next_slot.is_some();
         tokio::select! {
             biased;
             _ = node.shutdown.cancelled() => break End::Shutdown,
-            _ = Lanes::stalled(&lanes) => break End::QueueFull,
-            flushed = sink.flush(), if writing.is_some() => {
-                if let Err(e) = flushed {
-                    break End::Failed(e.to_string());
+            event = socket_event(&mut socket, writing.is_some(), read) => match event {
+                SocketEvent::Flushed(Ok(())) => writing = None,
+                SocketEvent::Flushed(Err(e)) => break End::Failed(e.to_string()),
+                SocketEvent::Received(received) => {
+                    let message = match received {
+                        None => break End::ClientClosed,
+                        Some(Ok(message)) => message,
+                        Some(Err(e)) => break classify(e),
+                    };
+                    // Any frame shows the peer is alive.
+                    pong_due = false;
+                    let bytes: &[u8] = match &message {
+                        Message::Text(text) => text.as_bytes(),
+                        Message::Binary(data) => data,
+                        Message::Close(_) => break End::ClientClosed,
+                        Message::Ping(_) | Message::Pong(_) => continue,
+                    };
+                    let lanes = lanes.get_or_insert_with(|| Lanes::new(&node.config));
+                    let Some(slot) = next_slot.take().or_else(|| lanes.try_slot()) else { continue };
+                    handle_frame(&node, &caller, lanes, bytes, slot);
                 }
-                writing = None;
-            }
-            _ = sleep_until(deadline), if deadline.is_some() => break End::WriteTimeout,
+            },
+            _ = Writing::expired(&mut writing) => break End::WriteTimeout,
             _ = ping.tick() => {
                 if pong_due {
                     break End::PingTimeout;
@@ -367,55 +455,8 @@ async fn serve_connection(node: Arc<NodeState>, socket: WebSocket, caller: Calle
                 pong_due = true;
                 ping_owed = true;
             }
-            queued = Lanes::next_frame(&lanes), if writing.is_none() && !ping_owed => {
-                // Right after a completed flush the sink is ready, so this only hands the frame
-                // over; writing it is the flush branch's work.
-                if let Err(e) = sink.feed(queued.message).await {
-                    break End::Failed(e.to_string());
-                }
-                writing = Some(Writing {
-                    _reservation: Some(queued.reservation),
-                    deadline: Instant::now() + write_timeout,
-                });
-            }
-            permit = Lanes::free_slot(&lanes), if lanes.is_some() && slot_for_next.is_none() => {
-                slot_for_next = Some(permit);
-            }
-            // Read only while a request slot is free: past the cap, TCP pushes back on the client.
-            received = stream.next(), if lanes.is_none() || slot_for_next.is_some() => {
-                let message = match received {
-                    None => break End::ClientClosed,
-                    Some(Ok(message)) => message,
-                    Some(Err(e)) => break classify(e),
-                };
-                // Any frame shows the peer is alive.
-                pong_due = false;
-                let bytes: &[u8] = match &message {
-                    Message::Text(text) => text.as_bytes(),
-                    Message::Binary(data) => data,
-                    Message::Close(_) => break End::ClientClosed,
-                    Message::Ping(_) | Message::Pong(_) => continue,
-                };
-                let lanes = lanes.get_or_insert_with(|| Lanes::new(&node.config));
-                let permit = match slot_for_next.take() {
-                    Some(permit) => permit,
-                    None => match lanes.in_flight.clone().try_acquire_owned() {
-                        Ok(permit) => permit,
-                        Err(_) => continue,
-                    },
-                };
-                handle_frame(&node, &caller, lanes, bytes, permit);
-            }
-        }
-        if ping_owed && writing.is_none() {
-            ping_owed = false;
-            if let Err(e) = sink.feed(Message::Ping(Default::default())).await {
-                break End::Failed(e.to_string());
-            }
-            writing = Some(Writing {
-                _reservation: None,
-                deadline: Instant::now() + write_timeout,
-            });
+            // A frame was queued, a producer stalled or a request slot was freed.
+            _ = Lanes::woken(&lanes) => {}
         }
     };
     // Producers stop at once; what is still queued is not sent.
@@ -430,24 +471,17 @@ async fn serve_connection(node: Arc<NodeState>, socket: WebSocket, caller: Calle
                 reason: Utf8Bytes::from(reason),
             };
             // Behind a frame the peer does not take, this waits out `close_wait` and gives up.
-            let _ = tokio::time::timeout(close_wait, sink.send(Message::Close(Some(frame)))).await;
+            let _ = tokio::time::timeout(close_wait, socket.send(Message::Close(Some(frame)))).await;
         }
         // Flushes the reply tungstenite queued to the peer's close frame.
         None if matches!(end, End::ClientClosed) => {
-            let _ = tokio::time::timeout(close_wait, sink.flush()).await;
+            let _ = tokio::time::timeout(close_wait, socket.flush()).await;
         }
         None => {}
     }
     match end {
         End::Failed(error) => tracing::debug!(peer = ?caller.peer, %error, "WebSocket failed"),
         end => tracing::debug!(peer = ?caller.peer, ?end, "WebSocket closed"),
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -486,13 +520,7 @@ fn protocol_reason(violation: &ProtocolError) -> &'static str {
 }
 
 /// Parses one frame and answers it from its own task.
-fn handle_frame(
-    node: &Arc<NodeState>,
-    caller: &Arc<Caller>,
-    lanes: &Lanes,
-    bytes: &[u8],
-    permit: OwnedSemaphorePermit,
-) {
+fn handle_frame(node: &Arc<NodeState>, caller: &Arc<Caller>, lanes: &Lanes, bytes: &[u8], slot: RequestSlot) {
     let envelope = match parse_envelope(bytes) {
         Ok(envelope) => envelope,
         Err(invalid) => {
@@ -500,7 +528,7 @@ fn handle_frame(
             let outbound = lanes.outbound.clone();
             tokio::spawn(async move {
                 let _ = outbound.send(text_frame(&frame)).await;
-                drop(permit);
+                drop(slot);
             });
             return;
         }
@@ -529,7 +557,7 @@ fn handle_frame(
         // The slot is held until the answer is queued: a client that does not read fills its
         // queue, its request tasks wait here, and the connection stops reading from it.
         let _ = outbound.send(frame).await;
-        drop(permit);
+        drop(slot);
     });
 }
 
