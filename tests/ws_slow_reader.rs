@@ -99,8 +99,8 @@ async fn shutdown_closes_a_connection_whose_send_is_blocked() {
     let started = Instant::now();
     let ((), closed_after) = tokio::join!(node.shutdown(), until_open(&state, 0, Duration::from_secs(6)));
     // Shutdown is seen at once; the close frame then waits at most 2 s behind the blocked send.
-    assert!(closed_after < Duration::from_millis(3500), "{closed_after:?}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(closed_after < Duration::from_secs(4), "{closed_after:?}");
+    assert!(started.elapsed() < Duration::from_secs(8));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,5 +114,5 @@ async fn the_pong_timeout_still_closes_a_connection_whose_send_is_blocked() {
     let _stalled = stalled_client(&node).await;
     assert_eq!(state.connections.open(), 1);
     // Two ping intervals without a pong, then at most 2 s for the close frame.
-    until_open(&state, 0, Duration::from_secs(4)).await;
+    until_open(&state, 0, Duration::from_secs(5)).await;
 }
