@@ -88,9 +88,10 @@ impl Default for HttpLimits {
 pub struct WsLimits {
     /// Bytes of outgoing frames (answers and pushes) queued for one connection.
     pub outbound_bytes: usize,
-    /// A connection whose queue stays full, or whose socket accepts nothing, this long is closed.
+    /// A connection whose socket has not taken a frame this long, or whose answer or push has
+    /// waited this long for room in its queue, is closed (1008).
     pub write_timeout: Duration,
-    /// WebSockets open at once from one source address.
+    /// WebSockets of non-owner sessions open at once from one source address.
     pub max_per_ip: usize,
     /// WebSockets open at once for one wallet without the Owner role (owners are uncapped).
     pub max_per_wallet: usize,
@@ -333,10 +334,10 @@ pub struct ServeArgs {
     /// Bytes of outgoing frames queued per WebSocket [default: 8388608].
     #[arg(long, env = "HETEROGEN_WS_OUTBOUND_BYTES", value_name = "BYTES")]
     pub ws_outbound_bytes: Option<usize>,
-    /// A WebSocket that accepts nothing this long is closed, in ms [default: 30000].
+    /// A WebSocket that does not take a frame this long is closed, in ms [default: 30000].
     #[arg(long, env = "HETEROGEN_WS_WRITE_TIMEOUT_MS", value_name = "MS")]
     pub ws_write_timeout_ms: Option<u64>,
-    /// WebSockets open at once from one source address [default: 10000].
+    /// WebSockets of non-owner sessions open at once from one source address [default: 10000].
     #[arg(long, env = "HETEROGEN_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
     /// WebSockets open at once per wallet without the Owner role [default: 100].
