@@ -33,8 +33,6 @@ pub struct NodeConfig {
     pub max_request_bytes: usize,
     /// Interval of protocol pings on WebSockets; a peer that misses one is closed (W-WS-7).
     pub ws_ping_interval: Duration,
-    /// Frames queued for one WebSocket before its producers wait.
-    pub ws_outbound_queue: usize,
     /// Requests of one WebSocket in flight at once before the node stops reading from it.
     pub ws_max_in_flight: usize,
     /// How workers run on this node.
@@ -90,9 +88,10 @@ impl Default for HttpLimits {
 pub struct WsLimits {
     /// Bytes of outgoing frames (answers and pushes) queued for one connection.
     pub outbound_bytes: usize,
-    /// A connection whose queue stays full, or whose socket accepts nothing, this long is closed.
+    /// A connection whose socket has not taken a frame this long, or whose answer or push has
+    /// waited this long for room in its queue, is closed (1008).
     pub write_timeout: Duration,
-    /// WebSockets open at once from one source address.
+    /// WebSockets of non-owner sessions open at once from one source address.
     pub max_per_ip: usize,
     /// WebSockets open at once for one wallet without the Owner role (owners are uncapped).
     pub max_per_wallet: usize,
@@ -215,7 +214,6 @@ impl NodeConfig {
             fsync: true,
             max_request_bytes: 1024 * 1024,
             ws_ping_interval: Duration::from_secs(30),
-            ws_outbound_queue: 256,
             ws_max_in_flight: 64,
             runtime: RuntimeConfig::default(),
             title: "heterogen".into(),
@@ -336,10 +334,10 @@ pub struct ServeArgs {
     /// Bytes of outgoing frames queued per WebSocket [default: 8388608].
     #[arg(long, env = "HETEROGEN_WS_OUTBOUND_BYTES", value_name = "BYTES")]
     pub ws_outbound_bytes: Option<usize>,
-    /// A WebSocket that accepts nothing this long is closed, in ms [default: 30000].
+    /// A WebSocket that does not take a frame this long is closed, in ms [default: 30000].
     #[arg(long, env = "HETEROGEN_WS_WRITE_TIMEOUT_MS", value_name = "MS")]
     pub ws_write_timeout_ms: Option<u64>,
-    /// WebSockets open at once from one source address [default: 10000].
+    /// WebSockets of non-owner sessions open at once from one source address [default: 10000].
     #[arg(long, env = "HETEROGEN_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
     /// WebSockets open at once per wallet without the Owner role [default: 100].

@@ -187,7 +187,7 @@ async fn events_report_starts_reloads_stops_and_auto_stops() {
 async fn a_client_that_stops_reading_gets_a_lagged_notice_and_delays_nobody() {
     let node = TestNode::start_with(|c| {
         quick_runtime(c);
-        c.ws_outbound_queue = 8;
+        c.ws.outbound_bytes = 64 * 1024;
         c.runtime.log_ring_lines = 50;
         c.runtime.log_history_lines = 100;
         c.runtime.log_rate = 1_000_000;

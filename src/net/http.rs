@@ -15,7 +15,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use super::ws;
 use crate::api;
-use crate::auth::Caller;
+use crate::auth::{Caller, Principal};
 use crate::node::NodeState;
 use crate::webfix::{ApiError, WEBFIX_VERSION, parse_envelope};
 
@@ -156,10 +156,17 @@ async fn ws_get(
         peer: Some(peer),
     };
     // W-WS-6: an unknown session is refused at the upgrade — the existing client's intended
-    // path back to its login screen. Roles are checked per request on the open socket.
+    // path back to its login screen. Roles are checked per request on the open socket; here
+    // the role decides only which connection caps apply.
+    let mut non_owner = None;
     if !node.config.open {
         match crate::auth::session_principal(&node, &caller).await {
-            Ok(Some(_)) => {}
+            Ok(Some(Principal::Wallet { address, owner })) => {
+                if !owner {
+                    non_owner = Some(address);
+                }
+            }
+            Ok(Some(Principal::Anyone)) => {}
             Ok(None) => {
                 tracing::debug!(%peer, "WebSocket refused: no live session");
                 return json_response(401, &crate::auth::unauthorized().http_body());
@@ -167,7 +174,7 @@ async fn ws_get(
             Err(error) => return json_response(error.status, &error.http_body()),
         }
     }
-    ws::upgrade(node, upgrade, caller)
+    ws::upgrade(node, upgrade, caller, non_owner)
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> Response {

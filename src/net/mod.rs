@@ -4,10 +4,12 @@
 
 mod http;
 mod listener;
+mod outbound;
 mod serve;
 mod ws;
 
 pub use http::{json_response, router, session_of};
 pub use listener::bind;
+pub use outbound::{Closed, Outbound, TrySendError};
 pub use serve::{PendingLimits, ServeSettings, serve};
-pub use ws::ConnectionSlots;
+pub use ws::{ConnectionSlots, owner_reserve};

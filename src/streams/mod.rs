@@ -3,8 +3,9 @@
 //!
 //! Pushed frames are `{"value":{"channel","module","widget","raw","timestamp"}}` (W-WS-4).
 //! Memory stays bounded whatever a client does (W-STR-4): every subscription writes into its
-//! connection's one bounded queue. Stats and sonar use `try_send` — a full queue skips that
-//! snapshot and the next tick sends the newest; logs wait for room and read by cursor from the
+//! connection's one queue, bounded in bytes. Stats and sonar use `try_send` — a full queue skips
+//! that snapshot and the next tick sends the newest; logs wait for room (a wait past the write
+//! timeout closes the connection) and read by cursor from the
 //! worker's ring, so a reader that falls behind the ring gets `{"type":"lagged","dropped":N}`
 //! and goes on without gaps it does not know about; events come from a broadcast channel whose
 //! overruns are reported the same way. One slow client only ever waits on its own queue.
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use serde_json::{Map, Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub use events::EventBus;
@@ -28,6 +29,7 @@ pub use feeds::{SonarFeed, StatsFeed};
 
 use crate::api::Access;
 use crate::auth::{self, Caller};
+use crate::net::{Outbound, TrySendError};
 use crate::node::NodeState;
 use crate::webfix::{ApiError, Envelope, Reply};
 use crate::workers::model::now_ms;
@@ -59,8 +61,8 @@ fn lagged(subscription: &str, stream: &str, dropped: u64) -> Message {
 
 /// The streams of one WebSocket connection. Dropped with the connection, which ends them all.
 pub struct ConnectionStreams {
-    /// The connection's outbound queue.
-    tx: mpsc::Sender<Message>,
+    /// The connection's outbound queue, bounded in bytes.
+    tx: Outbound,
     /// Cancelled when the connection ends.
     closed: CancellationToken,
     /// Live subscriptions by id.
@@ -77,7 +79,7 @@ impl Drop for ConnectionStreams {
 }
 
 impl ConnectionStreams {
-    pub fn new(tx: mpsc::Sender<Message>) -> Self {
+    pub fn new(tx: Outbound) -> Self {
         ConnectionStreams {
             tx,
             closed: CancellationToken::new(),
@@ -209,12 +211,7 @@ impl ConnectionStreams {
     }
 }
 
-async fn stats_task(
-    node: Arc<NodeState>,
-    tx: mpsc::Sender<Message>,
-    cancel: CancellationToken,
-    every: Duration,
-) {
+async fn stats_task(node: Arc<NodeState>, tx: Outbound, cancel: CancellationToken, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -222,7 +219,7 @@ async fn stats_task(
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {
                 // A full queue skips this snapshot: the next one is newer (W-STR-4).
-                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Message::Text(node.stats_feed.frame(&node))) {
+                if let Err(TrySendError::Closed) = tx.try_send(Message::Text(node.stats_feed.frame(&node))) {
                     break;
                 }
             }
@@ -230,7 +227,7 @@ async fn stats_task(
     }
 }
 
-async fn sonar_task(node: Arc<NodeState>, tx: mpsc::Sender<Message>, cancel: CancellationToken) {
+async fn sonar_task(node: Arc<NodeState>, tx: Outbound, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -238,7 +235,7 @@ async fn sonar_task(node: Arc<NodeState>, tx: mpsc::Sender<Message>, cancel: Can
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {
                 let frame = node.sonar_feed.frame(&node).await;
-                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Message::Text(frame)) {
+                if let Err(TrySendError::Closed) = tx.try_send(Message::Text(frame)) {
                     break;
                 }
             }
@@ -248,7 +245,7 @@ async fn sonar_task(node: Arc<NodeState>, tx: mpsc::Sender<Message>, cancel: Can
 
 async fn logs_task(
     node: Arc<NodeState>,
-    tx: mpsc::Sender<Message>,
+    tx: Outbound,
     cancel: CancellationToken,
     id: String,
     sid: String,
@@ -293,7 +290,7 @@ async fn logs_task(
 
 async fn events_task(
     mut rx: broadcast::Receiver<Utf8Bytes>,
-    tx: mpsc::Sender<Message>,
+    tx: Outbound,
     cancel: CancellationToken,
     id: String,
 ) {

@@ -105,6 +105,36 @@ impl ApiError {
         )
     }
 
+    /// Refused because this source address holds its maximum of WebSockets.
+    pub fn too_many_from_address(max: usize) -> Self {
+        Self::protocol(
+            429,
+            429,
+            format!("This address holds its limit of {max} WebSocket connections; close one first"),
+        )
+    }
+
+    /// Refused because this non-owner wallet holds its maximum of WebSockets.
+    pub fn too_many_for_wallet(max: usize) -> Self {
+        Self::protocol(
+            429,
+            429,
+            format!("This wallet holds its limit of {max} WebSocket connections; close one first"),
+        )
+    }
+
+    /// Refused because only the slots kept for owner sessions are left.
+    pub fn owner_reserve(max: usize, reserved: usize) -> Self {
+        Self::protocol(
+            503,
+            503,
+            format!(
+                "Node is at its limit of {max} WebSocket connections for non-owners \
+                 (the last {reserved} are kept for owners); retry later"
+            ),
+        )
+    }
+
     /// The HTTP body of this error.
     pub fn http_body(&self) -> Value {
         match self.shape {

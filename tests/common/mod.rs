@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod raw_ws;
 
 use std::net::SocketAddr;
 use std::time::Duration;
