@@ -65,6 +65,8 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// An HTTP keep-alive connection with no request in flight is closed after this.
     pub idle_timeout: Duration,
+    /// Time a client has to send a request's whole body once its head has arrived.
+    pub body_timeout: Duration,
     /// Connections from one source address that have not completed a request yet.
     pub max_pending_per_ip: usize,
     /// Connections from all addresses that have not completed a request yet (at start capped
@@ -77,6 +79,7 @@ impl Default for HttpLimits {
         HttpLimits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
             max_pending_per_ip: 256,
             max_pending: 8192,
         }
@@ -324,6 +327,9 @@ pub struct ServeArgs {
     /// Idle HTTP keep-alive connections are closed after this, in ms [default: 60000].
     #[arg(long, env = "HETEROGEN_HTTP_IDLE_TIMEOUT_MS", value_name = "MS")]
     pub http_idle_timeout_ms: Option<u64>,
+    /// Time a client has to send a request's body after its head, in ms [default: 30000].
+    #[arg(long, env = "HETEROGEN_HTTP_BODY_TIMEOUT_MS", value_name = "MS")]
+    pub http_body_timeout_ms: Option<u64>,
     /// Connections per source address that have not completed a request yet [default: 256].
     #[arg(long, env = "HETEROGEN_MAX_PENDING_PER_IP", value_name = "N")]
     pub max_pending_per_ip: Option<usize>,
@@ -450,6 +456,8 @@ struct FileConfig {
     http_header_timeout_ms: Option<u64>,
     #[serde(alias = "http_idle_timeout_ms")]
     http_idle_timeout_ms: Option<u64>,
+    #[serde(alias = "http_body_timeout_ms")]
+    http_body_timeout_ms: Option<u64>,
     #[serde(alias = "max_pending_per_ip")]
     max_pending_per_ip: Option<usize>,
     #[serde(alias = "max_pending")]
@@ -602,6 +610,9 @@ impl ServeArgs {
         if let Some(v) = self.http_idle_timeout_ms.or(file.http_idle_timeout_ms) {
             http.idle_timeout = Duration::from_millis(v);
         }
+        if let Some(v) = self.http_body_timeout_ms.or(file.http_body_timeout_ms) {
+            http.body_timeout = Duration::from_millis(v);
+        }
         if let Some(n) = self.max_pending_per_ip.or(file.max_pending_per_ip) {
             http.max_pending_per_ip = n;
         }
@@ -751,6 +762,9 @@ impl NodeConfig {
         }
         if self.http.idle_timeout < Duration::from_millis(10) {
             return Err(invalid("http-idle-timeout-ms", "must be at least 10"));
+        }
+        if self.http.body_timeout < Duration::from_millis(10) {
+            return Err(invalid("http-body-timeout-ms", "must be at least 10"));
         }
         if self.http.max_pending_per_ip == 0 {
             return Err(invalid("max-pending-per-ip", "must be at least 1"));

@@ -87,7 +87,13 @@ async fn root_post(
         session: session_of(request.headers(), None),
         peer: Some(peer),
     };
-    let bytes = match Limited::new(request.into_body(), limit).collect().await {
+    let deadline = node.config.http.body_timeout;
+    let Ok(read) = tokio::time::timeout(deadline, Limited::new(request.into_body(), limit).collect()).await
+    else {
+        tracing::debug!(%peer, "request body not received in time");
+        return error_response(&ApiError::body_timeout(deadline));
+    };
+    let bytes = match read {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return error_response(&ApiError::too_large(limit));

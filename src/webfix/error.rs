@@ -88,6 +88,14 @@ impl ApiError {
     }
 
     /// W-ENV-4.
+    pub fn body_timeout(limit: std::time::Duration) -> Self {
+        Self::protocol(
+            408,
+            408,
+            format!("Request body not received within {} ms", limit.as_millis()),
+        )
+    }
+
     pub fn too_large(limit: usize) -> Self {
         Self::protocol(
             413,
