@@ -108,7 +108,7 @@ async fn verify_and_open(
         json!({"address": login.address}),
         keep,
     );
-    if node.store.commit(write).await.map_err(ApiError::internal)? == CommitOutcome::CheckFailed {
+    if node.store.commit(write).await.map_err(ApiError::storage)? == CommitOutcome::CheckFailed {
         return Err(ApiError::new(
             401,
             "Login refused: this signed request was already used; sign a new one",
@@ -122,7 +122,7 @@ async fn verify_and_open(
         .sessions
         .create(&login.address)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::storage)?;
     let developer = node.config.open || node.config.is_owner(&login.address);
     tracing::info!(address = %login.address, developer, "session opened");
     Ok((

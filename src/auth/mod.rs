@@ -50,7 +50,7 @@ pub async fn session_principal(node: &NodeState, caller: &Caller) -> Result<Opti
     let Some(session) = &caller.session else {
         return Ok(None);
     };
-    let found = node.sessions.lookup(session).await.map_err(ApiError::internal)?;
+    let found = node.sessions.lookup(session).await.map_err(ApiError::storage)?;
     Ok(found.map(|s| {
         let owner = node.config.is_owner(&s.address);
         Principal::Wallet {
