@@ -6,6 +6,12 @@
 //! local store under `["log", sid, cursor]`, keeping the last `history` lines per worker, so logs
 //! survive a restart; a background task writes them in batches, off the script's path.
 //! A per-worker rate limit drops excess lines and says how many it dropped.
+//!
+//! Readers never allocate state for a worker: a ring exists only for a worker this node runs
+//! or one a live reader follows, after the caller checked that the worker has a record
+//! ([`LogBook::open_known`]); reading history is a range scan from the reader's cursor, so a
+//! page costs what it returns. A deleted worker's ring is freed and its stored history removed
+//! ([`LogBook::forget`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -15,13 +21,20 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use super::engine::{LogLevel, LogSink};
-use crate::store::{AtomicWrite, Key, KeyPart, ListOptions, Store};
-use crate::workers::model::now_ms;
+use crate::store::{AtomicWrite, Key, KeyPart, ListOptions, Store, StoreResult};
+use crate::workers::model::{now_ms, worker_key};
 
 /// Lines waiting to be persisted; past it lines are kept in memory only (and counted).
 const PERSIST_QUEUE: usize = 65_536;
 /// Lines written to the store in one commit at most.
 const PERSIST_BATCH: usize = 512;
+
+/// What the history writer does, in the order it was asked.
+enum Persist {
+    Line(String, LogLine),
+    /// Delete every stored line of a worker (it was deleted).
+    Forget(String),
+}
 
 /// One log line.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,6 +93,8 @@ fn log_prefix(sid: &str) -> Key {
 struct RingInner {
     next_cursor: u64,
     lines: VecDeque<LogLine>,
+    /// The worker was deleted: lines are no longer persisted.
+    forgotten: bool,
 }
 
 /// The recent lines of one worker.
@@ -91,22 +106,18 @@ pub struct LogRing {
     /// The cursor of the newest line, for live readers.
     newest: watch::Sender<u64>,
     /// Where lines go to be persisted.
-    persist: Option<mpsc::Sender<(String, LogLine)>>,
+    persist: Option<mpsc::Sender<Persist>>,
 }
 
 impl LogRing {
-    fn new(
-        sid: &str,
-        capacity: usize,
-        next_cursor: u64,
-        persist: Option<mpsc::Sender<(String, LogLine)>>,
-    ) -> Self {
+    fn new(sid: &str, capacity: usize, next_cursor: u64, persist: Option<mpsc::Sender<Persist>>) -> Self {
         LogRing {
             sid: sid.to_string(),
             capacity: capacity.max(1),
             inner: Mutex::new(RingInner {
                 next_cursor,
                 lines: VecDeque::new(),
+                forgotten: false,
             }),
             newest: watch::channel(next_cursor.saturating_sub(1)).0,
             persist,
@@ -135,15 +146,20 @@ impl LogRing {
                 content: format_line(timestamp, level, message),
                 timestamp,
             };
-            inner.next_cursor += 1;
+            inner.next_cursor = inner.next_cursor.saturating_add(1);
             self.keep(&mut inner, line.clone());
+            // Queued under the lock, so no line of a forgotten worker lands after its
+            // history was deleted (see `LogBook::forget`).
+            if let Some(persist) = &self.persist
+                && !inner.forgotten
+                && persist
+                    .try_send(Persist::Line(self.sid.clone(), line.clone()))
+                    .is_err()
+            {
+                tracing::warn!(sid = %self.sid, cursor = line.cursor, "log history queue full; line kept in memory only");
+            }
             line
         };
-        if let Some(persist) = &self.persist
-            && persist.try_send((self.sid.clone(), line.clone())).is_err()
-        {
-            tracing::warn!(sid = %self.sid, cursor = line.cursor, "log history queue full; line kept in memory only");
-        }
         self.newest.send_replace(line.cursor);
         line
     }
@@ -156,6 +172,13 @@ impl LogRing {
             .filter(|l| l.cursor > cursor)
             .cloned()
             .collect()
+    }
+
+    /// At most `limit` lines after `cursor` held in memory, oldest first.
+    pub fn after(&self, cursor: u64, limit: usize) -> Vec<LogLine> {
+        let inner = self.lock();
+        let start = inner.lines.partition_point(|l| l.cursor <= cursor);
+        inner.lines.range(start..).take(limit).cloned().collect()
     }
 
     /// The oldest cursor held in memory (`next_cursor` when empty).
@@ -184,7 +207,7 @@ pub struct LogBook {
     /// Lines a worker may write per second before lines are dropped.
     rate: u32,
     store: Option<Arc<dyn Store>>,
-    persist: Option<mpsc::Sender<(String, LogLine)>>,
+    persist: Option<mpsc::Sender<Persist>>,
     rings: Mutex<HashMap<String, Arc<LogRing>>>,
 }
 
@@ -220,7 +243,7 @@ impl LogBook {
     }
 
     /// The ring of `sid`, loaded from the stored history the first time (so cursors continue
-    /// after a restart).
+    /// after a restart). For workers known to exist: readers go through [`LogBook::open_known`].
     pub async fn open(&self, sid: &str) -> Arc<LogRing> {
         if let Some(ring) = self.rings().get(sid) {
             return ring.clone();
@@ -243,7 +266,7 @@ impl LogBook {
                 Err(e) => tracing::warn!(%sid, error = %e, "cannot load the log history"),
             }
         }
-        let next = loaded.last().map_or(1, |l| l.cursor + 1);
+        let next = loaded.last().map_or(1, |l| l.cursor.saturating_add(1));
         let mut rings = self.rings();
         // Another caller may have opened it meanwhile: keep theirs.
         rings
@@ -261,33 +284,86 @@ impl LogBook {
             .clone()
     }
 
+    /// The ring of `sid` for a live reader, or `None` when `cluster` holds no record of the
+    /// worker (nothing is allocated then).
+    pub async fn open_known(&self, cluster: &dyn Store, sid: &str) -> StoreResult<Option<Arc<LogRing>>> {
+        if !worker_known(cluster, sid).await? {
+            return Ok(None);
+        }
+        let ring = self.open(sid).await;
+        // A delete committed since the check may have been handled before the open: look
+        // again, so no ring of a deleted worker stays behind.
+        if !worker_known(cluster, sid).await? {
+            self.rings().remove(sid);
+            return Ok(None);
+        }
+        Ok(Some(ring))
+    }
+
     /// Lines of `sid` after `since`, at most `limit`, from memory or, when older, the store.
     /// The second value is how many lines between `since` and the first returned one are gone.
+    ///
+    /// Older lines are one range scan from `since`'s key, so the cost is proportional to the
+    /// lines returned; no ring is opened.
     pub async fn read(&self, sid: &str, since: u64, limit: usize) -> (Vec<LogLine>, u64) {
-        let ring = self.open(sid).await;
+        let first_wanted = since.saturating_add(1);
+        let ring = self.rings().get(sid).cloned();
+        let oldest_in_memory = ring.as_ref().map_or(u64::MAX, |r| r.oldest_cursor());
         let mut lines = Vec::new();
-        if since + 1 < ring.oldest_cursor()
+        if limit > 0
+            && first_wanted < oldest_in_memory
             && let Some(store) = &self.store
         {
-            match store.list(&log_prefix(sid), ListOptions::default()).await {
-                Ok(entries) => {
-                    lines = entries
+            let options = ListOptions {
+                limit: Some(limit),
+                start_after: Some(log_key(sid, since)),
+                ..Default::default()
+            };
+            match store.list(&log_prefix(sid), options).await {
+                Ok(entries) => lines.extend(
+                    entries
                         .iter()
                         .filter_map(|e| LogLine::from_json(&e.value))
-                        .collect()
-                }
+                        .filter(|l| l.cursor > since && l.cursor < oldest_in_memory),
+                ),
                 Err(e) => tracing::warn!(%sid, error = %e, "cannot read the log history"),
             }
-            lines.retain(|l| l.cursor > since && l.cursor < ring.oldest_cursor());
         }
-        lines.extend(ring.since(since));
-        lines.sort_by_key(|l| l.cursor);
-        lines.dedup_by_key(|l| l.cursor);
-        lines.truncate(limit);
+        if let Some(ring) = ring
+            && lines.len() < limit
+        {
+            let after = lines.last().map_or(since, |l| l.cursor);
+            lines.extend(ring.after(after, limit - lines.len()));
+        }
         let gone = lines
             .first()
-            .map_or(0, |first| first.cursor.saturating_sub(since + 1));
+            .map_or(0, |first| first.cursor.saturating_sub(first_wanted));
         (lines, gone)
+    }
+
+    /// Frees the ring of a deleted worker and deletes its stored history. Lines its run still
+    /// writes are not persisted.
+    pub fn forget(&self, sid: &str) {
+        let ring = self.rings().remove(sid);
+        if let Some(ring) = ring {
+            ring.lock().forgotten = true;
+        }
+        let Some(persist) = &self.persist else { return };
+        // Queued after every line the ring queued before it was marked: the history writer
+        // deletes them all.
+        if let Err(mpsc::error::TrySendError::Full(forget)) =
+            persist.try_send(Persist::Forget(sid.to_string()))
+        {
+            let persist = persist.clone();
+            tokio::spawn(async move {
+                let _ = persist.send(forget).await;
+            });
+        }
+    }
+
+    /// How many rings are held in memory.
+    pub fn open_rings(&self) -> usize {
+        self.rings().len()
     }
 
     /// A rate-limited sink writing to the ring of `sid` (open it first).
@@ -318,19 +394,72 @@ impl LogBook {
     }
 }
 
-/// Writes lines to the store in batches and trims each worker's history.
-async fn persist_lines(store: Arc<dyn Store>, history: usize, mut rx: mpsc::Receiver<(String, LogLine)>) {
+/// Whether `cluster` holds the record of worker `sid`.
+pub async fn worker_known(cluster: &dyn Store, sid: &str) -> StoreResult<bool> {
+    Ok(cluster.get(&worker_key(sid)).await?.is_some())
+}
+
+/// Writes lines to the store in batches and trims each worker's history; deletes the history
+/// of forgotten workers.
+async fn persist_lines(store: Arc<dyn Store>, history: usize, mut rx: mpsc::Receiver<Persist>) {
     let mut batch = Vec::with_capacity(PERSIST_BATCH);
     while rx.recv_many(&mut batch, PERSIST_BATCH).await > 0 {
         let mut write = AtomicWrite::new();
-        for (sid, line) in batch.drain(..) {
-            if let Some(old) = line.cursor.checked_sub(history as u64).filter(|c| *c > 0) {
-                write = write.delete(log_key(&sid, old));
+        for op in batch.drain(..) {
+            match op {
+                Persist::Line(sid, line) => {
+                    if let Some(old) = line.cursor.checked_sub(history as u64).filter(|c| *c > 0) {
+                        write = write.delete(log_key(&sid, old));
+                    }
+                    write = write.set(log_key(&sid, line.cursor), line.to_json(&sid));
+                }
+                Persist::Forget(sid) => {
+                    commit_lines(store.as_ref(), std::mem::take(&mut write)).await;
+                    delete_history(store.as_ref(), &sid).await;
+                }
             }
-            write = write.set(log_key(&sid, line.cursor), line.to_json(&sid));
         }
+        commit_lines(store.as_ref(), write).await;
+    }
+}
+
+async fn commit_lines(store: &dyn Store, write: AtomicWrite) {
+    if write.mutations.is_empty() {
+        return;
+    }
+    if let Err(e) = store.commit(write).await {
+        tracing::warn!(error = %e, "cannot persist log lines");
+    }
+}
+
+/// Deletes every stored line of `sid`, at most [`PERSIST_BATCH`] per commit.
+async fn delete_history(store: &dyn Store, sid: &str) {
+    let mut after = None;
+    loop {
+        let options = ListOptions {
+            limit: Some(PERSIST_BATCH),
+            start_after: after.take(),
+            ..Default::default()
+        };
+        let page = match store.list(&log_prefix(sid), options).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(%sid, error = %e, "cannot list the log history to delete");
+                return;
+            }
+        };
+        let Some(last) = page.last() else { return };
+        after = Some(last.key.clone());
+        let full = page.len() == PERSIST_BATCH;
+        let write = page
+            .into_iter()
+            .fold(AtomicWrite::new(), |write, entry| write.delete(entry.key));
         if let Err(e) = store.commit(write).await {
-            tracing::warn!(error = %e, "cannot persist log lines");
+            tracing::warn!(%sid, error = %e, "cannot delete the log history");
+            return;
+        }
+        if !full {
+            return;
         }
     }
 }
