@@ -599,6 +599,56 @@ mod tests {
         assert_eq!(lines.iter().map(|l| l.cursor).collect::<Vec<_>>(), vec![21, 22]);
     }
 
+    async fn stored(store: &Arc<dyn Store>, sid: &str) -> usize {
+        store
+            .list(&log_prefix(sid), ListOptions::default())
+            .await
+            .unwrap()
+            .len()
+    }
+
+    #[tokio::test]
+    async fn pages_cross_from_the_store_to_memory_and_forget_deletes_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
+        let book = LogBook::persistent(store.clone(), 4, 100, 1000);
+        let sink = book.sink("w").await;
+        for i in 0..30 {
+            sink.log(LogLevel::Info, &format!("line {i}"));
+        }
+        for _ in 0..100 {
+            if stored(&store, "w").await == 30 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut seen = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let (lines, gone) = book.read("w", cursor, 7).await;
+            assert_eq!(gone, 0);
+            let Some(last) = lines.last() else { break };
+            cursor = last.cursor;
+            seen.extend(lines.iter().map(|l| l.cursor));
+        }
+        assert_eq!(seen, (1..=30).collect::<Vec<_>>());
+        assert_eq!(book.read("w", u64::MAX, 10).await, (vec![], 0));
+        assert!(book.read("other", 0, 10).await.0.is_empty());
+        assert_eq!(book.open_rings(), 1, "reading opens no ring");
+
+        book.forget("w");
+        sink.log(LogLevel::Info, "written while stopping");
+        assert_eq!(book.open_rings(), 0);
+        for _ in 0..100 {
+            if stored(&store, "w").await == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(stored(&store, "w").await, 0);
+    }
+
     #[tokio::test]
     async fn the_rate_limit_drops_and_says_how_many() {
         let book = LogBook::in_memory(1000);
