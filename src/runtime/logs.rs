@@ -28,6 +28,9 @@ use crate::workers::model::{now_ms, worker_key};
 const PERSIST_QUEUE: usize = 65_536;
 /// Lines written to the store in one commit at most.
 const PERSIST_BATCH: usize = 512;
+/// Longest message kept in a line; the rest is cut. Even fully JSON-escaped (6 bytes a byte)
+/// a line stays under the store's value limit, and a reader's batch stays small.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
 
 /// What the history writer does, in the order it was asked.
 enum Persist {
@@ -70,12 +73,25 @@ impl LogLine {
     }
 }
 
-/// Formats a line as the existing client expects it.
+/// Formats a line as the existing client expects it; a message over [`MAX_MESSAGE_BYTES`] is
+/// cut, and says how much was cut.
 pub fn format_line(timestamp_ms: i64, level: LogLevel, message: &str) -> String {
     let time = chrono::DateTime::from_timestamp_millis(timestamp_ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    format!("[{time}] [{}] {message}\n", level.tag())
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return format!("[{time}] [{}] {message}\n", level.tag());
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = message.len() - end;
+    format!(
+        "[{time}] [{}] {}… ({cut} bytes cut)\n",
+        level.tag(),
+        &message[..end]
+    )
 }
 
 fn log_key(sid: &str, cursor: u64) -> Key {
@@ -545,6 +561,21 @@ mod tests {
     fn lines_have_the_clients_format() {
         let line = format_line(1_760_752_820_498, LogLevel::Info, "hello");
         assert_eq!(line, "[2025-10-18T02:00:20.498Z] [INFO] hello\n");
+    }
+
+    #[test]
+    fn long_messages_are_cut_and_fit_the_store() {
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let line = format_line(0, LogLevel::Info, &long);
+        assert!(line.len() < MAX_MESSAGE_BYTES + 100, "{}", line.len());
+        assert!(line.ends_with(&format!("… ({} bytes cut)\n", long.len() - MAX_MESSAGE_BYTES)));
+        let escaped = LogLine {
+            cursor: 1,
+            level: LogLevel::Info,
+            content: format_line(0, LogLevel::Info, &"\u{1}".repeat(100_000)),
+            timestamp: 0,
+        };
+        assert!(escaped.to_json("w").to_string().len() < crate::store::MAX_VALUE_BYTES);
     }
 
     #[tokio::test]

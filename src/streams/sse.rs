@@ -1,4 +1,4 @@
-//! `GET /api/worker/logs/stream?sid=…&follow=true|false` (W-STR-6), framed exactly as the
+//! `GET /api/worker/logs/stream?sid=…&follow=true|false[&since=cursor]` (W-STR-6), framed exactly as the
 //! existing client parses it (stels-client.md §5): LF only, one `data: {json}` line per event,
 //! events `connected`, `log` (`content`), `complete`, `error`; `: ping` comments keep idle
 //! streams alive. Each event is written as soon as it exists (no buffering).
