@@ -139,6 +139,17 @@ async fn open_fjall(config: &NodeConfig, name: &str) -> Result<Arc<dyn Store>, N
 /// Starts a node on a cluster store opened by the caller (another backend, a wrapped one, or
 /// one shared by several nodes in a test); the local store is opened under `data_dir/local`.
 pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Result<RunningNode, NodeError> {
+    let local_store = open_fjall(&config, "local").await?;
+    start_with_stores(config, store, local_store).await
+}
+
+/// Starts a node on a cluster store and a local store (`Stels.local`, log history) opened by
+/// the caller.
+pub async fn start_with_stores(
+    config: NodeConfig,
+    store: Arc<dyn Store>,
+    local_store: Arc<dyn Store>,
+) -> Result<RunningNode, NodeError> {
     let fd_limit = raise_fd_limit();
     // Past the descriptor limit accepts would fail with EMFILE; refusing with 503 is clearer.
     let capacity = usize::try_from(fd_limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
@@ -170,7 +181,6 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
         addr: config.listen,
         source,
     })?;
-    let local_store = open_fjall(&config, "local").await?;
     let stats = Arc::new(StatsBoard::default());
     let logs = Arc::new(LogBook::persistent(
         local_store.clone(),

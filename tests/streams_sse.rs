@@ -157,6 +157,20 @@ async fn the_stream_checks_its_input_and_the_caller() {
             .err(),
         Some(400)
     );
+    // A worker that does not exist is 404.
+    assert_eq!(
+        SseReader::open(&node, &format!("sid={sid}"), Some(&session))
+            .await
+            .err(),
+        Some(404)
+    );
+    let record = json!({"raw": {"sid": sid}});
+    node.running()
+        .state()
+        .store
+        .commit(heterogen::store::AtomicWrite::new().set(heterogen::workers::model::worker_key(&sid), record))
+        .await
+        .unwrap();
     // The session may also come as ?session= (EventSource cannot set headers).
     let mut sse = SseReader::open(&node, &format!("sid={sid}&follow=false&session={session}"), None)
         .await

@@ -1,8 +1,10 @@
 //! `getWorkerLogs`: a worker's log lines after a cursor, from memory or the stored history.
+//! A sid without a worker record is 404 and allocates nothing.
 
 use serde_json::{Map, Value, json};
 
 use crate::node::NodeState;
+use crate::runtime::logs::worker_known;
 use crate::webfix::{ApiError, Reply};
 
 /// Lines returned at most per call.
@@ -30,7 +32,14 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
             }
         },
     };
-    let (lines, dropped) = node.logs.read(sid, since, limit as usize).await;
+    if !worker_known(node.store.as_ref(), sid)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::new(404, "Worker not found"));
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let (lines, dropped) = node.logs.read(sid, since, limit).await;
     let next = lines.last().map_or(since, |l| l.cursor);
     let lines: Vec<Value> = lines.iter().map(|l| l.to_json(sid)).collect();
     Ok((

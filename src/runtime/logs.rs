@@ -6,6 +6,12 @@
 //! local store under `["log", sid, cursor]`, keeping the last `history` lines per worker, so logs
 //! survive a restart; a background task writes them in batches, off the script's path.
 //! A per-worker rate limit drops excess lines and says how many it dropped.
+//!
+//! Readers never allocate state for a worker: a ring exists only for a worker this node runs
+//! or one a live reader follows, after the caller checked that the worker has a record
+//! ([`LogBook::open_known`]); reading history is a range scan from the reader's cursor, so a
+//! page costs what it returns. A deleted worker's ring is freed and its stored history removed
+//! ([`LogBook::forget`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -15,13 +21,23 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use super::engine::{LogLevel, LogSink};
-use crate::store::{AtomicWrite, Key, KeyPart, ListOptions, Store};
-use crate::workers::model::now_ms;
+use crate::store::{AtomicWrite, Key, KeyPart, ListOptions, Store, StoreResult};
+use crate::workers::model::{now_ms, worker_key};
 
 /// Lines waiting to be persisted; past it lines are kept in memory only (and counted).
 const PERSIST_QUEUE: usize = 65_536;
 /// Lines written to the store in one commit at most.
 const PERSIST_BATCH: usize = 512;
+/// Longest message kept in a line; the rest is cut. Even fully JSON-escaped (6 bytes a byte)
+/// a line stays under the store's value limit, and a reader's batch stays small.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+
+/// What the history writer does, in the order it was asked.
+enum Persist {
+    Line(String, LogLine),
+    /// Delete every stored line of a worker (it was deleted).
+    Forget(String),
+}
 
 /// One log line.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,12 +73,25 @@ impl LogLine {
     }
 }
 
-/// Formats a line as the existing client expects it.
+/// Formats a line as the existing client expects it; a message over [`MAX_MESSAGE_BYTES`] is
+/// cut, and says how much was cut.
 pub fn format_line(timestamp_ms: i64, level: LogLevel, message: &str) -> String {
     let time = chrono::DateTime::from_timestamp_millis(timestamp_ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    format!("[{time}] [{}] {message}\n", level.tag())
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return format!("[{time}] [{}] {message}\n", level.tag());
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = message.len() - end;
+    format!(
+        "[{time}] [{}] {}… ({cut} bytes cut)\n",
+        level.tag(),
+        &message[..end]
+    )
 }
 
 fn log_key(sid: &str, cursor: u64) -> Key {
@@ -80,6 +109,8 @@ fn log_prefix(sid: &str) -> Key {
 struct RingInner {
     next_cursor: u64,
     lines: VecDeque<LogLine>,
+    /// The worker was deleted: lines are no longer persisted.
+    forgotten: bool,
 }
 
 /// The recent lines of one worker.
@@ -91,22 +122,18 @@ pub struct LogRing {
     /// The cursor of the newest line, for live readers.
     newest: watch::Sender<u64>,
     /// Where lines go to be persisted.
-    persist: Option<mpsc::Sender<(String, LogLine)>>,
+    persist: Option<mpsc::Sender<Persist>>,
 }
 
 impl LogRing {
-    fn new(
-        sid: &str,
-        capacity: usize,
-        next_cursor: u64,
-        persist: Option<mpsc::Sender<(String, LogLine)>>,
-    ) -> Self {
+    fn new(sid: &str, capacity: usize, next_cursor: u64, persist: Option<mpsc::Sender<Persist>>) -> Self {
         LogRing {
             sid: sid.to_string(),
             capacity: capacity.max(1),
             inner: Mutex::new(RingInner {
                 next_cursor,
                 lines: VecDeque::new(),
+                forgotten: false,
             }),
             newest: watch::channel(next_cursor.saturating_sub(1)).0,
             persist,
@@ -135,15 +162,20 @@ impl LogRing {
                 content: format_line(timestamp, level, message),
                 timestamp,
             };
-            inner.next_cursor += 1;
+            inner.next_cursor = inner.next_cursor.saturating_add(1);
             self.keep(&mut inner, line.clone());
+            // Queued under the lock, so no line of a forgotten worker lands after its
+            // history was deleted (see `LogBook::forget`).
+            if let Some(persist) = &self.persist
+                && !inner.forgotten
+                && persist
+                    .try_send(Persist::Line(self.sid.clone(), line.clone()))
+                    .is_err()
+            {
+                tracing::warn!(sid = %self.sid, cursor = line.cursor, "log history queue full; line kept in memory only");
+            }
             line
         };
-        if let Some(persist) = &self.persist
-            && persist.try_send((self.sid.clone(), line.clone())).is_err()
-        {
-            tracing::warn!(sid = %self.sid, cursor = line.cursor, "log history queue full; line kept in memory only");
-        }
         self.newest.send_replace(line.cursor);
         line
     }
@@ -156,6 +188,13 @@ impl LogRing {
             .filter(|l| l.cursor > cursor)
             .cloned()
             .collect()
+    }
+
+    /// At most `limit` lines after `cursor` held in memory, oldest first.
+    pub fn after(&self, cursor: u64, limit: usize) -> Vec<LogLine> {
+        let inner = self.lock();
+        let start = inner.lines.partition_point(|l| l.cursor <= cursor);
+        inner.lines.range(start..).take(limit).cloned().collect()
     }
 
     /// The oldest cursor held in memory (`next_cursor` when empty).
@@ -184,7 +223,7 @@ pub struct LogBook {
     /// Lines a worker may write per second before lines are dropped.
     rate: u32,
     store: Option<Arc<dyn Store>>,
-    persist: Option<mpsc::Sender<(String, LogLine)>>,
+    persist: Option<mpsc::Sender<Persist>>,
     rings: Mutex<HashMap<String, Arc<LogRing>>>,
 }
 
@@ -220,7 +259,7 @@ impl LogBook {
     }
 
     /// The ring of `sid`, loaded from the stored history the first time (so cursors continue
-    /// after a restart).
+    /// after a restart). For workers known to exist: readers go through [`LogBook::open_known`].
     pub async fn open(&self, sid: &str) -> Arc<LogRing> {
         if let Some(ring) = self.rings().get(sid) {
             return ring.clone();
@@ -243,7 +282,7 @@ impl LogBook {
                 Err(e) => tracing::warn!(%sid, error = %e, "cannot load the log history"),
             }
         }
-        let next = loaded.last().map_or(1, |l| l.cursor + 1);
+        let next = loaded.last().map_or(1, |l| l.cursor.saturating_add(1));
         let mut rings = self.rings();
         // Another caller may have opened it meanwhile: keep theirs.
         rings
@@ -261,33 +300,86 @@ impl LogBook {
             .clone()
     }
 
+    /// The ring of `sid` for a live reader, or `None` when `cluster` holds no record of the
+    /// worker (nothing is allocated then).
+    pub async fn open_known(&self, cluster: &dyn Store, sid: &str) -> StoreResult<Option<Arc<LogRing>>> {
+        if !worker_known(cluster, sid).await? {
+            return Ok(None);
+        }
+        let ring = self.open(sid).await;
+        // A delete committed since the check may have been handled before the open: look
+        // again, so no ring of a deleted worker stays behind.
+        if !worker_known(cluster, sid).await? {
+            self.rings().remove(sid);
+            return Ok(None);
+        }
+        Ok(Some(ring))
+    }
+
     /// Lines of `sid` after `since`, at most `limit`, from memory or, when older, the store.
     /// The second value is how many lines between `since` and the first returned one are gone.
+    ///
+    /// Older lines are one range scan from `since`'s key, so the cost is proportional to the
+    /// lines returned; no ring is opened.
     pub async fn read(&self, sid: &str, since: u64, limit: usize) -> (Vec<LogLine>, u64) {
-        let ring = self.open(sid).await;
+        let first_wanted = since.saturating_add(1);
+        let ring = self.rings().get(sid).cloned();
+        let oldest_in_memory = ring.as_ref().map_or(u64::MAX, |r| r.oldest_cursor());
         let mut lines = Vec::new();
-        if since + 1 < ring.oldest_cursor()
+        if limit > 0
+            && first_wanted < oldest_in_memory
             && let Some(store) = &self.store
         {
-            match store.list(&log_prefix(sid), ListOptions::default()).await {
-                Ok(entries) => {
-                    lines = entries
+            let options = ListOptions {
+                limit: Some(limit),
+                start_after: Some(log_key(sid, since)),
+                ..Default::default()
+            };
+            match store.list(&log_prefix(sid), options).await {
+                Ok(entries) => lines.extend(
+                    entries
                         .iter()
                         .filter_map(|e| LogLine::from_json(&e.value))
-                        .collect()
-                }
+                        .filter(|l| l.cursor > since && l.cursor < oldest_in_memory),
+                ),
                 Err(e) => tracing::warn!(%sid, error = %e, "cannot read the log history"),
             }
-            lines.retain(|l| l.cursor > since && l.cursor < ring.oldest_cursor());
         }
-        lines.extend(ring.since(since));
-        lines.sort_by_key(|l| l.cursor);
-        lines.dedup_by_key(|l| l.cursor);
-        lines.truncate(limit);
+        if let Some(ring) = ring
+            && lines.len() < limit
+        {
+            let after = lines.last().map_or(since, |l| l.cursor);
+            lines.extend(ring.after(after, limit - lines.len()));
+        }
         let gone = lines
             .first()
-            .map_or(0, |first| first.cursor.saturating_sub(since + 1));
+            .map_or(0, |first| first.cursor.saturating_sub(first_wanted));
         (lines, gone)
+    }
+
+    /// Frees the ring of a deleted worker and deletes its stored history. Lines its run still
+    /// writes are not persisted.
+    pub fn forget(&self, sid: &str) {
+        let ring = self.rings().remove(sid);
+        if let Some(ring) = ring {
+            ring.lock().forgotten = true;
+        }
+        let Some(persist) = &self.persist else { return };
+        // Queued after every line the ring queued before it was marked: the history writer
+        // deletes them all.
+        if let Err(mpsc::error::TrySendError::Full(forget)) =
+            persist.try_send(Persist::Forget(sid.to_string()))
+        {
+            let persist = persist.clone();
+            tokio::spawn(async move {
+                let _ = persist.send(forget).await;
+            });
+        }
+    }
+
+    /// How many rings are held in memory.
+    pub fn open_rings(&self) -> usize {
+        self.rings().len()
     }
 
     /// A rate-limited sink writing to the ring of `sid` (open it first).
@@ -318,19 +410,72 @@ impl LogBook {
     }
 }
 
-/// Writes lines to the store in batches and trims each worker's history.
-async fn persist_lines(store: Arc<dyn Store>, history: usize, mut rx: mpsc::Receiver<(String, LogLine)>) {
+/// Whether `cluster` holds the record of worker `sid`.
+pub async fn worker_known(cluster: &dyn Store, sid: &str) -> StoreResult<bool> {
+    Ok(cluster.get(&worker_key(sid)).await?.is_some())
+}
+
+/// Writes lines to the store in batches and trims each worker's history; deletes the history
+/// of forgotten workers.
+async fn persist_lines(store: Arc<dyn Store>, history: usize, mut rx: mpsc::Receiver<Persist>) {
     let mut batch = Vec::with_capacity(PERSIST_BATCH);
     while rx.recv_many(&mut batch, PERSIST_BATCH).await > 0 {
         let mut write = AtomicWrite::new();
-        for (sid, line) in batch.drain(..) {
-            if let Some(old) = line.cursor.checked_sub(history as u64).filter(|c| *c > 0) {
-                write = write.delete(log_key(&sid, old));
+        for op in batch.drain(..) {
+            match op {
+                Persist::Line(sid, line) => {
+                    if let Some(old) = line.cursor.checked_sub(history as u64).filter(|c| *c > 0) {
+                        write = write.delete(log_key(&sid, old));
+                    }
+                    write = write.set(log_key(&sid, line.cursor), line.to_json(&sid));
+                }
+                Persist::Forget(sid) => {
+                    commit_lines(store.as_ref(), std::mem::take(&mut write)).await;
+                    delete_history(store.as_ref(), &sid).await;
+                }
             }
-            write = write.set(log_key(&sid, line.cursor), line.to_json(&sid));
         }
+        commit_lines(store.as_ref(), write).await;
+    }
+}
+
+async fn commit_lines(store: &dyn Store, write: AtomicWrite) {
+    if write.mutations.is_empty() {
+        return;
+    }
+    if let Err(e) = store.commit(write).await {
+        tracing::warn!(error = %e, "cannot persist log lines");
+    }
+}
+
+/// Deletes every stored line of `sid`, at most [`PERSIST_BATCH`] per commit.
+async fn delete_history(store: &dyn Store, sid: &str) {
+    let mut after = None;
+    loop {
+        let options = ListOptions {
+            limit: Some(PERSIST_BATCH),
+            start_after: after.take(),
+            ..Default::default()
+        };
+        let page = match store.list(&log_prefix(sid), options).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(%sid, error = %e, "cannot list the log history to delete");
+                return;
+            }
+        };
+        let Some(last) = page.last() else { return };
+        after = Some(last.key.clone());
+        let full = page.len() == PERSIST_BATCH;
+        let write = page
+            .into_iter()
+            .fold(AtomicWrite::new(), |write, entry| write.delete(entry.key));
         if let Err(e) = store.commit(write).await {
-            tracing::warn!(error = %e, "cannot persist log lines");
+            tracing::warn!(%sid, error = %e, "cannot delete the log history");
+            return;
+        }
+        if !full {
+            return;
         }
     }
 }
@@ -418,6 +563,21 @@ mod tests {
         assert_eq!(line, "[2025-10-18T02:00:20.498Z] [INFO] hello\n");
     }
 
+    #[test]
+    fn long_messages_are_cut_and_fit_the_store() {
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let line = format_line(0, LogLevel::Info, &long);
+        assert!(line.len() < MAX_MESSAGE_BYTES + 100, "{}", line.len());
+        assert!(line.ends_with(&format!("… ({} bytes cut)\n", long.len() - MAX_MESSAGE_BYTES)));
+        let escaped = LogLine {
+            cursor: 1,
+            level: LogLevel::Info,
+            content: format_line(0, LogLevel::Info, &"\u{1}".repeat(100_000)),
+            timestamp: 0,
+        };
+        assert!(escaped.to_json("w").to_string().len() < crate::store::MAX_VALUE_BYTES);
+    }
+
     #[tokio::test]
     async fn ring_is_bounded_and_resumable() {
         let book = LogBook::in_memory(3);
@@ -468,6 +628,56 @@ mod tests {
         assert!(lines[0].content.ends_with("line 15\n"));
         let (lines, _) = book.read("w", 20, 2).await;
         assert_eq!(lines.iter().map(|l| l.cursor).collect::<Vec<_>>(), vec![21, 22]);
+    }
+
+    async fn stored(store: &Arc<dyn Store>, sid: &str) -> usize {
+        store
+            .list(&log_prefix(sid), ListOptions::default())
+            .await
+            .unwrap()
+            .len()
+    }
+
+    #[tokio::test]
+    async fn pages_cross_from_the_store_to_memory_and_forget_deletes_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
+        let book = LogBook::persistent(store.clone(), 4, 100, 1000);
+        let sink = book.sink("w").await;
+        for i in 0..30 {
+            sink.log(LogLevel::Info, &format!("line {i}"));
+        }
+        for _ in 0..100 {
+            if stored(&store, "w").await == 30 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut seen = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let (lines, gone) = book.read("w", cursor, 7).await;
+            assert_eq!(gone, 0);
+            let Some(last) = lines.last() else { break };
+            cursor = last.cursor;
+            seen.extend(lines.iter().map(|l| l.cursor));
+        }
+        assert_eq!(seen, (1..=30).collect::<Vec<_>>());
+        assert_eq!(book.read("w", u64::MAX, 10).await, (vec![], 0));
+        assert!(book.read("other", 0, 10).await.0.is_empty());
+        assert_eq!(book.open_rings(), 1, "reading opens no ring");
+
+        book.forget("w");
+        sink.log(LogLevel::Info, "written while stopping");
+        assert_eq!(book.open_rings(), 0);
+        for _ in 0..100 {
+            if stored(&store, "w").await == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(stored(&store, "w").await, 0);
     }
 
     #[tokio::test]

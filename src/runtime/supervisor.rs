@@ -279,8 +279,12 @@ impl State {
         if record.as_ref().is_none_or(|r| !r.active) {
             tracked.settled = None;
         }
+        let deleted = record.is_none();
         tracked.record = record;
         self.reconcile(sid);
+        if deleted {
+            self.shared.logs.forget(sid);
+        }
         if let Some(tracked) = self.workers.get(sid)
             && tracked.record.is_none()
             && tracked.running.is_none()
@@ -390,6 +394,9 @@ impl State {
 
     fn run_ended(&mut self, sid: &str, generation: u64, end: RunEnd) {
         let Some(tracked) = self.workers.get_mut(sid) else {
+            // The worker was deleted while this run was stopping; the run may have opened its
+            // log after the delete was handled.
+            self.shared.logs.forget(sid);
             return;
         };
         if tracked

@@ -38,7 +38,8 @@ use crate::workers::model::now_ms;
 pub const MAX_SUBSCRIPTIONS: usize = 64;
 /// Shortest stats interval (W-STR-1).
 pub const MIN_STATS_INTERVAL: Duration = Duration::from_millis(100);
-/// Log lines read per step while catching up.
+/// Log lines read per step while catching up (each step is one range scan from the cursor, so
+/// a subscription holds at most this many lines besides its connection's queue).
 const LOG_BATCH: usize = 256;
 
 /// A pushed frame: `{"value":{channel, module, widget, raw, timestamp}}`.
@@ -162,13 +163,21 @@ impl ConnectionStreams {
                     Some(sid) if uuid::Uuid::try_parse(sid).is_ok() => sid.to_string(),
                     _ => return Err(ApiError::invalid_body("sid must be a worker id (UUID)")),
                 };
-                let ring = node.logs.open(&sid).await;
                 let since = match body.get("since") {
-                    None | Some(Value::Null) => ring.next_cursor() - 1,
-                    Some(v) => v
-                        .as_u64()
-                        .ok_or_else(|| ApiError::invalid_body("since must be a log cursor (a number)"))?,
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(
+                        v.as_u64()
+                            .ok_or_else(|| ApiError::invalid_body("since must be a log cursor (a number)"))?,
+                    ),
                 };
+                // An unknown worker gets no ring (nothing allocated).
+                let ring = node
+                    .logs
+                    .open_known(node.store.as_ref(), &sid)
+                    .await
+                    .map_err(ApiError::internal)?
+                    .ok_or_else(|| ApiError::new(404, "Worker not found"))?;
+                let since = since.unwrap_or_else(|| ring.next_cursor().saturating_sub(1));
                 extra.insert("sid".into(), json!(sid));
                 extra.insert("cursor".into(), json!(ring.next_cursor()));
                 let (node, tx) = (node.clone(), self.tx.clone());
@@ -251,7 +260,8 @@ async fn logs_task(
     sid: String,
     mut cursor: u64,
 ) {
-    let ring = node.logs.open(&sid).await;
+    // Opened by `subscribe`; a worker deleted since then has none, and nothing is re-created.
+    let ring = node.logs.ring(&sid);
     let mut newest = ring.subscribe();
     let channel = format!("ami.logs.{sid}");
     loop {

@@ -1,16 +1,15 @@
-//! `GET /api/worker/logs/stream?sid=…&follow=true|false` (W-STR-6), framed exactly as the
+//! `GET /api/worker/logs/stream?sid=…&follow=true|false[&since=cursor]` (W-STR-6), framed exactly as the
 //! existing client parses it (stels-client.md §5): LF only, one `data: {json}` line per event,
 //! events `connected`, `log` (`content`), `complete`, `error`; `: ping` comments keep idle
 //! streams alive. Each event is written as soon as it exists (no buffering).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -19,7 +18,7 @@ use crate::api::Access;
 use crate::auth::{self, Caller};
 use crate::net::{json_response, session_of};
 use crate::node::NodeState;
-use crate::runtime::logs::{KEEP_ALIVE, wait_after};
+use crate::runtime::logs::{KEEP_ALIVE, LogRing, wait_after, worker_known};
 
 /// Events buffered for a slow reader before the producer waits.
 const QUEUE: usize = 64;
@@ -30,13 +29,62 @@ fn event(value: Value) -> Bytes {
     Bytes::from(format!("data: {value}\n\n"))
 }
 
-/// The handler.
+/// What a stream asks for: `sid` (a worker id), `follow` (`true|1` by default, or `false|0`)
+/// and `since`, the cursor to start after (0 by default: every line kept). Other parameters
+/// (`session`) are not its business.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamQuery {
+    pub sid: String,
+    pub follow: bool,
+    pub since: u64,
+}
+
+impl StreamQuery {
+    /// Parses the query of `uri`; the error is the message for a 400. A repeated parameter
+    /// counts by its last value.
+    pub fn parse(uri: &Uri) -> Result<StreamQuery, String> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
+            .map_err(|_| "Invalid query string".to_string())?;
+        let param = |name: &str| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        let sid = match param("sid") {
+            Some(sid) if uuid::Uuid::try_parse(sid).is_ok() => sid.to_string(),
+            _ => return Err("Invalid sid: expected a worker id (UUID)".into()),
+        };
+        let follow = match param("follow") {
+            None | Some("true") | Some("1") => true,
+            Some("false") | Some("0") => false,
+            Some(other) => return Err(format!("Invalid follow {other:?}: expected true or false")),
+        };
+        let since = match param("since") {
+            None => 0,
+            Some(text) => text.parse::<u64>().map_err(|_| {
+                format!(
+                    "Invalid since {text:?}: expected a log cursor (0 to {})",
+                    u64::MAX
+                )
+            })?,
+        };
+        Ok(StreamQuery { sid, follow, since })
+    }
+
+    /// The query string that parses back to `self`.
+    pub fn to_query(&self) -> String {
+        format!("sid={}&follow={}&since={}", self.sid, self.follow, self.since)
+    }
+}
+
+/// The handler. An unknown worker is 404 and allocates nothing.
 pub async fn logs_stream(
     State(node): State<Arc<NodeState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    uri: axum::http::Uri,
-    Query(params): Query<HashMap<String, String>>,
+    uri: Uri,
 ) -> Response {
     let caller = Caller {
         session: session_of(&headers, uri.query()),
@@ -45,22 +93,31 @@ pub async fn logs_stream(
     if let Err(error) = auth::authorize(&node, &caller, Access::Owner).await {
         return json_response(error.status, &error.http_body());
     }
-    let sid = match params.get("sid") {
-        Some(sid) if uuid::Uuid::try_parse(sid).is_ok() => sid.clone(),
-        _ => return json_response(400, &json!({"error": "Invalid sid: expected a worker id (UUID)"})),
+    let query = match StreamQuery::parse(&uri) {
+        Ok(query) => query,
+        Err(message) => return json_response(400, &json!({ "error": message })),
     };
-    let follow = match params.get("follow").map(String::as_str) {
-        None | Some("true") | Some("1") => true,
-        Some("false") | Some("0") => false,
-        Some(other) => {
-            return json_response(
-                400,
-                &json!({"error": format!("Invalid follow {other:?}: expected true or false")}),
-            );
+    // Only a follower needs the ring (to wake on new lines); the history is read without it.
+    let known = if query.follow {
+        node.logs
+            .open_known(node.store.as_ref(), &query.sid)
+            .await
+            .map(|ring| ring.map(Some))
+    } else {
+        worker_known(node.store.as_ref(), &query.sid)
+            .await
+            .map(|known| known.then_some(None))
+    };
+    let ring = match known {
+        Ok(Some(ring)) => ring,
+        Ok(None) => return json_response(404, &json!({"error": "Worker not found"})),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot look the worker up");
+            return json_response(500, &json!({"error": "Internal server error"}));
         }
     };
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
-    tokio::spawn(produce(node, sid, follow, tx));
+    tokio::spawn(produce(node, query, ring, tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|bytes| (Ok::<_, Infallible>(bytes), rx))
     });
@@ -77,7 +134,15 @@ pub async fn logs_stream(
 }
 
 /// Writes the stream's events until it ends or the reader goes away (a failed send).
-async fn produce(node: Arc<NodeState>, sid: String, follow: bool, tx: mpsc::Sender<Bytes>) {
+/// Reads `BATCH` lines at a time, so a reader holds at most that many plus `QUEUE` events.
+/// `ring` is the worker's ring when following.
+async fn produce(
+    node: Arc<NodeState>,
+    query: StreamQuery,
+    ring: Option<Arc<LogRing>>,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let StreamQuery { sid, follow, since } = query;
     if tx
         .send(event(json!({"type": "connected", "sid": sid, "follow": follow})))
         .await
@@ -85,9 +150,8 @@ async fn produce(node: Arc<NodeState>, sid: String, follow: bool, tx: mpsc::Send
     {
         return;
     }
-    let ring = node.logs.open(&sid).await;
-    let mut newest = ring.subscribe();
-    let mut cursor = 0;
+    let mut newest = ring.as_ref().map(|ring| ring.subscribe());
+    let mut cursor = since;
     loop {
         let (lines, gone) = node.logs.read(&sid, cursor, BATCH).await;
         if gone > 0 {
@@ -112,16 +176,16 @@ async fn produce(node: Arc<NodeState>, sid: String, follow: bool, tx: mpsc::Send
         if full {
             continue;
         }
-        if !follow {
+        let Some(newest) = newest.as_mut() else {
             let _ = tx.send(event(json!({"type": "complete"}))).await;
             return;
-        }
+        };
         tokio::select! {
             _ = node.shutdown.cancelled() => {
                 let _ = tx.send(event(json!({"type": "complete", "reason": "node shutting down"}))).await;
                 return;
             }
-            more = wait_after(&mut newest, cursor) => if !more { return },
+            more = wait_after(newest, cursor) => if !more { return },
             _ = tokio::time::sleep(KEEP_ALIVE) => {
                 if tx.send(Bytes::from_static(b": ping\n\n")).await.is_err() {
                     return;
