@@ -21,48 +21,16 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{Node, Wait, Ws, cpu_seconds, env_or, next_text, percentile_ms, settled_rss_kib, stop_node};
-
-/// Starts `binary` (`serve` on 127.0.0.1:0, `--open --fsync false`, then `extra_args`).
-async fn spawn_node(binary: &str, dir: &Path, extra_args: &[&str]) -> Node {
-    let mut child = Command::new(binary)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .args(["--open", "--fsync", "false"])
-        .args(extra_args)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cannot start the heterogen binary");
-    let pid = child.id().expect("child has no pid");
-    let stdout = child.stdout.take().expect("no stdout pipe");
-    let line = tokio::time::timeout(
-        Duration::from_secs(30),
-        BufReader::new(stdout).lines().next_line(),
-    )
-    .await
-    .expect("node did not start within 30 s")
-    .expect("cannot read the node's stdout")
-    .expect("node exited before listening");
-    let addr = line
-        .strip_prefix("heterogen listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("bad address in the listening line");
-    Node { child, pid, addr }
-}
+use support::{
+    Wait, Ws, cpu_seconds, env_or, next_text, percentile_ms, settled_rss_kib, spawn_binary, stop_node,
+};
 
 async fn call(http: &reqwest::Client, addr: SocketAddr, method: &str, body: Value) -> Value {
     let envelope = json!({"webfix": "1.0", "method": method, "params": [], "body": body});
@@ -228,7 +196,7 @@ async fn run() {
     let slow: usize = env_or("BENCH_LOG_SLOW", 60);
     let binary: String = env_or("BENCH_LOG_BINARY", env!("CARGO_BIN_EXE_heterogen").to_string());
     let dir = tempfile::tempdir().expect("no temporary directory");
-    let node = spawn_node(&binary, dir.path(), &["--log-rate", "1000000"]).await;
+    let node = spawn_binary(&binary, dir.path(), &["--log-rate", "1000000"]).await;
     let (addr, pid) = (node.addr, node.pid.to_string());
     let http = reqwest::Client::new();
     let (sid, last) = logging_worker(&http, addr, lines).await;

@@ -2,14 +2,15 @@
 //! `serve 2>&1 | tee` ended with Ctrl-C, a stuck log shipper), and the node must go on serving:
 //! log lines are dropped, never a panic and never a blocked request.
 
+mod common;
+
 use std::fs::File;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 /// A FIFO at `path`, opened for writing once a reader holds its other end.
 fn fifo(path: &Path) {
@@ -19,27 +20,9 @@ fn fifo(path: &Path) {
 
 /// Starts the node with `stderr` as its standard error, logging every failed request (debug).
 async fn spawn_node(dir: &Path, stderr: File) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heterogen"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--open", "--data-dir"])
-        .arg(dir.join("data"))
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(stderr))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("node did not start")
-        .unwrap()
-        .expect("node exited before listening");
-    let url = format!(
-        "{}/",
-        line.strip_prefix("heterogen listening on ")
-            .unwrap_or_else(|| panic!("{line}"))
-    );
-    (child, url)
+    let node = common::process::spawn_node_with_stderr(dir, &[], Stdio::from(stderr), "debug").await;
+    let url = node.url();
+    (node.child, url)
 }
 
 /// `n` requests that each fail and so each write a log line; every one must be answered.
@@ -86,7 +69,7 @@ async fn the_node_keeps_serving_after_its_log_reader_exits() {
         .spawn()
         .unwrap();
     let writer = File::options().write(true).open(&path).unwrap();
-    let (child, url) = spawn_node(dir.path(), writer).await;
+    let (child, url) = spawn_node(&dir.path().join("data"), writer).await;
     failing_requests(&url, 5).await;
 
     reader.kill().unwrap();
@@ -106,7 +89,7 @@ async fn the_node_keeps_serving_while_its_log_reader_stalls() {
     let stalled_reader = std::thread::spawn(move || File::open(read_path).unwrap());
     let writer = File::options().write(true).open(&path).unwrap();
     let _stalled_reader = stalled_reader.join().unwrap();
-    let (child, url) = spawn_node(dir.path(), writer).await;
+    let (child, url) = spawn_node(&dir.path().join("data"), writer).await;
     // ~150 bytes of log per request: several times what the pipe holds.
     failing_requests(&url, 3000).await;
     stops_cleanly(child).await;

@@ -106,13 +106,20 @@ pub struct Node {
 /// Starts the release binary on 127.0.0.1:0 (`--open --fsync false`, a per-address pending cap
 /// of 4096, then `extra_args`) and waits for its "listening" line.
 pub async fn spawn_node(dir: &Path, extra_args: &[&str]) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heterogen"))
+    // Every bench client is 127.0.0.1, with up to 256 handshakes in flight (the default cap):
+    // the node must not count a just-upgraded socket against the next connect.
+    let mut args = vec!["--max-pending-per-ip", "4096"];
+    args.extend_from_slice(extra_args);
+    spawn_binary(env!("CARGO_BIN_EXE_heterogen"), dir, &args).await
+}
+
+/// Starts `binary` (this build or another, e.g. an older one to compare with) on 127.0.0.1:0
+/// with `--open --fsync false` and `extra_args`, and waits for its "listening" line.
+pub async fn spawn_binary(binary: &str, dir: &Path, extra_args: &[&str]) -> Node {
+    let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(["--open", "--fsync", "false"])
-        // Every bench client is 127.0.0.1, with up to 256 handshakes in flight (the default cap):
-        // the node must not count a just-upgraded socket against the next connect.
-        .args(["--max-pending-per-ip", "4096"])
         .args(extra_args)
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())

@@ -17,13 +17,18 @@ pub struct NodeProcess {
 /// Starts `heterogen serve --listen 127.0.0.1:0 --data-dir DIR --open ARGS…` and waits for its
 /// "listening" line.
 pub async fn spawn_node(dir: &Path, args: &[&str]) -> NodeProcess {
-    spawn_node_with(
-        Command::new(env!("CARGO_BIN_EXE_heterogen")),
-        dir,
-        args,
-        Stdio::inherit(),
-    )
-    .await
+    spawn_node_with_stderr(dir, args, Stdio::inherit(), "warn").await
+}
+
+/// [`spawn_node`] with its log filtered by `log_filter` (`RUST_LOG`) going to `stderr`.
+pub async fn spawn_node_with_stderr(
+    dir: &Path,
+    args: &[&str],
+    stderr: Stdio,
+    log_filter: &str,
+) -> NodeProcess {
+    let command = Command::new(env!("CARGO_BIN_EXE_heterogen"));
+    spawn_node_with(command, dir, args, stderr, log_filter).await
 }
 
 /// [`spawn_node`] with at most `limit` open descriptors (soft and hard, util-linux `prlimit`),
@@ -34,15 +39,21 @@ pub async fn spawn_node_with_fd_limit(limit: u64, dir: &Path, args: &[&str], std
         .arg(format!("--nofile={limit}:{limit}"))
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_heterogen"));
-    spawn_node_with(prlimit, dir, args, stderr).await
+    spawn_node_with(prlimit, dir, args, stderr, "warn").await
 }
 
-async fn spawn_node_with(mut command: Command, dir: &Path, args: &[&str], stderr: Stdio) -> NodeProcess {
+async fn spawn_node_with(
+    mut command: Command,
+    dir: &Path,
+    args: &[&str],
+    stderr: Stdio,
+    log_filter: &str,
+) -> NodeProcess {
     let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--open", "--data-dir"])
         .arg(dir)
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log_filter)
         .stdout(Stdio::piped())
         .stderr(stderr)
         .kill_on_drop(true)
