@@ -6,11 +6,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The Rust toolchain (cargo, rustfmt, clippy) comes with the machine; nothing else is needed
-# by the tests yet. Debian packages for later suites are installed here with apt-get.
+# The Rust toolchain (cargo, rustfmt, clippy) comes with the machine. The process tests also use
+# util-linux's `prlimit` and coreutils' `mkfifo` (both in every Debian install); anything missing
+# is installed here with apt-get.
 for tool in cargo rustfmt cargo-clippy; do
     command -v "$tool" >/dev/null || { echo "scripts/test.sh: $tool is missing" >&2; exit 1; }
 done
+missing=()
+command -v prlimit >/dev/null || missing+=(util-linux)
+command -v mkfifo >/dev/null || missing+=(coreutils)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing ${missing[*]}"
+    apt-get update -q && apt-get install -y -q "${missing[@]}"
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --check
