@@ -44,6 +44,9 @@ use crate::webfix::{ApiError, parse_envelope, ws_frame};
 /// connection; 4 KiB measured 6.6 KiB (architecture.md §3).
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 
+/// Bytes of queued frames handed to the socket before one flush.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
 /// Longest wait for a close frame to go out before the socket is dropped (shorter when the
 /// write timeout is).
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -223,10 +226,11 @@ pub fn upgrade(
     upgrade
         .protocols(["webfix"])
         .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        // Every send is flushed before the next, so the buffer holds at most one frame (and
-        // the frame's bytes stay reserved in the outbound queue until it is flushed); an
-        // answer may be far larger than a request (listWorkers of 10,000 workers: ~7 MB).
+        // Queued frames go out in batches of up to this many bytes, one write for many small
+        // pushes (a log catch-up is 10,000 frames); each batch is flushed before the next, and
+        // its frames' bytes stay reserved in the outbound queue until then. One answer may be
+        // far larger than a request (listWorkers of 10,000 workers: ~7 MB).
+        .write_buffer_size(WRITE_BATCH_BYTES)
         .max_write_buffer_size(usize::MAX)
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -333,17 +337,17 @@ impl Drop for RequestSlot {
 
 /// A frame handed to the socket and not yet flushed.
 struct Writing {
-    /// The frame's bytes in the outbound queue (none for a ping), freed once it is flushed.
-    _reservation: Option<Reservation>,
+    /// The batch's bytes in the outbound queue, freed once it is flushed.
+    _reservations: Vec<Reservation>,
     /// The connection is closed if the frame is not flushed by then. Boxed: it exists only
     /// while a frame is being written, and an idle connection should not carry it.
     deadline: Pin<Box<Sleep>>,
 }
 
 impl Writing {
-    fn new(reservation: Option<Reservation>, write_timeout: Duration) -> Self {
+    fn new(reservations: Vec<Reservation>, write_timeout: Duration) -> Self {
         Writing {
-            _reservation: reservation,
+            _reservations: reservations,
             deadline: Box::pin(tokio::time::sleep(write_timeout)),
         }
     }
@@ -354,6 +358,48 @@ impl Writing {
             None => std::future::pending().await,
         }
     }
+}
+
+/// Hands the socket an owed ping and then queued frames, up to [`WRITE_BATCH_BYTES`], for one
+/// flush. Only while the socket takes them without waiting: a peer that reads nothing must
+/// never block the loop here (the flush that follows is polled beside everything else).
+/// `None` when there was nothing to send.
+async fn start_batch(
+    socket: &mut WebSocket,
+    lanes: Option<&Lanes>,
+    ping_owed: &mut bool,
+) -> Result<Option<Vec<Reservation>>, axum::Error> {
+    let mut reservations = Vec::new();
+    let mut started = false;
+    let mut bytes = 0;
+    while bytes < WRITE_BATCH_BYTES {
+        let ready = std::future::poll_fn(|cx| Poll::Ready(socket.poll_ready_unpin(cx))).await;
+        match ready {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Err(e),
+            // Bytes of an earlier batch are still buffered: flushing them comes first.
+            Poll::Pending => {
+                started = true;
+                break;
+            }
+        }
+        let message = if std::mem::take(ping_owed) {
+            Message::Ping(Default::default())
+        } else if let Some(queued) = lanes.and_then(|l| l.outbound.pop()) {
+            reservations.push(queued.reservation);
+            queued.message
+        } else {
+            break;
+        };
+        bytes += match &message {
+            Message::Text(text) => text.len(),
+            Message::Binary(data) => data.len(),
+            _ => 0,
+        };
+        socket.start_send_unpin(message)?;
+        started = true;
+    }
+    Ok(started.then_some(reservations))
 }
 
 /// What the socket did: one future polls both directions, as they share the socket.
@@ -402,22 +448,10 @@ async fn serve_connection(node: Arc<NodeState>, mut socket: WebSocket, caller: C
             }
         }
         if writing.is_none() {
-            // Right after a completed flush the sink is ready, so `feed` only hands the frame
-            // over; writing it out is the flush's work below.
-            let next = if ping_owed {
-                ping_owed = false;
-                Some((Message::Ping(Default::default()), None))
-            } else {
-                lanes
-                    .as_ref()
-                    .and_then(|l| l.outbound.pop())
-                    .map(|queued| (queued.message, Some(queued.reservation)))
-            };
-            if let Some((message, reservation)) = next {
-                if let Err(e) = socket.feed(message).await {
-                    break End::Failed(e.to_string());
-                }
-                writing = Some(Writing::new(reservation, write_timeout));
+            match start_batch(&mut socket, lanes.as_ref(), &mut ping_owed).await {
+                Ok(None) => {}
+                Ok(Some(reservations)) => writing = Some(Writing::new(reservations, write_timeout)),
+                Err(e) => break End::Failed(e.to_string()),
             }
         }
         // Read only while a request slot is free: past the cap, TCP pushes back on the client.
