@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::engine::{LogLevel, LogSink};
@@ -52,9 +52,28 @@ pub struct LogLine {
 }
 
 impl LogLine {
+    /// The same fields as [`LogLine::to_json`], serialisable without building a `Value`.
+    pub fn wire<'a>(&'a self, sid: &'a str) -> impl serde::Serialize + 'a {
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            sid: &'a str,
+            cursor: u64,
+            level: &'static str,
+            content: &'a str,
+            timestamp: i64,
+        }
+        Wire {
+            sid,
+            cursor: self.cursor,
+            level: self.level.tag(),
+            content: &self.content,
+            timestamp: self.timestamp,
+        }
+    }
+
     /// `{"sid","cursor","level","content","timestamp"}` (W-STR-2).
     pub fn to_json(&self, sid: &str) -> Value {
-        json!({"sid": sid, "cursor": self.cursor, "level": self.level.tag(), "content": self.content, "timestamp": self.timestamp})
+        serde_json::to_value(self.wire(sid)).unwrap_or_default()
     }
 
     fn from_json(value: &Value) -> Option<LogLine> {
