@@ -210,11 +210,6 @@ pub async fn start_with_stores(
     let sessions = crate::auth::session::Sessions::new(store.clone(), config.session_idle);
     let throttle = crate::auth::throttle::LoginThrottle::from_config(&config);
     let shutdown = CancellationToken::new();
-    crate::runtime::sdk::kv_quota::spawn_expiry_sweeper(
-        vec![store.clone(), local_store.clone()],
-        config.reaper_interval,
-        shutdown.clone(),
-    );
     let state = Arc::new(NodeState {
         connections: ConnectionSlots::new(max_connections),
         config,
@@ -231,8 +226,7 @@ pub async fn start_with_stores(
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
     });
-    // Expired sessions, login replay marks and scripts' expiring keys are deleted, not only hidden.
-    state.tasks.spawn(crate::store::run_reaper(
+    state.tasks.spawn(expire_periodically(
         vec![state.store.clone(), state.local_store.clone()],
         state.config.reaper_interval,
         shutdown.clone(),
@@ -254,6 +248,23 @@ pub async fn start_with_stores(
         server,
         supervisor,
     })
+}
+
+/// Every `every` until `stop`: expired sessions, login replay marks and scripts' expiring keys
+/// are deleted (not only hidden), and expired script entries leave their worker's KV quota.
+async fn expire_periodically(stores: Vec<Arc<dyn Store>>, every: Duration, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        for store in &stores {
+            crate::store::reap_all_expired(store.as_ref(), &stop).await;
+            crate::runtime::sdk::kv_quota::sweep_round(store.as_ref()).await;
+        }
+    }
 }
 
 impl RunningNode {

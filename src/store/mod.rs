@@ -239,40 +239,26 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-/// Deletes the expired entries of `stores` every `every` until `stop` is cancelled: each
-/// store's due entries in commits of at most [`REAP_BATCH`], until none is left.
-pub async fn run_reaper(
-    stores: Vec<std::sync::Arc<dyn Store>>,
-    every: std::time::Duration,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        for store in &stores {
-            let mut deleted = 0;
-            while !stop.is_cancelled() {
-                match store.reap_expired(REAP_BATCH).await {
-                    Ok(reaped) => {
-                        deleted += reaped.deleted;
-                        if reaped.done {
-                            break;
-                        }
-                        tokio::task::yield_now().await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "deleting expired entries failed; retrying next round");
-                        break;
-                    }
+/// Deletes every due entry of `store`, in commits of at most [`REAP_BATCH`], until none is
+/// left or `stop` is cancelled. A failure is logged; the next round retries.
+pub async fn reap_all_expired(store: &dyn Store, stop: &tokio_util::sync::CancellationToken) {
+    let mut deleted = 0;
+    while !stop.is_cancelled() {
+        match store.reap_expired(REAP_BATCH).await {
+            Ok(reaped) => {
+                deleted += reaped.deleted;
+                if reaped.done {
+                    break;
                 }
+                tokio::task::yield_now().await;
             }
-            if deleted > 0 {
-                tracing::debug!(deleted, "expired entries deleted");
+            Err(e) => {
+                tracing::warn!(error = %e, "deleting expired entries failed; retrying next round");
+                break;
             }
         }
+    }
+    if deleted > 0 {
+        tracing::debug!(deleted, "expired entries deleted");
     }
 }

@@ -25,11 +25,9 @@
 //! attributed to its sid until the entries are deleted, overwritten or expire.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::store::{
     AtomicWrite, CommitOutcome, Key, KeyPart, ListOptions, Store, StoreError, StoreResult, Versionstamp,
@@ -393,23 +391,12 @@ async fn release_expired(
     Ok(false)
 }
 
-/// Runs [`sweep_expired`] on each store every `interval` until `stop`.
-pub fn spawn_expiry_sweeper(stores: Vec<Arc<dyn Store>>, interval: Duration, stop: CancellationToken) {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
-            for store in &stores {
-                match sweep_expired(store.as_ref(), EXPIRY_GRACE).await {
-                    Ok(0) => {}
-                    Ok(released) => tracing::debug!(released, "expired KV entries released from quotas"),
-                    Err(error) => tracing::warn!(%error, "KV quota sweep failed"),
-                }
-            }
-        }
-    });
+/// One round of [`sweep_expired`] on `store` with the usual grace; a failure is logged and the
+/// next round retries.
+pub async fn sweep_round(store: &dyn Store) {
+    match sweep_expired(store, EXPIRY_GRACE).await {
+        Ok(0) => {}
+        Ok(released) => tracing::debug!(released, "expired KV entries released from quotas"),
+        Err(error) => tracing::warn!(%error, "KV quota sweep failed"),
+    }
 }
