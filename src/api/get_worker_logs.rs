@@ -34,7 +34,7 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
     };
     if !worker_known(node.store.as_ref(), sid)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::storage)?
     {
         return Err(ApiError::new(404, "Worker not found"));
     }

@@ -201,12 +201,7 @@ impl LogRing {
 
     /// Lines after `cursor` still held in memory (all of them for 0).
     pub fn since(&self, cursor: u64) -> Vec<LogLine> {
-        self.lock()
-            .lines
-            .iter()
-            .filter(|l| l.cursor > cursor)
-            .cloned()
-            .collect()
+        self.after(cursor, usize::MAX)
     }
 
     /// At most `limit` lines after `cursor` held in memory, oldest first.

@@ -190,7 +190,7 @@ impl ConnectionStreams {
                     .logs
                     .open_known(node.store.as_ref(), &sid)
                     .await
-                    .map_err(ApiError::internal)?
+                    .map_err(ApiError::storage)?
                     .ok_or_else(|| ApiError::new(404, "Worker not found"))?;
                 let since = since.unwrap_or_else(|| ring.next_cursor().saturating_sub(1));
                 extra.insert("sid".into(), json!(sid));

@@ -112,8 +112,8 @@ pub async fn logs_stream(
         Ok(Some(ring)) => ring,
         Ok(None) => return json_response(404, &json!({"error": "Worker not found"})),
         Err(e) => {
-            tracing::error!(error = %e, "cannot look the worker up");
-            return json_response(500, &json!({"error": "Internal server error"}));
+            let error = crate::webfix::ApiError::storage(e);
+            return json_response(error.status, &error.http_body());
         }
     };
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
