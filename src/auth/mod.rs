@@ -3,13 +3,14 @@
 //! - [`gliesereum`]: wallet keys, addresses, the gls-det-1 canonical JSON, transaction checks.
 //! - [`login`]: the checks of a signed login (or developer-access) request.
 //! - [`session`]: sessions handed out by `connectionNode`, persisted in the store.
-//! - [`throttle`]: failed logins limited per source address.
+//! - [`throttle`]: failed logins limited per source address; successful ones per wallet and address.
 //!
 //! [`authorize`] is the one place every method and stream passes through.
 
 pub mod gliesereum;
 pub mod keyfile;
 pub mod login;
+mod room;
 pub mod session;
 pub mod throttle;
 

@@ -90,22 +90,14 @@ impl Sessions {
     /// Caches `session` under `hash`, making room first if the cache is full.
     fn remember(&self, hash: String, session: Session, now: i64) {
         let mut cache = self.cache();
-        if !cache.contains_key(&hash) && cache.len() >= self.max_cached {
+        if !cache.contains_key(&hash) {
             let idle = idle_ms(self.idle);
-            cache.retain(|_, s| now.saturating_sub(s.last_seen) <= idle);
-            if cache.len() >= self.max_cached {
-                let mut seen: Vec<i64> = cache.values().map(|s| s.last_seen).collect();
-                let drop = (self.max_cached / 10).max(1).min(seen.len().saturating_sub(1));
-                let (_, cutoff, _) = seen.select_nth_unstable(drop);
-                let cutoff = *cutoff;
-                cache.retain(|_, s| s.last_seen >= cutoff);
-                // Ties at the cutoff could keep it full; then any one entry goes.
-                if cache.len() >= self.max_cached
-                    && let Some(victim) = cache.keys().next().cloned()
-                {
-                    cache.remove(&victim);
-                }
-            }
+            super::room::make_room(
+                &mut cache,
+                self.max_cached,
+                |s| now.saturating_sub(s.last_seen) > idle,
+                |s| Some(s.last_seen),
+            );
         }
         cache.insert(hash, session);
     }

@@ -61,7 +61,7 @@ impl<K: Hash + Eq + Clone> Window<K> {
 
     /// Counts one event of `key` at `now`.
     fn record(&mut self, key: K, now: Instant) {
-        if !self.recent.contains_key(&key) && self.recent.len() >= self.max_tracked {
+        if !self.recent.contains_key(&key) {
             self.make_room(now);
         }
         let recent = self.recent.entry(key).or_default();
@@ -73,25 +73,16 @@ impl<K: Hash + Eq + Clone> Window<K> {
 
     /// Drops keys idle for a whole window; if that frees nothing, the longest idle tenth.
     fn make_room(&mut self, now: Instant) {
-        self.recent.retain(|_, recent| {
-            recent
-                .back()
-                .is_some_and(|t| now.saturating_duration_since(*t) < WINDOW)
-        });
-        if self.recent.len() < self.max_tracked {
-            return;
-        }
-        let mut last_seen: Vec<Instant> = self.recent.values().filter_map(|r| r.back().copied()).collect();
-        if last_seen.is_empty() {
-            return;
-        }
-        let drop = (self.max_tracked / 10)
-            .max(1)
-            .min(last_seen.len().saturating_sub(1));
-        let (_, cutoff, _) = last_seen.select_nth_unstable(drop);
-        let cutoff = *cutoff;
-        self.recent
-            .retain(|_, recent| recent.back().is_some_and(|t| *t >= cutoff));
+        super::room::make_room(
+            &mut self.recent,
+            self.max_tracked,
+            |recent| {
+                recent
+                    .back()
+                    .is_none_or(|t| now.saturating_duration_since(*t) >= WINDOW)
+            },
+            |recent| recent.back().copied(),
+        );
     }
 
     #[cfg(test)]
