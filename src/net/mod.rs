@@ -13,3 +13,14 @@ pub use listener::bind;
 pub use outbound::{Closed, Outbound, TrySendError};
 pub use serve::{PendingLimits, ServeSettings, serve};
 pub use ws::{ConnectionSlots, owner_reserve};
+
+/// Counts one fewer for `key`, removing it at zero, so a map of counts holds only keys with
+/// something open (per-address and per-wallet caps stay bounded by what is open).
+fn decrement<K: std::hash::Hash + Eq>(map: &mut std::collections::HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}

@@ -297,12 +297,7 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         let mut counts = self.owner.counts();
         counts.total = counts.total.saturating_sub(1);
-        if let Some(from_ip) = counts.per_ip.get_mut(&self.ip) {
-            *from_ip = from_ip.saturating_sub(1);
-            if *from_ip == 0 {
-                counts.per_ip.remove(&self.ip);
-            }
-        }
+        super::decrement(&mut counts.per_ip, &self.ip);
     }
 }
 

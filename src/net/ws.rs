@@ -100,18 +100,9 @@ impl Drop for Slot {
         if let Some(counted) = &self.counted {
             let mut tallies = slots.tallies();
             if let Some(ip) = counted.ip {
-                decrement(&mut tallies.per_ip, &ip);
+                super::decrement(&mut tallies.per_ip, &ip);
             }
-            decrement(&mut tallies.per_wallet, &counted.wallet);
-        }
-    }
-}
-
-fn decrement<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
-    if let Some(n) = map.get_mut(key) {
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            map.remove(key);
+            super::decrement(&mut tallies.per_wallet, &counted.wallet);
         }
     }
 }
