@@ -64,6 +64,16 @@ impl Drop for Reservation {
     }
 }
 
+/// The payload bytes of a frame, which is what the queue and the write batches count.
+pub fn payload_len(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(data) => data.len(),
+        Message::Ping(data) | Message::Pong(data) => data.len(),
+        Message::Close(_) => 0,
+    }
+}
+
 impl Outbound {
     pub fn new(budget_bytes: usize, write_timeout: Duration) -> Self {
         let budget = u32::try_from(budget_bytes).unwrap_or(u32::MAX).max(1);
@@ -80,13 +90,9 @@ impl Outbound {
     /// Permits a frame takes: its length, or the whole budget for a frame at least that large
     /// (which then needs the queue empty).
     fn cost(&self, message: &Message) -> u32 {
-        let len = match message {
-            Message::Text(text) => text.len(),
-            Message::Binary(data) => data.len(),
-            Message::Ping(data) | Message::Pong(data) => data.len(),
-            Message::Close(_) => 0,
-        };
-        u32::try_from(len).unwrap_or(u32::MAX).min(self.0.budget)
+        u32::try_from(payload_len(message))
+            .unwrap_or(u32::MAX)
+            .min(self.0.budget)
     }
 
     fn frames(&self) -> MutexGuard<'_, VecDeque<Queued>> {

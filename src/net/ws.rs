@@ -33,7 +33,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::{self, error::ProtocolError};
 
 use super::http::json_response;
-use super::outbound::{Outbound, Reservation};
+use super::outbound::{Outbound, Reservation, payload_len};
 use crate::api;
 use crate::auth::Caller;
 use crate::node::NodeState;
@@ -382,11 +382,7 @@ async fn start_batch(
         } else {
             break;
         };
-        bytes += match &message {
-            Message::Text(text) => text.len(),
-            Message::Binary(data) => data.len(),
-            _ => 0,
-        };
+        bytes += payload_len(&message);
         socket.start_send_unpin(message)?;
         started = true;
     }
