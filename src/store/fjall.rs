@@ -429,14 +429,8 @@ impl Shared {
             }
         }
 
-        let counter = *last + 1;
-        let versionstamp = Versionstamp::from_counter(counter);
-        let mode = if self.fsync {
-            PersistMode::SyncData
-        } else {
-            PersistMode::Buffer
-        };
-        let mut batch = self.db.batch().durability(Some(mode));
+        let versionstamp = Versionstamp::from_counter(*last + 1);
+        let mut batch = self.batch();
         for m in &mutations {
             let expires_at = match &m.set {
                 Some((_, _, expire_in_ms)) => expire_in_ms.map(|ms| now.saturating_add(ms)),
@@ -465,6 +459,39 @@ impl Shared {
                 None => batch.remove(&self.data, m.encoded.as_slice()),
             }
         }
+        self.seal(&mut last, batch, || {
+            mutations
+                .into_iter()
+                .map(|m| Change {
+                    key: m.key,
+                    value: m.set.map(|(value, _, _)| value),
+                })
+                .collect()
+        })?;
+        Ok(CommitOutcome::Committed(versionstamp))
+    }
+
+    /// A write batch with the store's durability (`SyncData` with fsync, `Buffer` without).
+    fn batch(&self) -> fjall::OwnedWriteBatch {
+        let mode = if self.fsync {
+            PersistMode::SyncData
+        } else {
+            PersistMode::Buffer
+        };
+        self.db.batch().durability(Some(mode))
+    }
+
+    /// Writes `batch` as the next commit (number `*last + 1`, counter in the same batch), then
+    /// tells watchers what it `changed`. Called with the commit lock held (`last` is its
+    /// guard), so the watch order is the commit order.
+    fn seal(
+        &self,
+        last: &mut u64,
+        mut batch: fjall::OwnedWriteBatch,
+        changed: impl FnOnce() -> Vec<Change>,
+    ) -> Result<Versionstamp, FjallError> {
+        let counter = *last + 1;
+        let versionstamp = Versionstamp::from_counter(counter);
         batch.insert(&self.meta, COUNTER_KEY, counter.to_be_bytes().as_slice());
         // Whatever happens below, this counter is never handed out again: after a failed
         // persist the batch may still be in the journal (and fjall refuses further writes).
@@ -472,22 +499,14 @@ impl Shared {
         batch
             .commit()
             .inspect_err(|e| tracing::error!(error = %e, counter, "fjall commit failed"))?;
-
         if self.changes.receiver_count() > 0 {
-            let changes = mutations
-                .into_iter()
-                .map(|m| Change {
-                    key: m.key,
-                    value: m.set.map(|(value, _, _)| value),
-                })
-                .collect();
             // An error only means every watcher has gone since the count above.
             let _ = self.changes.send(Arc::new(CommittedBatch {
                 versionstamp,
-                changes,
+                changes: changed(),
             }));
         }
-        Ok(CommitOutcome::Committed(versionstamp))
+        Ok(versionstamp)
     }
 
     /// Deletes up to `max` entries whose expiry has passed, in one commit that watchers see as
@@ -508,12 +527,7 @@ impl Shared {
             });
         }
         let done = due.len() < max;
-        let mode = if self.fsync {
-            PersistMode::SyncData
-        } else {
-            PersistMode::Buffer
-        };
-        let mut batch = self.db.batch().durability(Some(mode));
+        let mut batch = self.batch();
         let mut deleted = Vec::new();
         for (index_key, indexed_stamp) in &due {
             batch.remove(&self.expiry, index_key.clone());
@@ -537,25 +551,13 @@ impl Shared {
             batch.commit()?;
             return Ok(Reaped { deleted: 0, done });
         }
-        let counter = *last + 1;
-        let versionstamp = Versionstamp::from_counter(counter);
-        batch.insert(&self.meta, COUNTER_KEY, counter.to_be_bytes().as_slice());
-        *last = counter;
-        batch
-            .commit()
-            .inspect_err(|e| tracing::error!(error = %e, counter, "fjall reap commit failed"))?;
         let count = deleted.len();
-        if self.changes.receiver_count() > 0 {
-            let changes = deleted
+        self.seal(&mut last, batch, || {
+            deleted
                 .into_iter()
                 .map(|key| Change { key, value: None })
-                .collect();
-            // An error only means every watcher has gone since the count above.
-            let _ = self.changes.send(Arc::new(CommittedBatch {
-                versionstamp,
-                changes,
-            }));
-        }
+                .collect()
+        })?;
         Ok(Reaped { deleted: count, done })
     }
 
