@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
@@ -84,9 +84,8 @@ impl StderrQueue {
             counters.drop_line();
             return;
         }
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.tx.try_send(Item::Line(line.to_vec()))
-        {
+        // Full (stderr slow) or disconnected (writer gone): dropped either way.
+        if self.tx.try_send(Item::Line(line.to_vec())).is_err() {
             counters.queued_bytes.fetch_sub(line.len(), Ordering::AcqRel);
             counters.drop_line();
         }
@@ -109,12 +108,8 @@ impl Drop for LogGuard {
 
 /// The writer thread: writes each line, or counts it as dropped when the write fails.
 fn write_lines(rx: Receiver<Item>, mut out: impl Write, counters: &Counters) {
-    loop {
-        let item = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(item) => item,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
+    // Ends when every producer is gone.
+    while let Ok(item) = rx.recv() {
         let line = match item {
             Item::Line(line) => line,
             Item::Drain(done) => {
