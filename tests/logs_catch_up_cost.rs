@@ -138,29 +138,21 @@ async fn catching_up_lists_each_stored_line_about_once() {
     let kept_in_memory = logs.ring(&sid).since(0).len();
     assert!(kept_in_memory < LINES / 5, "most lines must come from the store");
 
+    // Every line once, in order, for fewer stored entries listed than twice the lines.
+    let catch_up = |reader: &str, cursors: Vec<u64>| {
+        assert_eq!(
+            cursors,
+            (1..=last).collect::<Vec<_>>(),
+            "{reader}: every line once, in order"
+        );
+        let listed = local.listed.swap(0, Ordering::SeqCst);
+        assert!(
+            listed < 2 * last as usize,
+            "{reader} catch-up of {last} lines listed {listed} stored entries"
+        );
+    };
     local.listed.store(0, Ordering::SeqCst);
-    let cursors = sse_cursors(&node, &sid).await;
-    assert_eq!(
-        cursors,
-        (1..=last).collect::<Vec<_>>(),
-        "every line once, in order"
-    );
-    let listed = local.listed.swap(0, Ordering::SeqCst);
-    assert!(
-        listed < 2 * last as usize,
-        "SSE catch-up of {last} lines listed {listed} stored entries"
-    );
-
+    catch_up("SSE", sse_cursors(&node, &sid).await);
     let mut ws = node.ws("/").await;
-    let cursors = subscription_cursors(&mut ws, &sid, last).await;
-    assert_eq!(
-        cursors,
-        (1..=last).collect::<Vec<_>>(),
-        "every line once, in order"
-    );
-    let listed = local.listed.swap(0, Ordering::SeqCst);
-    assert!(
-        listed < 2 * last as usize,
-        "subscription catch-up of {last} lines listed {listed} stored entries"
-    );
+    catch_up("subscription", subscription_cursors(&mut ws, &sid, last).await);
 }
