@@ -5,7 +5,9 @@ import { statusOf } from "../state.js";
 import { openCreateDialog } from "./create.js";
 
 const ROW_HEIGHT = 32;
-const OVERSCAN = 10;
+// Rows rendered beyond the viewport on each side. A scroll that stays inside them is only a
+// composited scroll; DOM work (and its repaint) happens once per OVERSCAN/2 rows scrolled.
+const OVERSCAN = 40;
 
 const COLUMNS = [
   { key: "sid", label: "Worker", sort: (i) => i.entry.value.raw.sid },
@@ -92,16 +94,18 @@ export class WorkersView {
     });
     this.count = h("span", { class: "count", role: "status", "aria-live": "polite" });
     this.totals = h("div", { class: "totals", "aria-label": "Node totals" });
-    const head = h("tr", { role: "row" }, COLUMNS.map((c) => {
-      const th = h("th", { scope: "col", class: `col-${c.key}`, dataset: { key: c.key } },
-        h("button", { type: "button", class: "sort", onclick: () => this.sortBy(c.key) }, c.label));
-      return th;
-    }), h("th", { scope: "col", class: "col-actions" }, h("span", { class: "sr-only" }, "Actions")));
-    this.thead = h("thead", {}, head);
-    this.tbody = h("tbody");
-    this.table = h("table", { class: "workers", "aria-label": "Workers" }, this.thead, this.tbody);
+    const head = h("div", { class: "grid-row head", role: "row" }, COLUMNS.map((c) =>
+      h("div", { role: "columnheader", class: `col-${c.key}`, dataset: { key: c.key } },
+        h("button", { type: "button", class: "sort", onclick: () => this.sortBy(c.key) }, c.label))),
+    h("div", { role: "columnheader", class: "col-actions" }, h("span", { class: "sr-only" }, "Actions")));
+    this.thead = h("div", { class: "grid-head", role: "rowgroup" }, head);
+    this.tbody = h("div", { class: "grid-body", role: "rowgroup" });
+    /** Rendered rows by their index in `this.rows`; each keeps its place while in range. */
+    this.placed = new Map();
+    this.free = [];
+    this.table = h("div", { class: "workers grid", role: "table", "aria-label": "Workers" }, this.thead, this.tbody);
     this.scroller = h("div", { class: "table-scroll", tabindex: "0", "aria-label": "Workers table" }, this.table);
-    this.scroller.addEventListener("scroll", () => this.schedule(false), { passive: true });
+    this.scroller.addEventListener("scroll", () => this.onScroll(), { passive: true });
     this.empty = h("div", { class: "empty-state", hidden: true });
 
     const toolbar = h("div", { class: "toolbar" },
@@ -126,6 +130,20 @@ export class WorkersView {
     }
     this.persist();
     this.schedule(true);
+  }
+
+  onScroll() {
+    const { first, last } = this.visibleRange();
+    if (this.rendered && first >= this.rendered.first && last <= this.rendered.last) return;
+    this.schedule(false);
+  }
+
+  visibleRange() {
+    const viewport = this.scroller.clientHeight || 600;
+    const headHeight = this.thead.offsetHeight || ROW_HEIGHT;
+    const top = Math.max(0, this.scroller.scrollTop - headHeight);
+    const first = Math.floor(top / ROW_HEIGHT);
+    return { first, last: Math.min(this.rows.length, Math.ceil((top + viewport) / ROW_HEIGHT)) };
   }
 
   schedule(recompute) {
@@ -176,7 +194,9 @@ export class WorkersView {
     const keyed = rows.map((item) => [col.sort(item), item]);
     keyed.sort((a, b) => (a[0] < b[0] ? -dir : a[0] > b[0] ? dir : 0));
     this.rows = keyed.map((k) => k[1]);
-    for (const th of this.thead.querySelectorAll("th[data-key]")) {
+    // The rows under the same scroll position may be other rows now.
+    this.rendered = null;
+    for (const th of this.thead.querySelectorAll("[data-key]")) {
       th.setAttribute("aria-sort", th.dataset.key === this.sortKey ? (dir > 0 ? "ascending" : "descending") : "none");
     }
   }
@@ -204,17 +224,36 @@ export class WorkersView {
     }
     this.empty.hidden = true;
     this.scroller.hidden = false;
-    const viewport = this.scroller.clientHeight || 600;
-    const headHeight = this.thead.offsetHeight || ROW_HEIGHT;
-    const top = Math.max(0, this.scroller.scrollTop - headHeight);
-    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
-    const last = Math.min(this.rows.length, Math.ceil((top + viewport) / ROW_HEIGHT) + OVERSCAN);
+    const visible = this.visibleRange();
+    let { first, last } = this.rendered ?? { first: -1, last: -1 };
+    if (visible.first < first || visible.last > last) {
+      first = Math.max(0, visible.first - OVERSCAN);
+      last = Math.min(this.rows.length, visible.last + OVERSCAN);
+    }
+    last = Math.min(last, this.rows.length);
+    this.rendered = { first, last };
     const now = Date.now();
-    const rows = [];
-    if (first > 0) rows.push(spacer(first * ROW_HEIGHT));
-    for (let i = first; i < last; i++) rows.push(this.row(this.rows[i], i, now));
-    if (last < this.rows.length) rows.push(spacer((this.rows.length - last) * ROW_HEIGHT));
-    this.tbody.replaceChildren(...rows);
+    // CSSOM, not style attributes: the Content-Security-Policy allows no inline styles.
+    this.tbody.style.height = `${this.rows.length * ROW_HEIGHT}px`;
+    for (const [index, row] of this.placed) {
+      if (index < first || index >= last) {
+        this.placed.delete(index);
+        row.el.hidden = true;
+        this.free.push(row);
+      }
+    }
+    // A row keeps its element while it stays in range, so scrolling by k rows repaints k rows.
+    for (let i = first; i < last; i++) {
+      let row = this.placed.get(i);
+      if (!row) {
+        row = this.free.pop() ?? this.makeRow();
+        if (!row.el.isConnected) this.tbody.append(row.el);
+        row.el.hidden = false;
+        row.el.style.transform = `translateY(${i * ROW_HEIGHT}px)`;
+        this.placed.set(i, row);
+      }
+      this.fill(row, this.rows[i], i, now);
+    }
   }
 
   showEmpty(text, offerCreate = false) {
@@ -224,33 +263,68 @@ export class WorkersView {
       offerCreate ? h("button", { type: "button", class: "primary", onclick: () => openCreateDialog(this.ctx) }, "Create your first worker") : null);
   }
 
-  row(item, index, now) {
+  makeRow() {
+    const cells = COLUMNS.map((c) => h("div", { role: "cell", class: `col-${c.key}${c.numeric && c.key !== "lastRun" ? " num" : ""}` }));
+    const link = h("a");
+    cells[0].append(link);
+    const badge = h("span", { class: "badge" });
+    cells[7].append(badge);
+    const prio = h("span");
+    cells[4].append(prio);
+    const row = { item: null, values: [], link, badge, prio, cells };
+    row.toggle = h("button", {
+      type: "button", class: "small",
+      onclick: (e) => { e.stopPropagation(); this.toggle(row.item, row.toggle); },
+    });
+    row.el = h("div", { class: "grid-row", role: "row" }, cells, h("div", { role: "cell", class: "col-actions" }, row.toggle));
+    row.el.addEventListener("dblclick", () => { location.hash = `#/workers/${row.item.entry.value.raw.sid}`; });
+    return row;
+  }
+
+  fill(row, item, index, now) {
     const raw = item.entry.value.raw;
     const s = item.stats;
     const status = statusOf(item);
-    const href = `#/workers/${raw.sid}`;
-    const toggle = h("button", {
-      type: "button", class: "small",
-      "aria-label": `${raw.active ? "Stop" : "Start"} worker ${raw.sid}`,
-      onclick: (e) => { e.stopPropagation(); this.toggle(item, toggle); },
-    }, raw.active ? "Stop" : "Start");
-    const tr = h("tr", { "aria-rowindex": index + 2, dataset: { sid: raw.sid, status: status.key } },
-      h("td", { class: "col-sid" }, h("a", { href, title: raw.sid }, raw.sid)),
-      h("td", { class: "col-note", title: raw.note }, raw.note),
-      h("td", {}, raw.mode),
-      h("td", {}, raw.executionMode ?? "parallel", raw.executionMode === "exclusive" ? ` → ${raw.assignedNode}` : ""),
-      h("td", {}, h("span", { class: `prio prio-${raw.priority ?? "normal"}` }, raw.priority ?? "normal")),
-      h("td", {}, raw.scope ?? "network"),
-      h("td", {}, raw.active ? "yes" : "no"),
-      h("td", { title: status.title }, h("span", { class: `badge st-${status.key}` }, status.label)),
-      h("td", { class: "num" }, s ? s.executions.toLocaleString() : "–"),
-      h("td", { class: `num${s?.errors ? " bad" : ""}` }, s ? s.errors.toLocaleString() : "–"),
-      h("td", { class: "num" }, s ? formatRate(item.rate) : "–"),
-      h("td", {}, s?.lastRun ? ago(s.lastRun, now) : "–"),
-      h("td", { class: "col-error", title: s?.lastError ?? "" }, s?.lastError ?? ""),
-      h("td", { class: "col-actions" }, toggle));
-    tr.addEventListener("dblclick", () => { location.hash = href; });
-    return tr;
+    row.item = item;
+    const set = (i, text, title) => {
+      if (row.values[i] === text) return;
+      row.values[i] = text;
+      const cell = row.cells[i];
+      if (i === 0) {
+        row.link.textContent = text;
+        row.link.href = `#/workers/${text}`;
+      } else if (i === 4) {
+        row.prio.textContent = text;
+        row.prio.className = `prio prio-${text}`;
+      } else if (i === 7) {
+        row.badge.textContent = status.label;
+        row.badge.className = `badge st-${status.key}`;
+      } else cell.textContent = text;
+      if (title !== undefined) cell.title = title;
+    };
+    set(0, raw.sid);
+    set(1, raw.note, raw.note);
+    set(2, raw.mode);
+    set(3, (raw.executionMode ?? "parallel") + (raw.executionMode === "exclusive" ? ` → ${raw.assignedNode}` : ""));
+    set(4, raw.priority ?? "normal");
+    set(5, raw.scope ?? "network");
+    set(6, raw.active ? "yes" : "no");
+    set(7, `${status.key}:${status.title}`, status.title);
+    set(8, s ? s.executions.toLocaleString() : "–");
+    set(9, s ? s.errors.toLocaleString() : "–");
+    row.cells[9].classList.toggle("bad", !!s?.errors);
+    set(10, s ? formatRate(item.rate) : "–");
+    set(11, s?.lastRun ? ago(s.lastRun, now) : "–");
+    set(12, s?.lastError ?? "", s?.lastError ?? "");
+    row.el.setAttribute("aria-rowindex", String(index + 2));
+    row.el.dataset.sid = raw.sid;
+    row.el.dataset.status = status.key;
+    const label = `${raw.active ? "Stop" : "Start"} worker ${raw.sid}`;
+    if (row.toggle.getAttribute("aria-label") !== label) {
+      row.toggle.setAttribute("aria-label", label);
+      row.toggle.textContent = raw.active ? "Stop" : "Start";
+      row.toggle.disabled = false;
+    }
   }
 
   async toggle(item, button) {
@@ -289,11 +363,4 @@ export class WorkersView {
       toast(`Stop all failed: ${error.message}`, "error");
     }
   }
-}
-
-function spacer(height) {
-  const tr = h("tr", { class: "spacer-row", "aria-hidden": "true" });
-  // CSSOM, not a style attribute: the Content-Security-Policy allows no inline styles.
-  tr.style.height = `${height}px`;
-  return tr;
 }
