@@ -65,7 +65,7 @@ async fn a_live_lease_and_an_expired_one() {
     let now = chrono::Utc::now().timestamp_millis();
     let live = uuid::Uuid::new_v4().to_string();
     let dead = uuid::Uuid::new_v4().to_string();
-    let lease = |expires: i64| json!({"leader": "s-0002", "timestamp": now - 1000, "expiresAt": expires, "renewedAt": now - 500});
+    let lease = |expires: i64| json!({"leader": "s-0002", "timestamp": now - 1000, "expiresAt": expires, "renewedAt": now - 500, "epoch": 7});
     let write = AtomicWrite::new()
         .set(Key::of(&["ami", "leader", &live]), lease(now + 60_000))
         .set(Key::of(&["ami", "leader", &dead]), lease(now - 1));
@@ -79,6 +79,10 @@ async fn a_live_lease_and_an_expired_one() {
     assert_eq!(body["expiresAt"], now + 60_000);
     assert_eq!(body["renewedAt"], now - 500);
     assert_eq!(body["timestamp"], now - 1000);
+    assert_eq!(
+        body["epoch"], 7,
+        "the lease's fencing number (W-LE-4), for the console"
+    );
     let expires_in = body["expiresIn"].as_i64().unwrap();
     assert!(expires_in > 0 && expires_in <= 60_000, "{expires_in}");
 

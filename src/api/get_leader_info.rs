@@ -36,6 +36,8 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
             "timestamp": field("timestamp"),
             "expiresAt": expires_at,
             "renewedAt": field("renewedAt"),
+            // Beyond the seed: the fencing number (W-LE-4), so a person can see a new term begin.
+            "epoch": lease.value.get("epoch").and_then(Value::as_u64),
             "expiresIn": (expires_at - now).max(0),
             "isExpired": is_expired,
         }),

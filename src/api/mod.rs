@@ -5,6 +5,7 @@
 
 mod compat;
 mod connection_node;
+mod format_script;
 mod get_leader_info;
 mod get_worker_logs;
 mod get_worker_stats;
@@ -28,6 +29,8 @@ pub enum Method {
     GetLeaderInfo,
     /// A worker's log lines after a cursor.
     GetWorkerLogs,
+    /// A script printed for reading (the console's view of a minified script).
+    FormatScript,
     /// The existing client calls it at start-up; this node holds no assets.
     AssetList,
     /// The existing client calls it at start-up; this node holds no exchange accounts.
@@ -60,6 +63,7 @@ impl Method {
             "getWorkerStats" => Method::GetWorkerStats,
             "getLeaderInfo" => Method::GetLeaderInfo,
             "getWorkerLogs" => Method::GetWorkerLogs,
+            "formatScript" => Method::FormatScript,
             "assetList" => Method::AssetList,
             "listAccounts" => Method::ListAccounts,
             "connectionNode" => Method::ConnectionNode,
@@ -95,6 +99,7 @@ pub async fn dispatch(node: &NodeState, caller: &Caller, request: &Envelope) -> 
         Method::GetWorkerStats => get_worker_stats::apply(node).await,
         Method::GetLeaderInfo => get_leader_info::apply(node, body).await,
         Method::GetWorkerLogs => get_worker_logs::apply(node, body).await,
+        Method::FormatScript => format_script::apply(body).await,
         Method::AssetList => compat::asset_list(node),
         Method::ListAccounts => compat::list_accounts(),
         Method::ConnectionNode => connection_node::connection_node(node, caller, body).await,

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::minify::{MAX_SCRIPT_BYTES, minify_script};
+use super::minify::{MAX_SCRIPT_BYTES, MinifyError, format_script, minify_script};
 use super::model::{ExecutionMode, Priority, RunMode, Scope};
 use crate::webfix::ApiError;
 
@@ -171,17 +171,35 @@ pub async fn prepare_script(script: Option<&Value>) -> Result<String, ApiError> 
     let minified = tokio::task::spawn_blocking(move || minify_script(&text))
         .await
         .map_err(ApiError::internal)?
-        .map_err(|e| {
-            ApiError::bad_request("Script minification failed")
-                .with("details", e.to_string())
-                .with("line", e.line)
-                .with("column", e.column)
-        })?;
+        .map_err(syntax_error)?;
     if minified.trim().is_empty() {
         // A script of comments only has nothing to run.
         return Err(ApiError::bad_request("Invalid script content"));
     }
     Ok(minified)
+}
+
+/// W-SET-3's answer to a script that does not parse: the details with line and column.
+fn syntax_error(e: MinifyError) -> ApiError {
+    ApiError::bad_request("Script minification failed")
+        .with("details", e.to_string())
+        .with("line", e.line)
+        .with("column", e.column)
+}
+
+/// `script` printed for reading (the console shows stored, minified scripts this way).
+pub async fn readable_script(script: &str) -> Result<String, ApiError> {
+    if script.len() > MAX_SCRIPT_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "Script exceeds {} KiB",
+            MAX_SCRIPT_BYTES / 1024
+        )));
+    }
+    let text = script.to_string();
+    tokio::task::spawn_blocking(move || format_script(&text))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(syntax_error)
 }
 
 #[cfg(test)]
