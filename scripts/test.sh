@@ -7,14 +7,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The Rust toolchain (cargo, rustfmt, clippy) comes with the machine. The process tests also use
-# util-linux's `prlimit` and coreutils' `mkfifo` (both in every Debian install); anything missing
-# is installed here with apt-get.
+# util-linux's `prlimit` and coreutils' `mkfifo` (both in every Debian install); the browser
+# console's end-to-end tests use Debian's `chromium` driven by `playwright-core` from npm (with
+# Node.js). Anything missing is installed here.
 for tool in cargo rustfmt cargo-clippy; do
     command -v "$tool" >/dev/null || { echo "scripts/test.sh: $tool is missing" >&2; exit 1; }
 done
 missing=()
 command -v prlimit >/dev/null || missing+=(util-linux)
 command -v mkfifo >/dev/null || missing+=(coreutils)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     apt-get update -q && apt-get install -y -q "${missing[@]}"
@@ -26,3 +30,9 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --no-fail-fast
+echo "== web-console: committed vendor bundles match package-lock.json"
+web-console/vendor-src/build.sh --check
+echo "== web-console: end-to-end in chromium against real nodes"
+(cd web-console/e2e && npm ci --no-audit --no-fund --loglevel=error)
+cargo build --locked
+HETEROGEN_BIN="$PWD/target/debug/heterogen" node --test --test-concurrency=1 web-console/e2e/

@@ -224,6 +224,7 @@ export class WorkersView {
     }
     this.empty.hidden = true;
     this.scroller.hidden = false;
+    if (!performance.getEntriesByName("workers-rendered").length) performance.mark("workers-rendered");
     const visible = this.visibleRange();
     let { first, last } = this.rendered ?? { first: -1, last: -1 };
     if (visible.first < first || visible.last > last) {
