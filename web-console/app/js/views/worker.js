@@ -105,8 +105,8 @@ export class WorkerView {
       this.bannerBox,
       h("div", { class: "worker-grid" },
         h("section", { class: "panel editor-panel", "aria-label": "Script" },
-          !known && raw.script ? h("p", { class: "hint" },
-            "Shown as the node stores it (minified). Your own formatting is kept in this browser after you save here.") : null,
+          this.hint = h("p", { class: "hint", hidden: !!known },
+            "Reformatted from the node's stored (minified) copy: comments are not kept there. Your own text is kept in this browser when you save here."),
           editorHost, this.errorBox),
         h("aside", { class: "side" },
           h("section", { class: "panel", "aria-label": "Settings" }, h("h2", {}, "Settings"), this.fields.element),
@@ -123,6 +123,7 @@ export class WorkerView {
       onChange: () => this.markDirty(),
     });
     this.loadedFields = JSON.stringify(this.fields.read());
+    if (!known) this.showReadable(entry);
     this.logs = new LogTail(logHost, this.ctx.conn, raw.sid);
     this.timers.push(setInterval(() => this.tickLeader(), 1000));
     this.timers.push(setInterval(() => this.refreshLeader(), LEADER_POLL_MS));
@@ -130,6 +131,20 @@ export class WorkerView {
     this.renderHeader();
     this.renderLive();
     this.markDirty();
+  }
+
+  /** Replaces the minified text with the node's readable print of it, unless edited since. */
+  async showReadable(entry) {
+    const minified = entry.value.raw.script;
+    try {
+      const { result } = await this.ctx.conn.request("formatScript", { script: minified });
+      if (this.base !== entry || this.editor.text() !== minified) return;
+      this.loadedScript = result.script;
+      this.editor.setText(result.script);
+      this.markDirty();
+    } catch {
+      // The minified text stays: it is the same program.
+    }
   }
 
   dirty() {
@@ -227,8 +242,11 @@ export class WorkerView {
   load(entry) {
     this.base = entry;
     const raw = entry.value.raw;
-    this.loadedScript = sourceFor(raw) ?? raw.script;
+    const known = sourceFor(raw);
+    this.loadedScript = known ?? raw.script;
     if (this.editor.text() !== this.loadedScript) this.editor.setText(this.loadedScript);
+    this.hint.hidden = !!known;
+    if (!known) this.showReadable(entry);
     this.fields.setValues(raw);
     this.loadedFields = JSON.stringify(this.fields.read());
     this.errorBox.hidden = true;
@@ -271,6 +289,7 @@ export class WorkerView {
       this.editor.clearErrors();
       this.errorBox.hidden = true;
       this.base = result;
+      this.hint.hidden = true;
       this.loadedScript = script;
       this.loadedFields = JSON.stringify(this.fields.read());
       this.ctx.state.changed("saved", this.sid);
