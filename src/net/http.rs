@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Value, json};
 use tower_http::cors::{Any, CorsLayer};
 
-use super::ws;
+use super::{console, ws};
 use crate::api;
 use crate::auth::{Caller, Principal};
 use crate::node::NodeState;
@@ -38,6 +38,9 @@ pub fn router(node: Arc<NodeState>) -> Router {
         .route("/", get(root_get).post(root_post))
         .route("/ws", get(ws_get))
         .route("/api/worker/logs/stream", get(crate::streams::sse::logs_stream))
+        .route("/console", get(console::redirect_to_console))
+        .route("/console/", get(console::index))
+        .route("/console/{*path}", get(console::file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors)
@@ -115,7 +118,8 @@ async fn root_post(
 
 type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
 
-/// `GET /`: a WebSocket upgrade, or a short description of the node for plain GETs.
+/// `GET /`: a WebSocket upgrade; for a browser, the way to the console; else a short
+/// description of the node.
 async fn root_get(
     State(node): State<Arc<NodeState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -124,6 +128,9 @@ async fn root_get(
     upgrade: Upgrade,
 ) -> Response {
     if upgrade.is_err() && !headers.contains_key(header::UPGRADE) {
+        if console::wants_html(&headers) {
+            return console::redirect(StatusCode::SEE_OTHER);
+        }
         return json_response(
             200,
             &json!({
@@ -132,6 +139,8 @@ async fn root_get(
                 "webfix": WEBFIX_VERSION,
                 "nid": node.config.nid,
                 "network": node.config.network,
+                "title": node.config.title,
+                "open": node.config.open,
                 "websocket": node.ws_url(),
             }),
         );

@@ -1,7 +1,8 @@
 //! The network face of a node: one listener and its accept loop (header and idle deadlines,
 //! caps on connections still doing HTTP) serving HTTP (`POST /`) and WebSocket (`GET /`,
-//! `GET /ws`) with CORS on every route.
+//! `GET /ws`) with CORS on every route, and the browser console (`GET /console/`).
 
+mod console;
 mod http;
 mod listener;
 mod outbound;
