@@ -252,7 +252,7 @@ pub enum ConfigError {
     ReadFile { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     ParseFile { path: PathBuf, message: String },
-    #[error("invalid {field}: {message}")]
+    #[error("invalid --{field}: {message}")]
     Invalid { field: &'static str, message: String },
 }
 
@@ -564,6 +564,13 @@ impl ServeArgs {
                 .map(|o| o.trim().to_string())
                 .filter(|o| !o.is_empty())
                 .collect();
+            // Left out, the node makes its own owner key; given but empty is a mistake.
+            if config.owners.is_empty() {
+                return Err(invalid(
+                    "owners",
+                    "is empty: give at least one wallet address, or leave it out and the node creates an owner key in --data-dir",
+                ));
+            }
         }
         config.open = self.open.or(file.open).unwrap_or(false);
         if let Some(n) = self.max_connections.or(file.max_connections) {

@@ -152,6 +152,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         let mut stdout = std::io::stdout();
         let _ = writeln!(stdout, "heterogen listening on http://{}", node.local_addr());
         let _ = stdout.flush();
+        if let Some(link) = node.console_link() {
+            let _ = writeln!(std::io::stderr(), "Console: {link}");
+        }
         match node.run_until_signal().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -85,11 +85,19 @@ pub enum NodeError {
     },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot use the owner key: {0}")]
+    OwnerKey(#[from] crate::auth::keyfile::KeyFileError),
 }
+
+/// The key file a node without `--owners` (and without `--open`) creates in its data directory
+/// and logs in with, so that a first start is usable at once.
+pub const OWNER_KEY_FILE: &str = "owner-key.json";
 
 /// A started node.
 pub struct RunningNode {
     state: Arc<NodeState>,
+    /// The console link of a first-start owner (see [`OWNER_KEY_FILE`]).
+    console_link: Option<String>,
     server: JoinHandle<()>,
     /// Runs the workers placed on this node.
     supervisor: Supervisor,
@@ -146,10 +154,11 @@ pub async fn start_with_store(config: NodeConfig, store: Arc<dyn Store>) -> Resu
 /// Starts a node on a cluster store and a local store (`Stels.local`, log history) opened by
 /// the caller.
 pub async fn start_with_stores(
-    config: NodeConfig,
+    mut config: NodeConfig,
     store: Arc<dyn Store>,
     local_store: Arc<dyn Store>,
 ) -> Result<RunningNode, NodeError> {
+    let first_owner = adopt_first_owner(&mut config)?;
     let fd_limit = raise_fd_limit();
     // Past the descriptor limit accepts would fail with EMFILE; refusing with 503 is clearer.
     let capacity = usize::try_from(fd_limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
@@ -243,11 +252,42 @@ pub async fn start_with_stores(
         shutdown,
     ));
     tracing::info!(addr = %local_addr, nid = %state.config.nid, network = %state.config.network, "node listening");
+    let console_link = match first_owner {
+        Some(address) => {
+            let login = state.sessions.create(&address).await?;
+            Some(format!("{}/console/#session={}", state.api_url(), login.session))
+        }
+        None => None,
+    };
     Ok(RunningNode {
         state,
+        console_link,
         server,
         supervisor,
     })
+}
+
+/// A node nobody could log in to (no owners, not `--open`) takes the wallet of
+/// `data_dir/owner-key.json` as its owner, creating the file on a first start. Returns its address.
+fn adopt_first_owner(config: &mut NodeConfig) -> Result<Option<String>, NodeError> {
+    if config.open || !config.owners.is_empty() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let path = config.data_dir.join(OWNER_KEY_FILE);
+    let (wallet, created) = crate::auth::keyfile::read_or_create(&path)?;
+    let address = wallet.address().to_string();
+    tracing::info!(
+        key = %path.display(),
+        %address,
+        created,
+        "no --owners given: this wallet is the owner (log in with the console link below, or with the key file)"
+    );
+    config.owners.push(address.clone());
+    Ok(Some(address))
 }
 
 /// Every `every` until `stop`: expired sessions, login replay marks and scripts' expiring keys
@@ -274,6 +314,12 @@ impl RunningNode {
     }
 
     /// The shared state (for tests and embedding).
+    /// `http://…/console/#session=…` when this node made its own owner (no `--owners`):
+    /// a link that logs a browser in as that owner.
+    pub fn console_link(&self) -> Option<&str> {
+        self.console_link.as_deref()
+    }
+
     pub fn state(&self) -> &Arc<NodeState> {
         &self.state
     }

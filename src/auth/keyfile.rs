@@ -78,3 +78,17 @@ pub fn read(path: &Path) -> Result<Wallet, KeyFileError> {
     }
     Ok(wallet)
 }
+
+/// The wallet in the key file at `path`, created there first (mode 0600) if there is none.
+/// Returns whether it was created.
+pub fn read_or_create(path: &Path) -> Result<(Wallet, bool), KeyFileError> {
+    match read(path) {
+        Ok(wallet) => Ok((wallet, false)),
+        Err(KeyFileError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            let wallet = Wallet::generate();
+            write_new(path, &wallet)?;
+            Ok((wallet, true))
+        }
+        Err(e) => Err(e),
+    }
+}
