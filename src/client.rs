@@ -1,4 +1,4 @@
-//! The client side of a node, for the command line: logging in with a wallet.
+//! The client side of a node, for the command line: logging in with a wallet, console links.
 
 use serde_json::Value;
 
@@ -67,5 +67,49 @@ pub async fn login(url: &str, wallet: &Wallet) -> Result<String, ClientError> {
                 .unwrap_or("no session in the answer")
                 .to_string(),
         }),
+    }
+}
+
+/// The HTTP URL of a node given as `http(s)://` or `ws(s)://`, without a trailing slash.
+pub fn http_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    if let Some(rest) = url.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = url.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else {
+        url.to_string()
+    }
+}
+
+/// Starts the person's browser on `link` without waiting for it: `$BROWSER`, else `open` on
+/// macOS, else `xdg-open` where a display exists. Returns whether one was started.
+pub fn open_in_browser(link: &str) -> bool {
+    let program = match std::env::var("BROWSER") {
+        Ok(browser) if !browser.trim().is_empty() => browser,
+        _ if cfg!(target_os = "macos") => "open".to_string(),
+        _ if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some() => {
+            "xdg-open".to_string()
+        }
+        _ => return false,
+    };
+    std::process::Command::new(program)
+        .arg(link)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_urls_become_http_ones() {
+        assert_eq!(http_url("ws://127.0.0.1:8088/"), "http://127.0.0.1:8088");
+        assert_eq!(http_url("wss://node.example"), "https://node.example");
+        assert_eq!(http_url("http://127.0.0.1:8088"), "http://127.0.0.1:8088");
     }
 }
