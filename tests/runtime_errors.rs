@@ -40,6 +40,9 @@ async fn critical_errors_back_off_then_stop_the_worker_until_its_script_changes(
     assert_eq!(stats["errorRate"], "100.00%");
     assert_eq!(stats["lastError"], "TypeError: boom");
     assert_eq!(stats["lastErrorType"], "critical");
+    let halted = stats["haltedReason"].as_str().expect("why the rules stopped it");
+    assert!(halted.contains("3 critical errors"), "{halted}");
+    assert!(stats["lastDurationMs"].is_u64());
     // It stays stopped while nothing changes.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(node.worker_stats(&sid).await.unwrap()["executions"], 3);
@@ -57,6 +60,7 @@ async fn critical_errors_back_off_then_stop_the_worker_until_its_script_changes(
         stats["criticalErrors"], 3,
         "counters are kept since the node started"
     );
+    assert_eq!(stats["haltedReason"], serde_json::Value::Null, "running again");
 }
 
 #[tokio::test]

@@ -41,6 +41,10 @@ pub struct WorkerStats {
     /// First 8 hex digits of SHA-256 of the running script (W-STATS-3).
     pub script_hash: String,
     pub is_running: bool,
+    /// Why the error rules stopped the worker on this node (W-RUN-4); `None` while it may run.
+    pub halted_reason: Option<String>,
+    /// How long the last run took, in milliseconds.
+    pub last_duration_ms: Option<u64>,
 }
 
 /// `"12.34%"`, or `"0%"` without executions (W-STATS-2).
@@ -102,6 +106,8 @@ impl StatsBoard {
                     "lastRunAgo": w.last_run.map(|t| (now - t).max(0)),
                     "scriptHash": w.script_hash,
                     "isRunning": w.is_running,
+                    "haltedReason": w.halted_reason,
+                    "lastDurationMs": w.last_duration_ms,
                 })
             })
             .collect();

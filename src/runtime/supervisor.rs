@@ -30,7 +30,7 @@ use crate::cluster::placement::{Placement, place_worker};
 use crate::config::{NodeConfig, RuntimeConfig};
 use crate::store::{Entry, ListOptions, Store, WatchEvent};
 use crate::streams::events::EventKind;
-use crate::workers::model::{now_ms, workers_prefix};
+use crate::workers::model::{entry_json, now_ms, workers_prefix};
 use crate::workers::{Priority, RunMode, WorkerData, WorkerScript};
 
 /// The pause between two runs of a `loop` worker, by priority (W-RUN-2).
@@ -206,13 +206,26 @@ async fn supervise(shared: Arc<RuntimeShared>, cancel: CancellationToken) {
             Some(event) = inbox.recv() => event,
         };
         match event {
-            Event::Watch(WatchEvent::Put(entry)) => state.apply_entry(&entry),
+            Event::Watch(WatchEvent::Put(entry)) => {
+                state.apply_entry(&entry);
+                // For live views (the console's table): the record as listWorkers gives it.
+                if shared.events.has_subscribers()
+                    && let Some(sid) = entry.key.last_str().map(str::to_string)
+                {
+                    let detail = serde_json::json!({"entry": entry_json(entry)});
+                    shared.events.emit(EventKind::Saved, &sid, detail);
+                }
+            }
             Event::Watch(WatchEvent::Delete { key, .. }) => {
                 if let Some(sid) = key.last_str() {
                     state.set_record(sid, None);
+                    shared.events.emit(EventKind::Deleted, sid, serde_json::json!({}));
                 }
             }
-            Event::Watch(WatchEvent::Resync) => state.resync().await,
+            Event::Watch(WatchEvent::Resync) => {
+                state.resync().await;
+                shared.events.emit(EventKind::Resync, "", serde_json::json!({}));
+            }
             Event::Lease(LeaseChange { sid, epoch }) => {
                 let kind = if epoch.is_some() {
                     EventKind::LeaderGained
@@ -525,6 +538,7 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
         w.is_running = true;
         w.script_hash = hash.clone();
         w.consecutive_errors = 0;
+        w.halted_reason = None;
     });
     log.log(
         LogLevel::Info,
@@ -547,6 +561,7 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
         if stop.is_cancelled() {
             break RunEnd::Stopped;
         }
+        let run_started = std::time::Instant::now();
         let result = match &mut isolate {
             Some(isolate) => isolate.run(stop, rt.stop_grace).await,
             None => match shared
@@ -559,6 +574,7 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
             },
         };
         let finished_at = now_ms();
+        let duration_ms = u64::try_from(run_started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match result {
             Ok(()) => {
                 tracker.on_success();
@@ -566,6 +582,7 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
                     w.executions += 1;
                     w.consecutive_errors = 0;
                     w.last_run = Some(finished_at);
+                    w.last_duration_ms = Some(duration_ms);
                 });
                 if spec.mode == RunMode::Single {
                     log.log(LogLevel::Info, "Worker finished (single mode)");
@@ -601,6 +618,7 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
                     w.last_error = Some(text.clone());
                     w.last_error_type = Some(kind);
                     w.last_run = Some(finished_at);
+                    w.last_duration_ms = Some(duration_ms);
                 });
                 log.log(LogLevel::Error, &format!("{} error: {text}", kind.as_str()));
                 match tracker.on_error(kind, &rt.errors) {
@@ -643,6 +661,9 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
             .events
             .emit(EventKind::Finished, sid, serde_json::json!({})),
         RunEnd::Halted(reason) => {
+            shared
+                .stats
+                .update(sid, |w| w.halted_reason = Some(reason.clone()));
             shared
                 .events
                 .emit(EventKind::AutoStopped, sid, serde_json::json!({"reason": reason}))

@@ -1,5 +1,7 @@
 //! Node events (W-STR-1): workers started, stopped, reloaded, finished, auto-stopped with their
-//! reason; leader leases gained and lost. Serialised once, shared by every subscriber.
+//! reason; leader leases gained and lost; worker records saved (with the record) or deleted, and
+//! `resync` when the store watch restarted (a live view then lists again). Serialised once,
+//! shared by every subscriber.
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{Value, json};
@@ -21,6 +23,9 @@ pub enum EventKind {
     AutoStopped,
     LeaderGained,
     LeaderLost,
+    Saved,
+    Deleted,
+    Resync,
 }
 
 impl EventKind {
@@ -33,6 +38,9 @@ impl EventKind {
             EventKind::AutoStopped => "auto-stopped",
             EventKind::LeaderGained => "leader-gained",
             EventKind::LeaderLost => "leader-lost",
+            EventKind::Saved => "saved",
+            EventKind::Deleted => "deleted",
+            EventKind::Resync => "resync",
         }
     }
 }
@@ -61,6 +69,11 @@ impl EventBus {
             raw.extend(detail);
         }
         let _ = self.tx.send(push_frame(&self.channel, "events", raw));
+    }
+
+    /// Whether anyone listens: callers skip building an event's detail when nobody does.
+    pub fn has_subscribers(&self) -> bool {
+        self.tx.receiver_count() > 0
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Utf8Bytes> {
