@@ -312,10 +312,11 @@ export class WorkerView {
       return;
     }
     if (error.status === 400 && Number.isInteger(f.line)) {
-      const text = `${error.message} at line ${f.line}, column ${f.column}: ${f.details ?? ""}`;
+      const details = String(f.details ?? "").replace(/\s+at line \d+, column \d+$/, "");
+      const text = `${error.message} at line ${f.line}, column ${f.column}: ${details}`;
       this.errorBox.textContent = text;
       this.errorBox.hidden = false;
-      this.editor.showError(f.line, f.column, f.details ?? error.message);
+      this.editor.showError(f.line, f.column, details || error.message);
       return;
     }
     const extra = f.missing ? ` (missing: ${f.missing.join(", ")})` : f.details ? ` — ${f.details}` : "";
