@@ -1,8 +1,12 @@
 //! `heterogen console`: logs in with a key file and prints a console link whose session sits in
 //! the fragment only; it starts `$BROWSER` on it unless told not to; the node never logs it.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use common::process::spawn_node_logged;
 
 fn heterogen(args: &[&str], browser: Option<&Path>) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_heterogen"));
@@ -36,27 +40,8 @@ async fn the_link_logs_in_opens_the_browser_and_stays_out_of_the_node_log() {
     let out = heterogen(&["wallet", "new", "--out", key.to_str().unwrap()], None);
     let address = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let log = dir.path().join("node.log");
-    let mut node = tokio::process::Command::new(env!("CARGO_BIN_EXE_heterogen"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--fsync",
-            "false",
-            "--owners",
-            &address,
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(node.stdout.take().unwrap()));
-    let line = lines.next_line().await.unwrap().unwrap();
-    let http = line.strip_prefix("heterogen listening on ").unwrap().to_string();
+    let _node = spawn_node_logged(&dir.path().join("data"), &["--owners", &address], &log, "debug").await;
+    let http = _node.url().trim_end_matches('/').to_string();
     let ws = http.replace("http://", "ws://");
 
     let run = |args: Vec<String>, browser: Option<std::path::PathBuf>| {

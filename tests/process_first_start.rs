@@ -3,72 +3,45 @@
 //! console link whose session works; its log carries that session nowhere else. An empty or
 //! malformed `--owners` stops the node with exit code 2, naming the flag.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
+use common::process::{NodeProcess, spawn_node_logged};
 use serde_json::{Value, json};
 
+/// A node started without `--owners`, and where its log goes.
 struct Started {
-    child: std::process::Child,
+    node: NodeProcess,
     url: String,
-    stderr_path: std::path::PathBuf,
-}
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    log: PathBuf,
 }
 
 impl Started {
     fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits for the `Console:` line; returns the link.
-    fn console_link(&self) -> String {
+    async fn console_link(&self) -> String {
         for _ in 0..300 {
             if let Some(line) = self.stderr().lines().find(|l| l.starts_with("Console: ")) {
                 return line.trim_start_matches("Console: ").to_string();
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("no console link on stderr:\n{}", self.stderr());
     }
 }
 
-fn start(data: &Path, log: &Path) -> Started {
-    use std::io::BufRead;
-    let stderr = std::fs::File::create(log).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heterogen"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--fsync",
-            "false",
-            "--data-dir",
-        ])
-        .arg(data)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("heterogen listening on ")
-        .unwrap_or_else(|| panic!("{line}"));
+async fn start(data: &Path, log: &Path) -> Started {
+    let node = spawn_node_logged(data, &[], log, "info").await;
     Started {
-        child,
-        url: addr.to_string(),
-        stderr_path: log.to_path_buf(),
+        url: node.url().trim_end_matches('/').to_string(),
+        node,
+        log: log.to_path_buf(),
     }
 }
 
@@ -93,8 +66,8 @@ fn key_address(path: &Path) -> String {
 async fn a_first_start_makes_an_owner_and_prints_a_link_that_logs_in() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let node = start(&data, &dir.path().join("first.log"));
-    let link = node.console_link();
+    let node = start(&data, &dir.path().join("first.log")).await;
+    let link = node.console_link().await;
     let (page, session) = link
         .split_once("#session=")
         .expect("the session is in the fragment");
@@ -122,10 +95,11 @@ async fn a_first_start_makes_an_owner_and_prints_a_link_that_logs_in() {
         "the link's session is an owner's"
     );
     assert_eq!(list_workers(&node.url, "not-a-session").await, 401);
-    drop(node);
+    let mut first = node.node;
+    first.child.kill().await.unwrap();
 
-    let again = start(&data, &dir.path().join("second.log"));
-    let second = again.console_link();
+    let again = start(&data, &dir.path().join("second.log")).await;
+    let second = again.console_link().await;
     assert_ne!(second, link, "a fresh session on every start");
     assert_eq!(key_address(&key), address, "the key is reused");
     assert!(again.stderr().contains(&address));
@@ -142,30 +116,8 @@ async fn a_node_with_owners_or_open_makes_no_key_and_prints_no_link() {
     ] {
         let data = dir.path().join(name);
         let log = dir.path().join(format!("{name}.log"));
-        let stderr = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_heterogen"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--fsync",
-                "false",
-                "--data-dir",
-            ])
-            .arg(&data)
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("heterogen listening"), "{line}");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        let mut node = spawn_node_logged(&data, &args, &log, "info").await;
+        node.child.kill().await.unwrap();
         assert!(!data.join("owner-key.json").exists(), "{name}");
         assert!(
             !std::fs::read_to_string(&log).unwrap().contains("Console:"),

@@ -42,7 +42,29 @@ pub async fn spawn_node_with_fd_limit(limit: u64, dir: &Path, args: &[&str], std
     spawn_node_with(prlimit, dir, args, stderr, "warn").await
 }
 
+/// `heterogen serve --listen 127.0.0.1:0 --fsync false --data-dir DIR ARGS…` as a new user runs
+/// it (no `--open`), its log (`RUST_LOG=log_filter`) written to the file `log`.
+pub async fn spawn_node_logged(dir: &Path, args: &[&str], log: &Path, log_filter: &str) -> NodeProcess {
+    let command = Command::new(env!("CARGO_BIN_EXE_heterogen"));
+    let stderr = Stdio::from(std::fs::File::create(log).unwrap());
+    let mut all = vec!["--fsync", "false"];
+    all.extend_from_slice(args);
+    spawn_serve(command, dir, &all, stderr, log_filter).await
+}
+
 async fn spawn_node_with(
+    command: Command,
+    dir: &Path,
+    args: &[&str],
+    stderr: Stdio,
+    log_filter: &str,
+) -> NodeProcess {
+    let mut all = vec!["--open"];
+    all.extend_from_slice(args);
+    spawn_serve(command, dir, &all, stderr, log_filter).await
+}
+
+async fn spawn_serve(
     mut command: Command,
     dir: &Path,
     args: &[&str],
@@ -50,7 +72,7 @@ async fn spawn_node_with(
     log_filter: &str,
 ) -> NodeProcess {
     let mut child = command
-        .args(["serve", "--listen", "127.0.0.1:0", "--open", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(args)
         .env("RUST_LOG", log_filter)

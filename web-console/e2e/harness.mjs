@@ -117,6 +117,11 @@ export async function newPage(browser, { colorScheme = "light", allow = [] } = {
 
 export async function shot(page, name) {
   mkdirSync(SHOTS, { recursive: true });
+  // Toasts are transient; the pictures show the page under them.
+  await page.evaluate(() => {
+    document.querySelector("main")?.scrollTo(0, 0);
+    for (const t of document.querySelectorAll("#toasts > .toast:not(.error)")) t.remove();
+  });
   await page.screenshot({ path: join(SHOTS, `${name}.png`) });
 }
 

@@ -74,7 +74,7 @@ describe("workers in the console", () => {
     await replaceScript('// ticks\nlogger.info("tick", Date.now());\nawait Stels.sleep(50);\n');
     await page.getByText("unsaved changes").waitFor();
     await page.keyboard.press("ControlOrMeta+s");
-    await page.getByText("Saved", { exact: true }).waitFor();
+    await page.getByText("saved", { exact: true }).waitFor();
     await page.getByText("unsaved changes").waitFor({ state: "hidden" });
     const saved = await record(first);
     assert.equal(saved.value.raw.mode, "loop");
@@ -111,7 +111,7 @@ describe("workers in the console", () => {
     await dialog.getByRole("table", { name: "What changed" }).getByText("changed elsewhere").waitFor();
     await shot(page, "worker-conflict");
     await dialog.getByRole("button", { name: "Overwrite with mine" }).click();
-    await page.getByText("Saved", { exact: true }).first().waitFor();
+    await page.getByText("saved", { exact: true }).first().waitFor();
     const now = await record(first);
     assert.match(now.value.raw.script, /.mine.,/);
     assert.equal(now.value.raw.note, "ticks for the test");
@@ -149,7 +149,7 @@ describe("workers in the console", () => {
     const sid = await createFrom("Empty script");
     await replaceScript('throw new TypeError("boom");\n');
     await page.keyboard.press("ControlOrMeta+s");
-    await page.getByText("Saved", { exact: true }).first().waitFor();
+    await page.getByText("saved", { exact: true }).first().waitFor();
     await page.getByRole("button", { name: "Start worker" }).click();
     await page.locator(".worker-view .view-head .badge").getByText("halted by error rules").waitFor({ timeout: 20000 });
     await page.getByText(/Worker stopped on this node after/).first().waitFor();

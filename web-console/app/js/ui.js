@@ -38,7 +38,7 @@ export function toast(message, kind = "info") {
     h("span", {}, message), close);
   toastRoot.append(item);
   if (kind !== "error") setTimeout(() => item.remove(), 4000);
-  while (toastRoot.children.length > 5) toastRoot.firstElementChild.remove();
+  while (toastRoot.children.length > 3) toastRoot.firstElementChild.remove();
 }
 
 /**

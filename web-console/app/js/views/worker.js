@@ -33,7 +33,7 @@ export class WorkerView {
     if (item) this.build(item.entry);
     else {
       clear(ctx.root, h("p", { class: "empty" }, "Loading worker…"));
-      if (!ctx.state.loaded) ctx.state.reload();
+      if (!ctx.state.loaded && ctx.conn.state === "open") ctx.state.reload();
     }
   }
 
@@ -154,6 +154,7 @@ export class WorkerView {
 
   markDirty() {
     this.dirtyMark.textContent = this.dirty() ? "unsaved changes" : "";
+    delete this.dirtyMark.dataset.state;
   }
 
   renderHeader() {
@@ -295,7 +296,8 @@ export class WorkerView {
       this.ctx.state.changed("saved", this.sid);
       this.renderHeader();
       this.markDirty();
-      toast("Saved");
+      this.dirtyMark.textContent = "saved";
+      this.dirtyMark.dataset.state = "saved";
     } catch (error) {
       this.failed(error);
     } finally {

@@ -48,7 +48,8 @@ export class WorkersView {
     this.build();
     this.onChange = (e) => this.schedule(e.detail.kind !== "stats" || this.dependsOnStats());
     ctx.state.addEventListener("change", this.onChange);
-    if (!ctx.state.loaded) ctx.state.reload();
+    // Listing starts once the events subscription does (on every connect): nothing is missed.
+    if (!ctx.state.loaded && ctx.conn.state === "open") ctx.state.reload();
     this.schedule(true);
   }
 
