@@ -19,11 +19,17 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// A GET that does not follow redirects, with the given request headers.
+async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap()
+        .unwrap();
+    let mut request = client.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
 }
 
 #[tokio::test]
@@ -39,11 +45,7 @@ async fn every_file_is_served_with_its_type_and_the_policy() {
             .unwrap()
             .to_string_lossy()
             .replace('\\', "/");
-        let reply = client()
-            .get(format!("{}console/{relative}", node.url()))
-            .send()
-            .await
-            .unwrap();
+        let reply = get(&format!("{}console/{relative}", node.url()), &[]).await;
         assert_eq!(reply.status(), 200, "{relative}");
         let headers = reply.headers().clone();
         let csp = headers["content-security-policy"].to_str().unwrap();
@@ -72,37 +74,21 @@ async fn every_file_is_served_with_its_type_and_the_policy() {
 #[tokio::test]
 async fn a_browser_is_sent_to_the_console_and_other_clients_get_the_node_description() {
     let node = TestNode::start().await;
-    let browser = client()
-        .get(node.url())
-        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
-        .send()
-        .await
-        .unwrap();
+    let html = ("accept", "text/html,application/xhtml+xml,*/*;q=0.8");
+    let browser = get(&node.url(), &[html]).await;
     assert_eq!(browser.status(), 303);
     assert_eq!(browser.headers()["location"], "/console/");
 
-    let bare = client()
-        .get(format!("{}console", node.url()))
-        .send()
-        .await
-        .unwrap();
+    let bare = get(&format!("{}console", node.url()), &[]).await;
     assert_eq!(bare.status(), 308);
     assert_eq!(bare.headers()["location"], "/console/");
 
-    let index = client()
-        .get(format!("{}console/", node.url()))
-        .send()
-        .await
-        .unwrap();
+    let index = get(&format!("{}console/", node.url()), &[]).await;
     assert_eq!(index.status(), 200);
     assert!(index.text().await.unwrap().contains("js/main.js"));
 
-    let json: serde_json::Value = client()
-        .get(node.url())
-        .header("accept", "application/json")
-        .send()
+    let json: serde_json::Value = get(&node.url(), &[("accept", "application/json")])
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -121,11 +107,7 @@ async fn unknown_and_escaping_paths_are_not_found() {
         "js/../../Cargo.toml",
         "%2e%2e/src/main.rs",
     ] {
-        let reply = client()
-            .get(format!("{}console/{path}", node.url()))
-            .send()
-            .await
-            .unwrap();
+        let reply = get(&format!("{}console/{path}", node.url()), &[]).await;
         assert_eq!(reply.status(), 404, "{path}");
     }
 }
@@ -134,24 +116,14 @@ async fn unknown_and_escaping_paths_are_not_found() {
 async fn an_unchanged_file_is_not_sent_again_and_large_files_go_compressed() {
     let node = TestNode::start().await;
     let url = format!("{}console/vendor/codemirror.js", node.url());
-    let first = client().get(&url).send().await.unwrap();
+    let first = get(&url, &[]).await;
     let etag = first.headers()["etag"].clone();
     let size = first.bytes().await.unwrap().len();
-    let again = client()
-        .get(&url)
-        .header("if-none-match", etag.clone())
-        .send()
-        .await
-        .unwrap();
+    let again = get(&url, &[("if-none-match", etag.to_str().unwrap())]).await;
     assert_eq!(again.status(), 304);
     assert!(again.bytes().await.unwrap().is_empty());
 
-    let gzipped = client()
-        .get(&url)
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+    let gzipped = get(&url, &[("accept-encoding", "gzip")]).await;
     assert_eq!(gzipped.status(), 200);
     assert_eq!(gzipped.headers()["content-encoding"], "gzip");
     assert_eq!(gzipped.headers()["etag"], etag);
