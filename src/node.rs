@@ -140,7 +140,12 @@ async fn open_fjall(config: &NodeConfig, name: &str) -> Result<Arc<dyn Store>, N
     let fsync = config.fsync;
     let store = tokio::task::spawn_blocking(move || FjallStore::open(&dir, fsync))
         .await
-        .map_err(|e| NodeError::Store(crate::store::StoreError::Backend(e.to_string())))??;
+        .map_err(|e| {
+            NodeError::Store(crate::store::StoreError::Backend {
+                backend: "fjall",
+                message: format!("the task opening the store failed: {e}"),
+            })
+        })??;
     Ok(Arc::new(store))
 }
 

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use common::call_url;
 use heterogen::store::fjall::FjallStore;
 use heterogen::store::{
-    AtomicWrite, Check, CommitOutcome, Entry, Key, ListOptions, Mutation, Store, StoreResult, WatchStream,
+    AtomicWrite, Check, CommitOutcome, Got, Key, ListOptions, Mutation, Page, Revision, Store, StoreResult,
+    WatchStream,
 };
 use serde_json::json;
 
@@ -26,10 +27,10 @@ struct CompetingWriter {
 
 #[async_trait]
 impl Store for CompetingWriter {
-    async fn get(&self, key: &Key) -> StoreResult<Option<Entry>> {
+    async fn get(&self, key: &Key) -> StoreResult<Got> {
         self.inner.get(key).await
     }
-    async fn list(&self, prefix: &Key, options: ListOptions) -> StoreResult<Vec<Entry>> {
+    async fn list(&self, prefix: &Key, options: ListOptions) -> StoreResult<Page> {
         self.inner.list(prefix, options).await
     }
     async fn commit(&self, write: AtomicWrite) -> StoreResult<CommitOutcome> {
@@ -43,7 +44,7 @@ impl Store for CompetingWriter {
                 .mutations
                 .iter()
                 .any(|m| matches!(m, Mutation::Set { key: k, .. } if *k == key))
-            && let Some(current) = self.inner.get(&key).await?
+            && let Some(current) = self.inner.get(&key).await?.entry
         {
             let mut value = current.value.clone();
             let n = self.interferences.fetch_add(1, Ordering::SeqCst);
@@ -52,8 +53,8 @@ impl Store for CompetingWriter {
         }
         self.inner.commit(write).await
     }
-    fn watch(&self, prefix: &Key) -> WatchStream {
-        self.inner.watch(prefix)
+    async fn watch(&self, prefix: &Key, after: Revision) -> StoreResult<WatchStream> {
+        self.inner.watch(prefix, after).await
     }
     async fn flush(&self) -> StoreResult<()> {
         self.inner.flush().await

@@ -239,13 +239,14 @@ async fn the_store_watch_reports_each_update() {
     let node = TestNode::start().await;
     let entry = node.create_worker(json!({})).await;
     let store = node.running().state().store.clone();
-    let mut watch = store.watch(&Key::of(&["ami", "worker"]));
+    let mut watch = common::watch_from_now(store.as_ref(), &Key::of(&["ami", "worker"])).await;
     let (status, updated) = node
         .call("updateWorker", update_body(&entry, |r| r["active"] = json!(true)))
         .await;
     assert_eq!(status, 200);
     let event = tokio::time::timeout(std::time::Duration::from_secs(5), watch.next())
         .await
+        .unwrap()
         .unwrap()
         .unwrap();
     let WatchEvent::Put(seen) = event else {

@@ -55,11 +55,11 @@ async fn successful_logins_are_limited_per_wallet_and_per_source() {
         .unwrap();
     let store = &node.running().state().store;
     let mark = |d: &str| Key::of(&["ami", "login", d]);
-    assert!(store.get(&mark(digest)).await.unwrap().is_none());
+    assert!(store.get(&mark(digest)).await.unwrap().entry.is_none());
     // (The marks of the accepted logins are there.)
     let accepted = login_request_body(&b, "LOGIN_REQUEST", "testnet", now - 1, "", "");
     let accepted = accepted["body"]["payload"]["body"]["transaction"]["hash"]
         .as_str()
         .unwrap();
-    assert!(store.get(&mark(accepted)).await.unwrap().is_some());
+    assert!(store.get(&mark(accepted)).await.unwrap().entry.is_some());
 }

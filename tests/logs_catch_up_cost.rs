@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use common::{TestNode, Ws, eventually, quick_runtime, sid, ws_call, ws_next};
 use heterogen::store::fjall::FjallStore;
 use heterogen::store::{
-    AtomicWrite, CommitOutcome, Entry, Key, KeyPart, ListOptions, Store, StoreResult, WatchStream,
+    AtomicWrite, CommitOutcome, Got, Key, KeyPart, ListOptions, Page, Revision, Store, StoreResult,
+    WatchStream,
 };
 use serde_json::{Value, json};
 
@@ -29,21 +30,21 @@ struct CountingStore {
 
 #[async_trait]
 impl Store for CountingStore {
-    async fn get(&self, key: &Key) -> StoreResult<Option<Entry>> {
+    async fn get(&self, key: &Key) -> StoreResult<Got> {
         self.inner.get(key).await
     }
-    async fn list(&self, prefix: &Key, options: ListOptions) -> StoreResult<Vec<Entry>> {
-        let entries = self.inner.list(prefix, options).await?;
+    async fn list(&self, prefix: &Key, options: ListOptions) -> StoreResult<Page> {
+        let page = self.inner.list(prefix, options).await?;
         if prefix.0.first() == Some(&KeyPart::Str("log".into())) {
-            self.listed.fetch_add(entries.len(), Ordering::SeqCst);
+            self.listed.fetch_add(page.entries.len(), Ordering::SeqCst);
         }
-        Ok(entries)
+        Ok(page)
     }
     async fn commit(&self, write: AtomicWrite) -> StoreResult<CommitOutcome> {
         self.inner.commit(write).await
     }
-    fn watch(&self, prefix: &Key) -> WatchStream {
-        self.inner.watch(prefix)
+    async fn watch(&self, prefix: &Key, after: Revision) -> StoreResult<WatchStream> {
+        self.inner.watch(prefix, after).await
     }
     async fn flush(&self) -> StoreResult<()> {
         self.inner.flush().await
@@ -132,7 +133,7 @@ async fn catching_up_lists_each_stored_line_about_once() {
     let prefix = Key::of(&["log", &sid]);
     eventually(20, "every line in the stored history", || async {
         let stored = local.inner.list(&prefix, ListOptions::default()).await.unwrap();
-        (stored.len() as u64 == last).then_some(())
+        (stored.entries.len() as u64 == last).then_some(())
     })
     .await;
     let kept_in_memory = logs.ring(&sid).since(0).len();

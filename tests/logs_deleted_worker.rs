@@ -26,7 +26,7 @@ async fn a_deleted_workers_ring_and_history_are_freed() {
             .list(&history, ListOptions::default())
             .await
             .unwrap();
-        (!stored.is_empty()).then_some(())
+        (!stored.entries.is_empty()).then_some(())
     })
     .await;
     assert_eq!(state.logs.open_rings(), 1);
@@ -42,7 +42,7 @@ async fn a_deleted_workers_ring_and_history_are_freed() {
             .list(&history, ListOptions::default())
             .await
             .unwrap();
-        (state.logs.open_rings() == 0 && stored.is_empty()).then_some(())
+        (state.logs.open_rings() == 0 && stored.entries.is_empty()).then_some(())
     })
     .await;
     // The run has stopped by now; nothing it wrote while stopping stays behind.
@@ -52,7 +52,7 @@ async fn a_deleted_workers_ring_and_history_are_freed() {
         .list(&history, ListOptions::default())
         .await
         .unwrap();
-    assert_eq!((state.logs.open_rings(), stored.len()), (0, 0));
+    assert_eq!((state.logs.open_rings(), stored.entries.len()), (0, 0));
     let (status, _) = node.call("getWorkerLogs", json!({"sid": sid})).await;
     assert_eq!(status, 404);
 }

@@ -157,6 +157,7 @@ async fn net_and_local_kv_from_scripts() {
         .get(&Key::of(&["kv", "market", "ticker", "BTC"]))
         .await
         .unwrap()
+        .entry
         .unwrap();
     assert_eq!(btc.value, json!({"price": 102}));
     assert!(
@@ -165,6 +166,7 @@ async fn net_and_local_kv_from_scripts() {
             .get(&Key::of(&["kv", "market", "ticker", "ETH"]))
             .await
             .unwrap()
+            .entry
             .is_none()
     );
     assert!(
@@ -173,6 +175,7 @@ async fn net_and_local_kv_from_scripts() {
             .get(&Key::of(&["market", "ticker", "BTC"]))
             .await
             .unwrap()
+            .entry
             .is_none()
     );
     // Stels.local is this node's own store.
@@ -182,6 +185,7 @@ async fn net_and_local_kv_from_scripts() {
             .get(&Key::of(&["kv", "health", "s"]))
             .await
             .unwrap()
+            .entry
             .is_some()
     );
     assert!(
@@ -190,6 +194,7 @@ async fn net_and_local_kv_from_scripts() {
             .get(&Key::of(&["kv", "health", "s"]))
             .await
             .unwrap()
+            .entry
             .is_none()
     );
 }

@@ -198,16 +198,7 @@ async fn a_fast_request_is_answered_before_a_slow_one_sent_earlier() {
     let node = TestNode::start().await;
     // 500 active workers make stopAllWorkers do 500 sequential atomic commits.
     let template = node.create_worker(json!({})).await;
-    let mut write = heterogen::store::AtomicWrite::new();
-    for _ in 0..500 {
-        let sid = uuid::Uuid::new_v4().to_string();
-        let mut value = template["value"].clone();
-        value["raw"]["sid"] = json!(sid);
-        value["raw"]["active"] = json!(true);
-        value["channel"] = json!(format!("ami.worker.{sid}"));
-        write = write.set(heterogen::store::Key::of(&["ami", "worker", &sid]), value);
-    }
-    node.running().state().store.commit(write).await.unwrap();
+    seed_workers(&node, &template, 500, true).await;
 
     let mut ws = node.ws("/").await;
     ws_send(&mut ws, json!("slow"), "stopAllWorkers", json!({})).await;
@@ -219,18 +210,32 @@ async fn a_fast_request_is_answered_before_a_slow_one_sent_earlier() {
     assert_eq!(second["result"]["stopped"], 500);
 }
 
+/// Stores `count` copies of the worker `template` (active or not) straight into the store, in
+/// commits within the store's operation limit.
+async fn seed_workers(node: &TestNode, template: &serde_json::Value, count: usize, active: bool) {
+    let store = &node.running().state().store;
+    let per_commit = store.limits().max_operations;
+    let mut left = count;
+    while left > 0 {
+        let mut write = heterogen::store::AtomicWrite::new();
+        for _ in 0..left.min(per_commit) {
+            let sid = uuid::Uuid::new_v4().to_string();
+            let mut value = template["value"].clone();
+            value["raw"]["sid"] = json!(sid);
+            value["raw"]["active"] = json!(active);
+            value["channel"] = json!(format!("ami.worker.{sid}"));
+            write = write.set(heterogen::store::Key::of(&["ami", "worker", &sid]), value);
+        }
+        left -= left.min(per_commit);
+        store.commit(write).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn an_answer_far_larger_than_any_request_is_delivered() {
     let node = TestNode::start_with(|c| c.max_request_bytes = 4096).await;
     let template = node.create_worker(json!({})).await;
-    let mut write = heterogen::store::AtomicWrite::new();
-    for _ in 0..4000 {
-        let sid = uuid::Uuid::new_v4().to_string();
-        let mut value = template["value"].clone();
-        value["raw"]["sid"] = json!(sid);
-        write = write.set(heterogen::store::Key::of(&["ami", "worker", &sid]), value);
-    }
-    node.running().state().store.commit(write).await.unwrap();
+    seed_workers(&node, &template, 4000, false).await;
     let mut ws = node.ws("/").await;
     let frame = ws_call(&mut ws, json!(1), "listWorkers", json!({})).await;
     assert_eq!(frame["status"], 200);

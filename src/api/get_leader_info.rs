@@ -16,7 +16,8 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
         .store
         .get(&Key::of(&["ami", "leader", worker_id]))
         .await
-        .map_err(ApiError::storage)?;
+        .map_err(ApiError::storage)?
+        .entry;
     let Some(lease) = lease else {
         return Ok((
             200,

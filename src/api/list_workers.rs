@@ -3,15 +3,14 @@
 use serde_json::Value;
 
 use crate::node::NodeState;
-use crate::store::ListOptions;
+use crate::store::list_all;
 use crate::webfix::{ApiError, Reply};
 use crate::workers::model::{entry_json, workers_prefix};
 
 pub async fn apply(node: &NodeState) -> Reply {
-    let entries = node
-        .store
-        .list(&workers_prefix(), ListOptions::default())
+    let entries = list_all(node.store.as_ref(), &workers_prefix())
         .await
-        .map_err(ApiError::storage)?;
+        .map_err(ApiError::storage)?
+        .entries;
     Ok((200, Value::Array(entries.into_iter().map(entry_json).collect())))
 }

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::node::NodeState;
-use crate::store::{AtomicWrite, CommitOutcome, Entry, ListOptions, StoreError};
+use crate::store::{AtomicWrite, CommitOutcome, Entry, StoreError, list_all};
 use crate::webfix::{ApiError, Reply};
 use crate::workers::WorkerData;
 use crate::workers::model::{now_ms, worker_key, workers_prefix};
@@ -19,11 +19,10 @@ enum Outcome {
 }
 
 pub async fn apply(node: &NodeState) -> Reply {
-    let entries = node
-        .store
-        .list(&workers_prefix(), ListOptions::default())
+    let entries = list_all(node.store.as_ref(), &workers_prefix())
         .await
-        .map_err(ApiError::storage)?;
+        .map_err(ApiError::storage)?
+        .entries;
     if entries.is_empty() {
         return Ok((
             200,
@@ -84,6 +83,7 @@ async fn stop_one(node: &NodeState, mut entry: Entry) -> Outcome {
                     .store
                     .get(&worker_key(key.last_str().unwrap_or_default()))
                     .await
+                    .map(|got| got.entry)
                 {
                     Ok(Some(current)) => entry = current,
                     Ok(None) => return Outcome::Error("worker disappeared while stopping".into()),

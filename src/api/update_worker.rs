@@ -97,7 +97,7 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
     let key = worker_key(sid);
     let expected = match expected {
         Some(stamp) => stamp,
-        None => match node.store.get(&key).await.map_err(ApiError::storage)? {
+        None => match node.store.get(&key).await.map_err(ApiError::storage)?.entry {
             Some(current) => current.versionstamp,
             None => return Err(ApiError::new(409, CONFLICT)),
         },

@@ -146,7 +146,7 @@ impl Sessions {
         let mut current = match cached {
             Some(s) => s,
             None => {
-                let Some(entry) = self.store.get(&key(&hash)).await? else {
+                let Some(entry) = self.store.get(&key(&hash)).await?.entry else {
                     return Ok(None);
                 };
                 let address = entry
@@ -169,7 +169,7 @@ impl Sessions {
         }
         current.last_seen = now;
         if now.saturating_sub(current.persisted_seen) > idle / i64::from(TOUCH_EVERY) {
-            let created = match self.store.get(&key(&hash)).await? {
+            let created = match self.store.get(&key(&hash)).await?.entry {
                 Some(entry) => entry
                     .value
                     .get("createdAt")
@@ -217,7 +217,8 @@ mod tests {
         let stored = store
             .list(&Key::of(&["ami", "session"]), Default::default())
             .await
-            .unwrap();
+            .unwrap()
+            .entries;
         assert!(
             stored
                 .iter()

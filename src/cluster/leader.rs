@@ -169,7 +169,7 @@ async fn try_acquire(
     sid: &str,
     timing: &LeaseTiming,
 ) -> Result<Result<Held, Duration>, crate::store::StoreError> {
-    let current = store.get(key).await?;
+    let current = store.get(key).await?.entry;
     let now = now_ms();
     let (expected, epoch) = match &current {
         None => (None, 1),

@@ -21,13 +21,24 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::engine::{LogLevel, LogSink};
-use crate::store::{AtomicWrite, Key, KeyPart, ListOptions, Store, StoreResult};
+use crate::store::{AtomicWrite, Key, KeyPart, Limits, ListOptions, Store, StoreResult};
 use crate::workers::model::{now_ms, worker_key};
 
 /// Lines waiting to be persisted; past it lines are kept in memory only (and counted).
 const PERSIST_QUEUE: usize = 65_536;
-/// Lines written to the store in one commit at most.
-const PERSIST_BATCH: usize = 512;
+/// The most a stored line can weigh: its message fully JSON-escaped, plus the other fields.
+const LINE_BYTES_MAX: usize = MAX_MESSAGE_BYTES * 6 + 1024;
+/// Lines written to the store in one commit at most: each is a set and a delete, and a commit
+/// stays within the store contract's limits (128 operations, 1.5 MiB).
+const PERSIST_BATCH: usize = {
+    let by_operations = Limits::DEFAULT.max_operations / 2;
+    let by_bytes = Limits::DEFAULT.max_request_bytes / LINE_BYTES_MAX;
+    if by_operations < by_bytes {
+        by_operations
+    } else {
+        by_bytes
+    }
+};
 /// Longest message kept in a line; the rest is cut. Even fully JSON-escaped (6 bytes a byte)
 /// a line stays under the store's value limit, and a reader's batch stays small.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
@@ -286,8 +297,9 @@ impl LogBook {
                 ..Default::default()
             };
             match store.list(&log_prefix(sid), options).await {
-                Ok(entries) => {
-                    loaded = entries
+                Ok(page) => {
+                    loaded = page
+                        .entries
                         .iter()
                         .rev()
                         .filter_map(|e| LogLine::from_json(&e.value))
@@ -350,8 +362,8 @@ impl LogBook {
                 ..Default::default()
             };
             match store.list(&log_prefix(sid), options).await {
-                Ok(entries) => lines.extend(
-                    entries
+                Ok(page) => lines.extend(
+                    page.entries
                         .iter()
                         .filter_map(|e| LogLine::from_json(&e.value))
                         .filter(|l| l.cursor > since && l.cursor < oldest_in_memory),
@@ -426,7 +438,7 @@ impl LogBook {
 
 /// Whether `cluster` holds the record of worker `sid`.
 pub async fn worker_known(cluster: &dyn Store, sid: &str) -> StoreResult<bool> {
-    Ok(cluster.get(&worker_key(sid)).await?.is_some())
+    Ok(cluster.get(&worker_key(sid)).await?.entry.is_some())
 }
 
 /// Writes lines to the store in batches and trims each worker's history; deletes the history
@@ -478,10 +490,11 @@ async fn delete_history(store: &dyn Store, sid: &str) {
                 return;
             }
         };
-        let Some(last) = page.last() else { return };
+        let Some(last) = page.entries.last() else { return };
         after = Some(last.key.clone());
-        let full = page.len() == PERSIST_BATCH;
+        let full = page.more;
         let write = page
+            .entries
             .into_iter()
             .fold(AtomicWrite::new(), |write, entry| write.delete(entry.key));
         if let Err(e) = store.commit(write).await {
@@ -623,7 +636,8 @@ mod tests {
                 let stored = store
                     .list(&log_prefix("w"), ListOptions::default())
                     .await
-                    .unwrap();
+                    .unwrap()
+                    .entries;
                 if stored.len() == 10 && stored.last().unwrap().value["cursor"] == 25 {
                     break;
                 }
@@ -649,6 +663,7 @@ mod tests {
             .list(&log_prefix(sid), ListOptions::default())
             .await
             .unwrap()
+            .entries
             .len()
     }
 

@@ -460,7 +460,7 @@ mod tests {
     use super::*;
     use crate::runtime::engine::{FetchPolicy, LogLevel, LogSink, ScriptConfig};
     use crate::store::{
-        AtomicWrite, CommitOutcome, Entry, Key, ListOptions, Store, StoreResult, WatchStream,
+        AtomicWrite, CommitOutcome, Got, Key, ListOptions, Page, Revision, Store, StoreResult, WatchStream,
     };
     use crate::workers::{ExecutionMode, Priority, RunMode};
 
@@ -490,17 +490,20 @@ mod tests {
 
     #[async_trait]
     impl Store for EmptyStore {
-        async fn get(&self, _key: &Key) -> StoreResult<Option<Entry>> {
-            Ok(None)
+        async fn get(&self, _key: &Key) -> StoreResult<Got> {
+            Ok(Got {
+                entry: None,
+                revision: Revision(0),
+            })
         }
-        async fn list(&self, _prefix: &Key, _options: ListOptions) -> StoreResult<Vec<Entry>> {
-            Ok(Vec::new())
+        async fn list(&self, _prefix: &Key, _options: ListOptions) -> StoreResult<Page> {
+            Ok(Page::default())
         }
         async fn commit(&self, _write: AtomicWrite) -> StoreResult<CommitOutcome> {
             Ok(CommitOutcome::CheckFailed)
         }
-        fn watch(&self, _prefix: &Key) -> WatchStream {
-            Box::pin(futures_util::stream::empty())
+        async fn watch(&self, _prefix: &Key, _after: Revision) -> StoreResult<WatchStream> {
+            Ok(Box::pin(futures_util::stream::pending()))
         }
         async fn flush(&self) -> StoreResult<()> {
             Ok(())

@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_task::Task;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{
@@ -28,7 +29,7 @@ use super::stats::{StatsBoard, script_hash};
 use crate::cluster::leader::{LeaseChange, LeaseTiming, hold_lease};
 use crate::cluster::placement::{Placement, place_worker};
 use crate::config::{NodeConfig, RuntimeConfig};
-use crate::store::{Entry, ListOptions, Store, WatchEvent};
+use crate::store::{Entry, Revision, Store, StoreError, StoreResult, WatchEvent, WatchStream, list_all};
 use crate::streams::events::EventKind;
 use crate::workers::model::{entry_json, now_ms, workers_prefix};
 use crate::workers::{Priority, RunMode, WorkerData, WorkerScript};
@@ -76,7 +77,11 @@ enum RunEnd {
 }
 
 enum Event {
+    /// Time to list the workers and watch them (at start, and after a failed watch).
+    Relist,
     Watch(WatchEvent),
+    /// The watch failed (with the error) or ended (`None`).
+    WatchFailed(Option<StoreError>),
     Lease(LeaseChange),
     Ended {
         sid: String,
@@ -185,11 +190,20 @@ struct State {
     next_generation: u64,
 }
 
+/// The pause before listing the workers again after the store failed to list or watch them.
+const RELIST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The next change of `watch`; never ready while there is no watch.
+async fn next_change(watch: &mut Option<WatchStream>) -> Option<StoreResult<WatchEvent>> {
+    match watch {
+        Some(watch) => watch.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn supervise(shared: Arc<RuntimeShared>, cancel: CancellationToken) {
     let (events, mut inbox) = mpsc::unbounded_channel();
     let (lease_changes, mut lease_inbox) = mpsc::unbounded_channel();
-    // Watch first, then list: no change can fall between the two.
-    let mut watch = shared.store.watch(&workers_prefix());
     let mut state = State {
         shared: shared.clone(),
         workers: HashMap::new(),
@@ -197,15 +211,62 @@ async fn supervise(shared: Arc<RuntimeShared>, cancel: CancellationToken) {
         lease_changes,
         next_generation: 0,
     };
-    state.resync().await;
+    // List, then watch from the list's revision: no change falls between the two. A watch
+    // that fails or ends (compaction, a lost store) is never a silent stop: list and watch again.
+    let mut watch: Option<WatchStream> = None;
+    let relist = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(relist);
+    let mut relist_due = true;
+    let mut listed_before = false;
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => break,
-            Some(change) = watch.next() => Event::Watch(change),
+            () = &mut relist, if relist_due => Event::Relist,
+            change = next_change(&mut watch) => match change {
+                Some(Ok(change)) => Event::Watch(change),
+                Some(Err(error)) => Event::WatchFailed(Some(error)),
+                None => Event::WatchFailed(None),
+            },
             Some(change) = lease_inbox.recv() => Event::Lease(change),
             Some(event) = inbox.recv() => event,
         };
         match event {
+            Event::Relist => {
+                relist_due = false;
+                let watched = match state.resync().await {
+                    Ok(revision) => shared.store.watch(&workers_prefix(), revision).await,
+                    Err(error) => Err(error),
+                };
+                match watched {
+                    Ok(stream) => {
+                        watch = Some(stream);
+                        if listed_before {
+                            shared.events.emit(EventKind::Resync, "", serde_json::json!({}));
+                        }
+                        listed_before = true;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot list and watch the workers; runs unchanged, retrying");
+                        relist.as_mut().reset(Instant::now() + RELIST_BACKOFF);
+                        relist_due = true;
+                    }
+                }
+            }
+            Event::WatchFailed(error) => {
+                watch = None;
+                let pause = match &error {
+                    Some(StoreError::Compacted { .. }) => Duration::ZERO,
+                    _ => RELIST_BACKOFF,
+                };
+                match error {
+                    Some(error) => {
+                        tracing::warn!(%error, "the watch of the workers failed; listing them again")
+                    }
+                    None => tracing::warn!("the watch of the workers ended; listing them again"),
+                }
+                relist.as_mut().reset(Instant::now() + pause);
+                relist_due = true;
+            }
             Event::Watch(WatchEvent::Put(entry)) => {
                 state.apply_entry(&entry);
                 // For live views (the console's table): the record as listWorkers gives it.
@@ -221,10 +282,6 @@ async fn supervise(shared: Arc<RuntimeShared>, cancel: CancellationToken) {
                     state.set_record(sid, None);
                     shared.events.emit(EventKind::Deleted, sid, serde_json::json!({}));
                 }
-            }
-            Event::Watch(WatchEvent::Resync) => {
-                state.resync().await;
-                shared.events.emit(EventKind::Resync, "", serde_json::json!({}));
             }
             Event::Lease(LeaseChange { sid, epoch }) => {
                 let kind = if epoch.is_some() {
@@ -247,35 +304,27 @@ async fn supervise(shared: Arc<RuntimeShared>, cancel: CancellationToken) {
 }
 
 impl State {
-    async fn resync(&mut self) {
-        match self
-            .shared
-            .store
-            .list(&workers_prefix(), ListOptions::default())
-            .await
-        {
-            Ok(entries) => {
-                let present: std::collections::HashSet<String> = entries
-                    .iter()
-                    .filter_map(|e| e.key.last_str().map(str::to_string))
-                    .collect();
-                for entry in &entries {
-                    self.apply_entry(entry);
-                }
-                let gone: Vec<String> = self
-                    .workers
-                    .keys()
-                    .filter(|sid| !present.contains(*sid))
-                    .cloned()
-                    .collect();
-                for sid in gone {
-                    self.set_record(&sid, None);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot list workers; runs unchanged until the next change")
-            }
+    /// Makes the runs match every worker record in the store; the revision of the listing.
+    async fn resync(&mut self) -> StoreResult<Revision> {
+        let page = list_all(self.shared.store.as_ref(), &workers_prefix()).await?;
+        let present: std::collections::HashSet<String> = page
+            .entries
+            .iter()
+            .filter_map(|e| e.key.last_str().map(str::to_string))
+            .collect();
+        for entry in &page.entries {
+            self.apply_entry(entry);
         }
+        let gone: Vec<String> = self
+            .workers
+            .keys()
+            .filter(|sid| !present.contains(*sid))
+            .cloned()
+            .collect();
+        for sid in gone {
+            self.set_record(&sid, None);
+        }
+        Ok(page.revision)
     }
 
     fn apply_entry(&mut self, entry: &Entry) {

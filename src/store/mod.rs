@@ -74,12 +74,57 @@ impl serde::Serialize for Versionstamp {
     }
 }
 
+/// A store revision: the number of the last commit that a read reflects or a change made.
+/// Revisions rise by one per commit; a [`Versionstamp`] is the same number in 10-byte form.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct Revision(pub u64);
+
+impl Revision {
+    /// The versionstamp of the commit with this revision.
+    pub fn versionstamp(self) -> Versionstamp {
+        Versionstamp::from_counter(self.0)
+    }
+}
+
+impl From<Versionstamp> for Revision {
+    fn from(stamp: Versionstamp) -> Self {
+        Revision(stamp.counter())
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// One stored entry.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     pub key: Key,
     pub value: Value,
     pub versionstamp: Versionstamp,
+}
+
+/// What a point read saw, and at which revision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Got {
+    /// The live entry, `None` if absent or expired.
+    pub entry: Option<Entry>,
+    /// The store revision the read reflects.
+    pub revision: Revision,
+}
+
+/// One page of a prefix scan.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Page {
+    /// Entries in scan order.
+    pub entries: Vec<Entry>,
+    /// The store revision the page reflects. A consumer that lists and then watches from this
+    /// revision misses no change (a change already in a later page may be seen again).
+    pub revision: Revision,
+    /// More entries remain after the last one (ask again with `start_after`).
+    pub more: bool,
 }
 
 /// A precondition of an atomic commit.
@@ -145,6 +190,11 @@ impl AtomicWrite {
         self.mutations.push(Mutation::Delete { key });
         self
     }
+
+    /// Checks plus mutations: what a backend counts against [`Limits::max_operations`].
+    pub fn operations(&self) -> usize {
+        self.checks.len() + self.mutations.len()
+    }
 }
 
 /// What an atomic commit did.
@@ -168,19 +218,36 @@ pub struct ListOptions {
     pub start_after: Option<Key>,
 }
 
-/// One change seen by a watch.
+/// One change seen by a watch; its revision is its versionstamp's.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WatchEvent {
     /// `entry.key` was set.
     Put(Entry),
     /// `key` was deleted by the commit with this versionstamp.
     Delete { key: Key, versionstamp: Versionstamp },
-    /// The watcher fell behind and changes were lost: re-read the prefix (list) to resync.
-    Resync,
 }
 
-/// A prefix watch: changes in commit order, starting after the watch was created.
-pub type WatchStream = Pin<Box<dyn Stream<Item = WatchEvent> + Send>>;
+impl WatchEvent {
+    /// The key that changed.
+    pub fn key(&self) -> &Key {
+        match self {
+            WatchEvent::Put(entry) => &entry.key,
+            WatchEvent::Delete { key, .. } => key,
+        }
+    }
+
+    /// The revision of the commit that made the change.
+    pub fn revision(&self) -> Revision {
+        match self {
+            WatchEvent::Put(entry) => entry.versionstamp.into(),
+            WatchEvent::Delete { versionstamp, .. } => (*versionstamp).into(),
+        }
+    }
+}
+
+/// A prefix watch: changes in commit order, then (never silently) an error. After an error the
+/// stream ends; the consumer lists again and watches from the list's revision.
+pub type WatchStream = Pin<Box<dyn Stream<Item = StoreResult<WatchEvent>> + Send>>;
 
 /// What one [`Store::reap_expired`] call did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,35 +261,136 @@ pub struct Reaped {
 /// Entries one reaper commit deletes at most, so other commits wait briefly behind it.
 pub const REAP_BATCH: usize = 1000;
 
-/// Errors of the store layer.
+/// Size limits of one request, part of the contract: a write over them fails with
+/// [`StoreError::TooLarge`] on every backend, so code that fits on fjall fits on etcd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Checks plus mutations in one atomic commit (etcd's `--max-txn-ops`, 128 by default).
+    pub max_operations: usize,
+    /// Encoded keys plus serialised values of one commit (etcd's `--max-request-bytes`,
+    /// 1.5 MiB by default).
+    pub max_request_bytes: usize,
+}
+
+impl Limits {
+    /// etcd's defaults, which every backend enforces unless configured otherwise.
+    pub const DEFAULT: Limits = Limits {
+        max_operations: 128,
+        max_request_bytes: 1536 * 1024,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// Which limit a [`StoreError::TooLarge`] request went over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// [`MAX_KEY_BYTES`] of one encoded key.
+    KeyBytes,
+    /// [`MAX_VALUE_BYTES`] of one serialised value.
+    ValueBytes,
+    /// [`Limits::max_operations`].
+    Operations,
+    /// [`Limits::max_request_bytes`].
+    RequestBytes,
+}
+
+/// Errors of the store layer. Every backend reports the same kinds, so callers can decide
+/// (retry, re-list, refuse) without knowing which store is underneath.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
-    #[error("key exceeds {MAX_KEY_BYTES} bytes")]
-    KeyTooLarge,
-    #[error("value exceeds {} KiB", MAX_VALUE_BYTES / 1024)]
-    ValueTooLarge,
+    /// A write lost to a concurrent writer in a way its caller required not to happen (a fenced
+    /// write whose epoch moved on). Plain commits report a failed check as
+    /// [`CommitOutcome::CheckFailed`] instead.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The store cannot be reached or cannot write now (a full disk, a lost cluster quorum, a
+    /// closed store); nothing was written by the failing call.
+    #[error("storage backend failed: {0}")]
+    Unavailable(String),
+    /// The call did not finish within its deadline; a write may or may not have been applied.
+    #[error("store call timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// A watch asked for changes the store no longer keeps: list again, then watch from the
+    /// list's revision.
+    #[error("revision {requested} is compacted (history starts after {oldest})")]
+    Compacted { requested: Revision, oldest: Revision },
+    /// The request is over a limit of the contract; nothing was written.
+    #[error("{}", too_large_message(*limit, *size, *max))]
+    TooLarge { limit: Limit, size: usize, max: usize },
+    /// Stored bytes this backend never writes.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error("storage backend failed: {0}")]
-    Backend(String),
+    /// Any other failure of the backend.
+    #[error("{backend} failed: {message}")]
+    Backend { backend: &'static str, message: String },
+}
+
+fn too_large_message(limit: Limit, size: usize, max: usize) -> String {
+    match limit {
+        Limit::KeyBytes => format!("key exceeds {max} bytes"),
+        Limit::ValueBytes => format!("value exceeds {} KiB", max / 1024),
+        Limit::Operations => format!("{size} operations in one commit (at most {max})"),
+        Limit::RequestBytes => format!("a commit of {size} bytes (at most {max})"),
+    }
+}
+
+impl StoreError {
+    /// A key over [`MAX_KEY_BYTES`].
+    pub fn key_too_large(size: usize) -> Self {
+        StoreError::TooLarge {
+            limit: Limit::KeyBytes,
+            size,
+            max: MAX_KEY_BYTES,
+        }
+    }
+
+    /// A value over [`MAX_VALUE_BYTES`].
+    pub fn value_too_large(size: usize) -> Self {
+        StoreError::TooLarge {
+            limit: Limit::ValueBytes,
+            size,
+            max: MAX_VALUE_BYTES,
+        }
+    }
+
+    /// Whether the caller may retry the same call later (the store, not the request, failed).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Timeout(_))
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The store interface. Implementations: [`fjall::FjallStore`] (embedded) and etcd (cluster).
+/// Every backend passes the same contract suite (`tests/store_contract/`).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// The entry under `key`, if present and not expired.
-    async fn get(&self, key: &Key) -> StoreResult<Option<Entry>>;
+    /// The entry under `key`, if present and not expired, with the revision of the read.
+    async fn get(&self, key: &Key) -> StoreResult<Got>;
 
-    /// Entries whose key starts with `prefix` (all parts equal, then more parts), in key order.
-    async fn list(&self, prefix: &Key, options: ListOptions) -> StoreResult<Vec<Entry>>;
+    /// One page of the entries whose key starts with `prefix` (all parts equal, then more
+    /// parts), in key order, with the revision of the read and whether more remain.
+    async fn list(&self, prefix: &Key, options: ListOptions) -> StoreResult<Page>;
 
     /// Applies `write` atomically; acknowledged only once durable per the store's settings.
+    /// A write over [`Store::limits`] fails with [`StoreError::TooLarge`] and writes nothing.
     async fn commit(&self, write: AtomicWrite) -> StoreResult<CommitOutcome>;
 
-    /// Changes under `prefix` committed after this call, in commit order.
-    fn watch(&self, prefix: &Key) -> WatchStream;
+    /// Changes under `prefix` committed after revision `after`, in commit order. With `after`
+    /// older than the history the store keeps, the stream's first item is
+    /// [`StoreError::Compacted`].
+    async fn watch(&self, prefix: &Key, after: Revision) -> StoreResult<WatchStream>;
+
+    /// The size limits this store enforces on one commit.
+    fn limits(&self) -> Limits {
+        Limits::DEFAULT
+    }
 
     /// Flushes everything to stable storage (graceful shutdown).
     async fn flush(&self) -> StoreResult<()>;
@@ -237,6 +405,22 @@ pub trait Store: Send + Sync + 'static {
             done: true,
         })
     }
+}
+
+/// Every entry under `prefix`, page by page, and the revision of the first page: watching from
+/// it misses nothing (changes already seen in later pages may come again, in order).
+pub async fn list_all(store: &dyn Store, prefix: &Key) -> StoreResult<Page> {
+    let mut all = store.list(prefix, ListOptions::default()).await?;
+    while all.more {
+        let options = ListOptions {
+            start_after: all.entries.last().map(|e| e.key.clone()),
+            ..ListOptions::default()
+        };
+        let page = store.list(prefix, options).await?;
+        all.entries.extend(page.entries);
+        all.more = page.more;
+    }
+    Ok(all)
 }
 
 /// Deletes every due entry of `store`, in commits of at most [`REAP_BATCH`], until none is

@@ -77,8 +77,8 @@ impl SonarFeed {
 async fn sonar(node: &NodeState) -> Value {
     let (mut total, mut active, mut local, mut network) = (0u64, 0u64, 0u64, 0u64);
     match node.store.list(&workers_prefix(), ListOptions::default()).await {
-        Ok(entries) => {
-            for data in entries.iter().filter_map(WorkerData::from_entry) {
+        Ok(page) => {
+            for data in page.entries.iter().filter_map(WorkerData::from_entry) {
                 total += 1;
                 active += u64::from(data.raw.active);
                 match data.raw.scope {

@@ -49,14 +49,21 @@ impl ApiError {
     }
 
     /// A store failure: 503 when the store could not read or write (a full disk, an I/O
-    /// error: nothing was written, retry later), 500 for anything else.
+    /// error, a deadline: retry later), 500 for anything else.
     pub fn storage(error: crate::store::StoreError) -> Self {
         match error {
-            crate::store::StoreError::Backend(_) => {
+            crate::store::StoreError::Unavailable(_) => {
                 tracing::error!(%error, "store unavailable");
                 Self::new(
                     503,
                     format!("Storage unavailable ({error}); nothing was written, retry later"),
+                )
+            }
+            crate::store::StoreError::Timeout(_) => {
+                tracing::error!(%error, "store call timed out");
+                Self::new(
+                    503,
+                    format!("Storage did not answer in time ({error}); read the record before retrying"),
                 )
             }
             other => Self::internal(other),
@@ -225,7 +232,7 @@ mod tests {
     #[test]
     fn store_failures_map_to_503_or_500() {
         use crate::store::StoreError;
-        let full = ApiError::storage(StoreError::Backend(
+        let full = ApiError::storage(StoreError::Unavailable(
             "No space left on device (os error 28)".into(),
         ));
         assert_eq!(full.status, 503);

@@ -272,3 +272,16 @@ pub fn quick_runtime(c: &mut NodeConfig) {
     rt.errors.critical_backoff_base = Duration::from_millis(10);
     rt.errors.critical_backoff_cap = Duration::from_millis(50);
 }
+
+/// The changes under `prefix` from now on: a watch from the revision of a read made now.
+pub async fn watch_from_now(
+    store: &dyn heterogen::store::Store,
+    prefix: &heterogen::store::Key,
+) -> heterogen::store::WatchStream {
+    let only_the_revision = heterogen::store::ListOptions {
+        limit: Some(0),
+        ..Default::default()
+    };
+    let now = store.list(prefix, only_the_revision).await.unwrap().revision;
+    store.watch(prefix, now).await.unwrap()
+}

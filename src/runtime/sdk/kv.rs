@@ -330,10 +330,12 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative, limits) {
 pub const MAX_LIST_LIMIT: u64 = 1_000_000;
 /// Entries fetched per store call of `list`.
 pub const LIST_PAGE: u64 = 100;
-/// Checks in one atomic commit (as in Deno KV).
-pub const MAX_CHECKS: usize = 100;
-/// Mutations in one atomic commit (as in Deno KV).
-pub const MAX_MUTATIONS: usize = 1000;
+/// Checks in one atomic commit.
+pub const MAX_CHECKS: usize = 10;
+/// Mutations in one atomic commit. With its bookkeeping (owner, usage and expiry records, up to
+/// 7 store operations a mutation) the largest script commit stays within the store contract's
+/// 128 operations and 1.5 MiB, so a script that commits on one node commits on a cluster too.
+pub const MAX_MUTATIONS: usize = 16;
 
 /// Installs `stels.net` (over `env.net`), `stels.local` (over `env.local`) and `stels.webfix`.
 ///
@@ -437,9 +439,7 @@ impl KvError {
     /// The JS error class the prelude creates.
     fn js_name(&self) -> &'static str {
         match self {
-            KvError::Type(_) | KvError::Store(StoreError::KeyTooLarge | StoreError::ValueTooLarge) => {
-                "TypeError"
-            }
+            KvError::Type(_) | KvError::Store(StoreError::TooLarge { .. }) => "TypeError",
             KvError::Quota(QuotaError::Exceeded { .. }) => "QuotaExceeded",
             KvError::Quota(_) | KvError::Store(_) => "Error",
         }
@@ -451,7 +451,13 @@ fn reply(result: Result<Value, KvError>) -> String {
     match result {
         Ok(value) => json!({ "ok": value }),
         Err(err) => {
-            if let KvError::Store(StoreError::Corrupt(_) | StoreError::Backend(_)) = &err {
+            if let KvError::Store(
+                StoreError::Corrupt(_)
+                | StoreError::Backend { .. }
+                | StoreError::Unavailable(_)
+                | StoreError::Timeout(_),
+            ) = &err
+            {
                 tracing::warn!(error = %err, "worker KV call failed");
             }
             json!({ "err": { "name": err.js_name(), "message": err.to_string() } })
@@ -556,7 +562,7 @@ fn entry_json(entry: Entry) -> Value {
 async fn get(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
     let request: GetRequest = parse_request(&request)?;
     let key = store_key(&request.key, Emptiness::Refused)?;
-    Ok(match scope.store.get(&key).await? {
+    Ok(match scope.store.get(&key).await?.entry {
         Some(entry) => entry_json(entry),
         None => json!({ "key": request.key, "value": null, "versionstamp": null }),
     })
@@ -587,8 +593,8 @@ async fn list(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
         reverse: request.reverse,
         start_after,
     };
-    let entries = scope.store.list(&prefix, options).await?;
-    Ok(Value::Array(entries.into_iter().map(entry_json).collect()))
+    let page = scope.store.list(&prefix, options).await?;
+    Ok(Value::Array(page.entries.into_iter().map(entry_json).collect()))
 }
 
 /// `atomic().commit()` (and `set`, `delete`): `{ok: true, versionstamp}` or `{ok: false}`.
@@ -620,7 +626,7 @@ async fn commit(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
             } => {
                 let key = store_key(&key, Emptiness::Refused)?;
                 if value.len() > MAX_VALUE_BYTES {
-                    return Err(StoreError::ValueTooLarge.into());
+                    return Err(StoreError::value_too_large(value.len()).into());
                 }
                 let bytes = u64::try_from(key.encode().len().saturating_add(value.len())).unwrap_or(u64::MAX);
                 let value: Value = serde_json::from_str(&value)
@@ -667,7 +673,7 @@ mod tests {
     use crate::runtime::engine::testing::{eval_body, test_env};
     use crate::runtime::sdk::kv_quota::{sweep_expired, usage_bytes};
     use crate::store::fjall::FjallStore;
-    use crate::store::{AtomicWrite, StoreResult, WatchStream};
+    use crate::store::{AtomicWrite, Got, Page, Revision, StoreResult, WatchStream};
 
     fn env(net: Arc<dyn Store>, local: Arc<dyn Store>) -> WorkerEnv {
         test_env(net, local, FetchPolicy::default())
@@ -966,12 +972,12 @@ mod tests {
                 "Stels.net.set: expireIn must be a finite, non-negative number of milliseconds, got Infinity",
             ),
             (
-                "(() => { const op = Stels.net.atomic(); for (let i = 0; i < 1001; i++) op.delete(['d', i]); return op.commit(); })()",
-                "Stels.net.atomic().commit: more than 1000 mutations (1001)",
+                "(() => { const op = Stels.net.atomic(); for (let i = 0; i < 17; i++) op.delete(['d', i]); return op.commit(); })()",
+                "Stels.net.atomic().commit: more than 16 mutations (17)",
             ),
             (
-                "(() => { const op = Stels.net.atomic(); for (let i = 0; i < 101; i++) op.check({ key: ['c', i], versionstamp: null }); return op.commit(); })()",
-                "Stels.net.atomic().commit: more than 100 checks (101)",
+                "(() => { const op = Stels.net.atomic(); for (let i = 0; i < 11; i++) op.check({ key: ['c', i], versionstamp: null }); return op.commit(); })()",
+                "Stels.net.atomic().commit: more than 10 checks (11)",
             ),
             (
                 "Stels.net.get(['\\0'.repeat(1100)])",
@@ -1017,6 +1023,7 @@ mod tests {
                 .list(&Key::default(), ListOptions::default())
                 .await
                 .unwrap()
+                .entries
                 .is_empty()
         );
     }
@@ -1044,9 +1051,14 @@ mod tests {
         )
         .await;
         assert_eq!(out, json!({ "before": null, "listed": [], "localInNet": null }));
-        let own = f.net.get(&node_key).await.unwrap().unwrap();
+        let own = f.net.get(&node_key).await.unwrap().entry.unwrap();
         assert_eq!(own.value, json!({ "node": true }));
-        let all = f.net.list(&Key::default(), ListOptions::default()).await.unwrap();
+        let all = f
+            .net
+            .list(&Key::default(), ListOptions::default())
+            .await
+            .unwrap()
+            .entries;
         let keys: Vec<Value> = all.iter().map(|e| e.key.to_json()).collect();
         // Beside the entry: its owner record and the worker's usage (kv_quota).
         assert_eq!(
@@ -1062,7 +1074,8 @@ mod tests {
             .local
             .list(&Key::of(&["kv"]), ListOptions::default())
             .await
-            .unwrap();
+            .unwrap()
+            .entries;
         assert_eq!(local.len(), 1);
         assert_eq!(local[0].key.to_json(), json!(["kv", "only", "local"]));
     }
@@ -1106,6 +1119,7 @@ mod tests {
             .get(&Key::of(&["kv", "market", "ticker", "BTC"]))
             .await
             .unwrap()
+            .entry
             .unwrap();
         assert_eq!(stored.value["raw"], json!(4));
     }
@@ -1155,17 +1169,17 @@ mod tests {
 
     #[async_trait]
     impl Store for BrokenStore {
-        async fn get(&self, _key: &Key) -> StoreResult<Option<Entry>> {
-            Err(StoreError::Backend("disk on fire".into()))
+        async fn get(&self, _key: &Key) -> StoreResult<Got> {
+            Err(StoreError::Unavailable("disk on fire".into()))
         }
-        async fn list(&self, _prefix: &Key, _options: ListOptions) -> StoreResult<Vec<Entry>> {
-            Err(StoreError::Backend("disk on fire".into()))
+        async fn list(&self, _prefix: &Key, _options: ListOptions) -> StoreResult<Page> {
+            Err(StoreError::Unavailable("disk on fire".into()))
         }
         async fn commit(&self, _write: AtomicWrite) -> StoreResult<CommitOutcome> {
             Err(StoreError::Corrupt("bad bytes".into()))
         }
-        fn watch(&self, _prefix: &Key) -> WatchStream {
-            Box::pin(futures_util::stream::empty())
+        async fn watch(&self, _prefix: &Key, _after: Revision) -> StoreResult<WatchStream> {
+            Err(StoreError::Unavailable("disk on fire".into()))
         }
         async fn flush(&self) -> StoreResult<()> {
             Ok(())
@@ -1260,7 +1274,7 @@ mod tests {
         assert_eq!(usage_bytes(f.net.as_ref(), "a").await.unwrap(), 9);
         assert_eq!(usage_bytes(f.net.as_ref(), "b").await.unwrap(), 0);
         // A usage record at zero is gone; the script cannot see or touch bookkeeping records.
-        assert!(f.net.get(&Key::of(&["kq", "b"])).await.unwrap().is_none());
+        assert!(f.net.get(&Key::of(&["kq", "b"])).await.unwrap().entry.is_none());
         let listed = run(
             &a,
             r#"const keys = []; for await (const e of Stels.net.list({ prefix: [] })) keys.push(e.key); return keys;"#,
@@ -1291,10 +1305,11 @@ mod tests {
             .net
             .list(&Key::of(&["kv"]), ListOptions::default())
             .await
-            .unwrap();
+            .unwrap()
+            .entries;
         let mut expected = HashMap::<String, u64>::new();
         for entry in &entries {
-            let owner = f.net.get(&owner_key_of(&entry.key)).await.unwrap().unwrap();
+            let owner = f.net.get(&owner_key_of(&entry.key)).await.unwrap().entry.unwrap();
             let sid = owner.value["sid"].as_str().unwrap().to_string();
             assert_eq!(entry.value.as_str().unwrap().chars().next(), sid.chars().next());
             let bytes = entry.key.encode().len() + entry.value.to_string().len();
@@ -1398,19 +1413,19 @@ mod tests {
 
     #[async_trait]
     impl Store for FullDisk {
-        async fn get(&self, key: &Key) -> StoreResult<Option<Entry>> {
+        async fn get(&self, key: &Key) -> StoreResult<Got> {
             self.0.get(key).await
         }
-        async fn list(&self, prefix: &Key, options: ListOptions) -> StoreResult<Vec<Entry>> {
+        async fn list(&self, prefix: &Key, options: ListOptions) -> StoreResult<Page> {
             self.0.list(prefix, options).await
         }
         async fn commit(&self, _write: AtomicWrite) -> StoreResult<CommitOutcome> {
-            Err(StoreError::Backend(
+            Err(StoreError::Unavailable(
                 "No space left on device (os error 28)".into(),
             ))
         }
-        fn watch(&self, prefix: &Key) -> WatchStream {
-            self.0.watch(prefix)
+        async fn watch(&self, prefix: &Key, after: Revision) -> StoreResult<WatchStream> {
+            self.0.watch(prefix, after).await
         }
         async fn flush(&self) -> StoreResult<()> {
             Ok(())

@@ -137,6 +137,7 @@ pub async fn usage_bytes(store: &dyn Store, sid: &str) -> StoreResult<u64> {
     Ok(store
         .get(&usage_key(sid))
         .await?
+        .entry
         .and_then(|e| e.value.get("bytes").and_then(Value::as_u64))
         .unwrap_or(0))
 }
@@ -146,7 +147,7 @@ type Read<T> = Option<(T, Versionstamp)>;
 
 async fn read_owner(store: &dyn Store, stored: &Key) -> StoreResult<Read<Owner>> {
     let key = owner_key(stored);
-    match store.get(&key).await? {
+    match store.get(&key).await?.entry {
         None => Ok(None),
         Some(entry) => match Owner::from_json(&entry.value) {
             Some(owner) => Ok(Some((owner, entry.versionstamp))),
@@ -156,7 +157,7 @@ async fn read_owner(store: &dyn Store, stored: &Key) -> StoreResult<Read<Owner>>
 }
 
 async fn read_usage(store: &dyn Store, sid: &str) -> StoreResult<Read<u64>> {
-    Ok(store.get(&usage_key(sid)).await?.map(|entry| {
+    Ok(store.get(&usage_key(sid)).await?.entry.map(|entry| {
         let bytes = entry.value.get("bytes").and_then(Value::as_u64).unwrap_or(0);
         (bytes, entry.versionstamp)
     }))
@@ -195,7 +196,7 @@ pub async fn commit_with_quota(
 
 async fn script_checks_hold(store: &dyn Store, checks: &[(Key, Option<Versionstamp>)]) -> StoreResult<bool> {
     for (key, expected) in checks {
-        if store.get(key).await?.map(|e| e.versionstamp) != *expected {
+        if store.get(key).await?.entry.map(|e| e.versionstamp) != *expected {
             return Ok(false);
         }
     }
@@ -317,8 +318,8 @@ pub async fn sweep_expired(store: &dyn Store, grace: Duration) -> StoreResult<us
                 },
             )
             .await?;
-        let full = page.len() == SWEEP_PAGE;
-        for index in page {
+        let full = page.more;
+        for index in page.entries {
             let deadline = match index.key.0.get(1) {
                 Some(KeyPart::Num(n)) if n.is_finite() && *n >= 0.0 => *n as u64,
                 _ => 0,

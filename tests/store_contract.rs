@@ -1,0 +1,519 @@
+//! The store contract (architecture.md §5): what every `Store` backend promises, so that code
+//! that works on one node works on a cluster. Each case takes a fresh [`Subject`]; the macro at
+//! the end runs every case on fjall, and the etcd backend will add one line for itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use heterogen::store::fjall::{FjallOptions, FjallStore};
+use heterogen::store::{
+    AtomicWrite, CommitOutcome, Entry, Key, KeyPart, Limit, ListOptions, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+    Page, Revision, Store, StoreError, Versionstamp, WatchEvent, WatchStream,
+};
+use serde_json::{Value, json};
+
+/// A fresh, empty store of one backend, and how to compact its history.
+struct Subject {
+    store: Arc<dyn Store>,
+    compact: Box<dyn Fn(Revision) + Send + Sync>,
+    _dir: tempfile::TempDir,
+}
+
+fn fjall() -> Subject {
+    let dir = tempfile::tempdir().unwrap();
+    let options = FjallOptions {
+        fsync: false,
+        ..FjallOptions::default()
+    };
+    let store = Arc::new(FjallStore::open_with(dir.path(), options).unwrap());
+    let compacting = Arc::clone(&store);
+    Subject {
+        store,
+        compact: Box::new(move |revision| compacting.compact_history(revision)),
+        _dir: dir,
+    }
+}
+
+async fn put(store: &dyn Store, key: &Key, value: Value) -> Versionstamp {
+    match store
+        .commit(AtomicWrite::new().set(key.clone(), value))
+        .await
+        .unwrap()
+    {
+        CommitOutcome::Committed(vs) => vs,
+        CommitOutcome::CheckFailed => panic!("unconditional commit failed its checks"),
+    }
+}
+
+async fn get(store: &dyn Store, key: &Key) -> Option<Entry> {
+    store.get(key).await.unwrap().entry
+}
+
+async fn list(store: &dyn Store, prefix: &Key, options: ListOptions) -> Page {
+    store.list(prefix, options).await.unwrap()
+}
+
+fn keys(page: &Page) -> Vec<Key> {
+    page.entries.iter().map(|e| e.key.clone()).collect()
+}
+
+fn limit(n: usize) -> ListOptions {
+    ListOptions {
+        limit: Some(n),
+        ..ListOptions::default()
+    }
+}
+
+/// The next `n` changes of `watch`, failing the test on an error or a stall.
+async fn changes(watch: &mut WatchStream, n: usize) -> Vec<WatchEvent> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let item = tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .expect("the watch stalled")
+            .expect("the watch ended");
+        out.push(item.unwrap());
+    }
+    out
+}
+
+async fn reads_carry_the_revision_they_saw(s: Subject) {
+    let store = s.store.as_ref();
+    let key = Key::of(&["ami", "worker", "w1"]);
+    let empty = store.get(&key).await.unwrap();
+    assert_eq!(empty.entry, None);
+    let vs = put(store, &key, json!({"a": 1})).await;
+    let got = store.get(&key).await.unwrap();
+    let entry = got.entry.unwrap();
+    assert_eq!((entry.value, entry.versionstamp), (json!({"a": 1}), vs));
+    assert!(got.revision >= Revision::from(vs) && got.revision > empty.revision);
+    assert_eq!(vs.to_string().len(), 20);
+    let page = list(store, &Key::of(&["ami"]), ListOptions::default()).await;
+    assert_eq!(page.revision, got.revision);
+    let outcome = store
+        .commit(AtomicWrite::new().delete(key.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, CommitOutcome::Committed(d) if d > vs));
+    let gone = store.get(&key).await.unwrap();
+    assert_eq!(gone.entry, None);
+    assert!(gone.revision > got.revision);
+}
+
+async fn the_last_mutation_of_a_key_wins(s: Subject) {
+    let store = s.store.as_ref();
+    let key = Key::of(&["k"]);
+    let write = AtomicWrite::new()
+        .set(key.clone(), json!(1))
+        .delete(key.clone())
+        .set(key.clone(), json!(3));
+    store.commit(write).await.unwrap();
+    assert_eq!(get(store, &key).await.unwrap().value, json!(3));
+    let write = AtomicWrite::new().set(key.clone(), json!(4)).delete(key.clone());
+    store.commit(write).await.unwrap();
+    assert_eq!(get(store, &key).await, None);
+}
+
+async fn checks_pass_or_write_nothing(s: Subject) {
+    let store = s.store.as_ref();
+    let key = Key::of(&["lease", "w1"]);
+    let other = Key::of(&["other"]);
+    let write = AtomicWrite::new()
+        .check(key.clone(), None)
+        .set(key.clone(), json!("a"));
+    let CommitOutcome::Committed(vs1) = store.commit(write).await.unwrap() else {
+        panic!("an absent check failed on an absent key")
+    };
+    let write = AtomicWrite::new()
+        .check(key.clone(), None)
+        .set(key.clone(), json!("b"))
+        .set(other.clone(), json!(1));
+    assert_eq!(store.commit(write).await.unwrap(), CommitOutcome::CheckFailed);
+    assert_eq!(get(store, &key).await.unwrap().value, json!("a"));
+    assert_eq!(get(store, &other).await, None);
+    let stale = Versionstamp::from_counter(vs1.counter() + 100);
+    let write = AtomicWrite::new()
+        .check(key.clone(), Some(stale))
+        .delete(key.clone());
+    assert_eq!(store.commit(write).await.unwrap(), CommitOutcome::CheckFailed);
+    let write = AtomicWrite::new()
+        .check(key.clone(), Some(vs1))
+        .set(key.clone(), json!("c"));
+    let CommitOutcome::Committed(vs2) = store.commit(write).await.unwrap() else {
+        panic!("the right versionstamp failed its check")
+    };
+    assert_eq!(
+        vs2.counter(),
+        vs1.counter() + 1,
+        "failed commits take no revision"
+    );
+    let write = AtomicWrite::new()
+        .check(other.clone(), Some(vs2))
+        .set(other.clone(), json!(1));
+    assert_eq!(store.commit(write).await.unwrap(), CommitOutcome::CheckFailed);
+}
+
+async fn concurrent_commits_on_one_versionstamp_have_one_winner(s: Subject) {
+    let key = Key::of(&["counter"]);
+    let vs = put(s.store.as_ref(), &key, json!(0)).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, key) = (Arc::clone(&s.store), key.clone());
+            tokio::spawn(async move {
+                let write = AtomicWrite::new().check(key.clone(), Some(vs)).set(key, json!(i));
+                store.commit(write).await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        if let CommitOutcome::Committed(won) = task.await.unwrap().unwrap() {
+            winners.push(won);
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    assert_eq!(
+        get(s.store.as_ref(), &key).await.unwrap().versionstamp,
+        winners[0]
+    );
+}
+
+async fn lists_keep_key_order_prefix_and_say_when_more_remain(s: Subject) {
+    let store = s.store.as_ref();
+    let a = Key::of(&["a"]);
+    let mut under = vec![
+        a.child("b"),
+        a.child("c"),
+        a.child("c").child("d"),
+        Key(vec![KeyPart::Str("a".into()), KeyPart::Num(-1.0)]),
+        Key(vec![KeyPart::Str("a".into()), KeyPart::Num(2.0)]),
+        Key(vec![KeyPart::Str("a".into()), KeyPart::Bool(true)]),
+    ];
+    let outside = [
+        a.clone(),
+        Key::of(&["a\0"]),
+        Key::of(&["a\0", "x"]),
+        Key::of(&["ab"]),
+        Key::of(&["0"]),
+    ];
+    for key in under.iter().rev().chain(outside.iter()) {
+        put(store, key, json!(key.to_json())).await;
+    }
+    let all = list(store, &a, ListOptions::default()).await;
+    assert_eq!((keys(&all), all.more), (under.clone(), false));
+    // Paging at the limits: one short says more, exactly all does not, zero reads nothing.
+    let short = list(store, &a, limit(under.len() - 1)).await;
+    assert_eq!((short.entries.len(), short.more), (under.len() - 1, true));
+    let exact = list(store, &a, limit(under.len())).await;
+    assert_eq!((exact.entries.len(), exact.more), (under.len(), false));
+    let none = list(store, &a, limit(0)).await;
+    assert!(none.entries.is_empty());
+    assert_eq!(none.revision, all.revision);
+    under.reverse();
+    let reverse = ListOptions {
+        reverse: true,
+        ..ListOptions::default()
+    };
+    assert_eq!(keys(&list(store, &a, reverse).await), under);
+    assert_eq!(
+        list(store, &Key::default(), ListOptions::default())
+            .await
+            .entries
+            .len(),
+        11
+    );
+    assert!(
+        list(store, &Key::of(&["zzz"]), ListOptions::default())
+            .await
+            .entries
+            .is_empty()
+    );
+}
+
+async fn pages_resume_after_a_key_both_ways(s: Subject) {
+    let store = s.store.as_ref();
+    let p = Key::of(&["p"]);
+    let under: Vec<Key> = (0..10)
+        .map(|i| Key(vec![KeyPart::Str("p".into()), KeyPart::Num(f64::from(i))]))
+        .collect();
+    for key in &under {
+        put(store, key, json!(1)).await;
+    }
+    put(store, &Key::of(&["q"]), json!(1)).await;
+    for reverse in [false, true] {
+        let mut seen = Vec::new();
+        let mut start_after = None;
+        loop {
+            let options = ListOptions {
+                limit: Some(3),
+                reverse,
+                start_after: start_after.clone(),
+            };
+            let page = list(store, &p, options).await;
+            start_after = page.entries.last().map(|e| e.key.clone());
+            seen.extend(keys(&page));
+            if !page.more {
+                break;
+            }
+        }
+        let mut expected = under.clone();
+        if reverse {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected, "reverse: {reverse}");
+    }
+}
+
+async fn a_watch_from_a_list_revision_misses_nothing(s: Subject) {
+    let store = Arc::clone(&s.store);
+    let prefix = Key::of(&["w"]);
+    put(store.as_ref(), &prefix.child("before"), json!(0)).await;
+    let listed = list(store.as_ref(), &prefix, ListOptions::default()).await;
+    // Writes land between the list and the watch, and while it runs.
+    let writer = {
+        let (store, prefix) = (Arc::clone(&store), prefix.clone());
+        tokio::spawn(async move {
+            let mut stamps = Vec::new();
+            for i in 0..50 {
+                stamps.push(put(store.as_ref(), &prefix.child(&format!("k{}", i % 7)), json!(i)).await);
+                put(store.as_ref(), &Key::of(&["elsewhere"]), json!(i)).await;
+            }
+            stamps
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut watch = store.watch(&prefix, listed.revision).await.unwrap();
+    let stamps = writer.await.unwrap();
+    let seen: Vec<Versionstamp> = changes(&mut watch, 50)
+        .await
+        .iter()
+        .map(|event| event.revision().versionstamp())
+        .collect();
+    assert_eq!(
+        seen, stamps,
+        "every change under the prefix, in commit order, once"
+    );
+    // A watch from an older revision replays from there.
+    let mut again = store.watch(&prefix, listed.revision).await.unwrap();
+    let first = changes(&mut again, 1).await;
+    assert_eq!(first[0].revision(), Revision::from(stamps[0]));
+}
+
+async fn a_watch_reports_puts_and_deletes_of_its_prefix_only(s: Subject) {
+    let store = s.store.as_ref();
+    let prefix = Key::of(&["w"]);
+    let now = list(store, &prefix, limit(0)).await.revision;
+    let mut watch = store.watch(&prefix, now).await.unwrap();
+    let (x, y) = (prefix.child("x"), prefix.child("y"));
+    let vs1 = put(store, &x, json!(1)).await;
+    put(store, &Key::of(&["other", "x"]), json!(2)).await;
+    put(store, &prefix, json!("the prefix itself")).await;
+    let write = AtomicWrite::new()
+        .set(y.clone(), json!(3))
+        .delete(x.clone())
+        .set(Key::of(&["wx"]), json!(4));
+    let CommitOutcome::Committed(vs2) = store.commit(write).await.unwrap() else {
+        panic!()
+    };
+    let mut events = changes(&mut watch, 3).await;
+    events.sort_by_key(|e| (e.revision(), e.key().encode()));
+    assert_eq!(
+        events,
+        [
+            WatchEvent::Put(Entry {
+                key: x.clone(),
+                value: json!(1),
+                versionstamp: vs1
+            }),
+            WatchEvent::Delete {
+                key: x,
+                versionstamp: vs2
+            },
+            WatchEvent::Put(Entry {
+                key: y,
+                value: json!(3),
+                versionstamp: vs2
+            }),
+        ]
+    );
+}
+
+async fn a_compacted_start_is_an_error_and_a_relist_recovers(s: Subject) {
+    let store = s.store.as_ref();
+    let prefix = Key::of(&["c"]);
+    let start = list(store, &prefix, limit(0)).await.revision;
+    let mut last = Versionstamp::default();
+    for i in 0..5 {
+        last = put(store, &prefix.child(&i.to_string()), json!(i)).await;
+    }
+    (s.compact)(Revision::from(last));
+    let mut stale = store.watch(&prefix, start).await.unwrap();
+    let failure = tokio::time::timeout(Duration::from_secs(5), stale.next())
+        .await
+        .unwrap()
+        .expect("a compacted watch must say so, not end silently");
+    assert!(
+        matches!(failure, Err(StoreError::Compacted { .. })),
+        "{failure:?}"
+    );
+    // The consumer lists again and watches from the list's revision.
+    let relisted = list(store, &prefix, ListOptions::default()).await;
+    assert_eq!(relisted.entries.len(), 5);
+    let mut watch = store.watch(&prefix, relisted.revision).await.unwrap();
+    let next = put(store, &prefix.child("5"), json!(5)).await;
+    assert_eq!(changes(&mut watch, 1).await[0].revision(), Revision::from(next));
+}
+
+async fn writes_over_the_limits_are_refused_whole(s: Subject) {
+    let store = s.store.as_ref();
+    let limits = store.limits();
+    let small = Key::of(&["small"]);
+    put(store, &small, json!(0)).await;
+    let too_many = (0..limits.max_operations)
+        .fold(AtomicWrite::new().set(small.clone(), json!(1)), |w, i| {
+            w.set(Key::of(&["many", &i.to_string()]), json!(i))
+        });
+    let refused = store.commit(too_many).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::TooLarge {
+                limit: Limit::Operations,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let fits = (1..limits.max_operations).fold(AtomicWrite::new().set(small.clone(), json!(2)), |w, i| {
+        w.set(Key::of(&["many", &i.to_string()]), json!(i))
+    });
+    assert!(matches!(
+        store.commit(fits).await.unwrap(),
+        CommitOutcome::Committed(_)
+    ));
+    let big = "v".repeat(MAX_VALUE_BYTES - 2);
+    let heavy = (0..limits.max_request_bytes / MAX_VALUE_BYTES + 1).fold(AtomicWrite::new(), |w, i| {
+        w.set(Key::of(&["heavy", &i.to_string()]), json!(big))
+    });
+    let refused = store.commit(heavy.set(small.clone(), json!(3))).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::TooLarge {
+                limit: Limit::RequestBytes,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let big_key = Key::of(&[&"k".repeat(MAX_KEY_BYTES)]);
+    let refused = store
+        .commit(
+            AtomicWrite::new()
+                .set(small.clone(), json!(4))
+                .set(big_key.clone(), json!(1)),
+        )
+        .await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::TooLarge {
+            limit: Limit::KeyBytes,
+            ..
+        })
+    ));
+    let refused = store
+        .commit(AtomicWrite::new().set(small.clone(), json!("v".repeat(MAX_VALUE_BYTES))))
+        .await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::TooLarge {
+            limit: Limit::ValueBytes,
+            ..
+        })
+    ));
+    assert_eq!(
+        get(store, &small).await.unwrap().value,
+        json!(2),
+        "nothing of a refused write lands"
+    );
+    assert!(
+        list(store, &Key::of(&["heavy"]), ListOptions::default())
+            .await
+            .entries
+            .is_empty()
+    );
+    assert_eq!(get(store, &big_key).await, None);
+    let at_limit = json!("v".repeat(MAX_VALUE_BYTES - 2));
+    put(store, &small, at_limit.clone()).await;
+    assert_eq!(get(store, &small).await.unwrap().value, at_limit);
+}
+
+async fn expired_keys_vanish_and_watchers_see_the_delete(s: Subject) {
+    let store = s.store.as_ref();
+    let prefix = Key::of(&["x"]);
+    let (short, kept) = (prefix.child("short"), prefix.child("kept"));
+    let write = AtomicWrite::new()
+        .set_expiring(short.clone(), json!(1), 30)
+        .set(kept.clone(), json!(2));
+    let CommitOutcome::Committed(written) = store.commit(write).await.unwrap() else {
+        panic!()
+    };
+    let mut watch = store.watch(&prefix, Revision::from(written)).await.unwrap();
+    let mut deleted = None;
+    for _ in 0..200 {
+        store.reap_expired(100).await.unwrap();
+        if let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(10), watch.next()).await {
+            deleted = Some(item.unwrap());
+            break;
+        }
+    }
+    let Some(WatchEvent::Delete { key, versionstamp }) = deleted else {
+        panic!("no delete seen: {deleted:?}")
+    };
+    assert_eq!(key, short);
+    assert!(versionstamp > written);
+    assert_eq!(get(store, &short).await, None);
+    assert_eq!(get(store, &kept).await.unwrap().value, json!(2));
+}
+
+async fn a_watch_ends_with_an_error_when_its_store_goes(s: Subject) {
+    let prefix = Key::of(&["gone"]);
+    let now = list(s.store.as_ref(), &prefix, limit(0)).await.revision;
+    let mut watch = s.store.watch(&prefix, now).await.unwrap();
+    let Subject { store, compact, _dir } = s;
+    drop((store, compact));
+    let item = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .unwrap();
+    assert!(matches!(item, Some(Err(StoreError::Unavailable(_)))), "{item:?}");
+    assert!(watch.next().await.is_none());
+}
+
+macro_rules! contract {
+    ($backend:ident: $($case:ident),+ $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::$backend()).await;
+                }
+            )+
+        }
+    };
+}
+
+contract!(fjall:
+    reads_carry_the_revision_they_saw,
+    the_last_mutation_of_a_key_wins,
+    checks_pass_or_write_nothing,
+    concurrent_commits_on_one_versionstamp_have_one_winner,
+    lists_keep_key_order_prefix_and_say_when_more_remain,
+    pages_resume_after_a_key_both_ways,
+    a_watch_from_a_list_revision_misses_nothing,
+    a_watch_reports_puts_and_deletes_of_its_prefix_only,
+    a_compacted_start_is_an_error_and_a_relist_recovers,
+    writes_over_the_limits_are_refused_whole,
+    expired_keys_vanish_and_watchers_see_the_delete,
+    a_watch_ends_with_an_error_when_its_store_goes,
+);
