@@ -174,6 +174,8 @@ struct Change {
     key: Key,
     /// The new value, `None` for a delete.
     value: Option<Value>,
+    /// The encoded key plus the serialised value, counted against the history's byte bound.
+    bytes: usize,
 }
 
 /// The commits a watch can still be served from: every commit after `base`, oldest first.
@@ -194,9 +196,13 @@ impl History {
         while self.commits.len() > options.history_commits.max(1)
             || (self.bytes > options.history_bytes && self.commits.len() > 1)
         {
-            let Some(old) = self.commits.pop_front() else {
-                break;
-            };
+            self.drop_oldest();
+        }
+    }
+
+    /// Forgets the oldest kept commit; watches from before it are compacted from now on.
+    fn drop_oldest(&mut self) {
+        if let Some(old) = self.commits.pop_front() {
             self.bytes -= old.bytes;
             self.base = old.versionstamp.counter();
         }
@@ -514,9 +520,12 @@ impl FjallStore {
     }
 
     /// Forgets the watch history up to and including `revision` (etcd's `compact`): a watch
-    /// from before it gets [`StoreError::Compacted`]. The history also compacts itself at its
-    /// bounds ([`FjallOptions::history_commits`], [`FjallOptions::history_bytes`]).
+    /// from before it gets [`StoreError::Compacted`]. A revision past the newest commit compacts
+    /// up to that commit only, so a watch from a fresh read is always served. The history also
+    /// compacts itself at its bounds ([`FjallOptions::history_commits`],
+    /// [`FjallOptions::history_bytes`]).
     pub fn compact_history(&self, revision: Revision) {
+        let revision = revision.0.min(*self.shared.latest.borrow());
         let mut history = match self.shared.history.lock() {
             Ok(history) => history,
             Err(poisoned) => poisoned.into_inner(),
@@ -524,13 +533,11 @@ impl FjallStore {
         while history
             .commits
             .front()
-            .is_some_and(|c| c.versionstamp.counter() <= revision.0)
+            .is_some_and(|c| c.versionstamp.counter() <= revision)
         {
-            if let Some(old) = history.commits.pop_front() {
-                history.bytes -= old.bytes;
-            }
+            history.drop_oldest();
         }
-        history.base = history.base.max(revision.0);
+        history.base = history.base.max(revision);
     }
 
     /// Runs `work` on tokio's blocking pool, so disk I/O and fsync never stall network threads.
@@ -610,6 +617,7 @@ impl Shared {
             mutations
                 .into_iter()
                 .map(|m| Change {
+                    bytes: m.encoded.len() + m.set.as_ref().map_or(0, |(_, json, _)| json.len()),
                     key: m.key,
                     value: m.set.map(|(value, _, _)| value),
                 })
@@ -647,10 +655,7 @@ impl Shared {
             .commit()
             .inspect_err(|e| tracing::error!(error = %e, counter, "fjall commit failed"))?;
         let changes = changed();
-        let bytes = changes
-            .iter()
-            .map(|c| c.key.encode().len() + c.value.as_ref().map_or(0, approximate_json_bytes))
-            .sum();
+        let bytes = changes.iter().map(|c| c.bytes).sum();
         let commit = Arc::new(CommittedBatch {
             versionstamp,
             changes,
@@ -700,7 +705,7 @@ impl Shared {
             let key = Key::decode(encoded)
                 .ok_or_else(|| FjallError::Corrupt(format!("undecodable key {}", hex::encode(encoded))))?;
             batch.remove(&self.data, encoded);
-            deleted.push(key);
+            deleted.push((key, encoded.len()));
         }
         if deleted.is_empty() {
             batch.commit()?;
@@ -710,7 +715,11 @@ impl Shared {
         self.seal(&mut last, batch, || {
             deleted
                 .into_iter()
-                .map(|key| Change { key, value: None })
+                .map(|(key, bytes)| Change {
+                    key,
+                    value: None,
+                    bytes,
+                })
                 .collect()
         })?;
         Ok(Reaped { deleted: count, done })
@@ -773,21 +782,6 @@ impl Shared {
             revision,
             more,
         })
-    }
-}
-
-/// A cheap upper estimate of a value's serialised size, for the history's byte bound.
-fn approximate_json_bytes(value: &Value) -> usize {
-    match value {
-        Value::Null | Value::Bool(_) | Value::Number(_) => 24,
-        Value::String(s) => s.len() + 2,
-        Value::Array(items) => 2 + items.iter().map(approximate_json_bytes).sum::<usize>(),
-        Value::Object(map) => {
-            2 + map
-                .iter()
-                .map(|(k, v)| k.len() + 3 + approximate_json_bytes(v))
-                .sum::<usize>()
-        }
     }
 }
 
@@ -1101,7 +1095,17 @@ mod tests {
             lost.next().await,
             Some(Err(StoreError::Compacted { .. }))
         ));
-        drop((kept, lost, store));
+        // Compacting past the newest commit leaves a watch from a fresh read served.
+        store.compact_history(Revision(u64::MAX));
+        let now = store
+            .list(&prefix, ListOptions::default())
+            .await
+            .unwrap()
+            .revision;
+        let mut current = store.watch(&prefix, now).await.unwrap();
+        let later = put(&store, &prefix.child("later"), json!(0)).await;
+        assert_eq!(current.next().await.unwrap().unwrap().revision(), later.into());
+        drop((kept, lost, current, store));
         // A reopened store keeps no history: a watch from before the open is compacted.
         let store = open(&dir);
         let mut stale = store.watch(&prefix, stamps[3].into()).await.unwrap();
@@ -1109,7 +1113,7 @@ mod tests {
             stale.next().await,
             Some(Err(StoreError::Compacted { .. }))
         ));
-        let mut fresh = store.watch(&prefix, stamps[4].into()).await.unwrap();
+        let mut fresh = store.watch(&prefix, later.into()).await.unwrap();
         let next = put(&store, &prefix.child("5"), json!(5)).await;
         assert_eq!(fresh.next().await.unwrap().unwrap().revision(), next.into());
     }
