@@ -47,7 +47,7 @@ use heterogen::RunningNode;
 use heterogen::runtime::engine::{FetchPolicy, IsolateLimits, LogLevel, LogSink, ScriptConfig, WorkerEnv};
 use heterogen::runtime::quickjs::QuickJsIsolate;
 use heterogen::store::fjall::FjallStore;
-use heterogen::store::{AtomicWrite, Key, Store};
+use heterogen::store::{AtomicWrite, ExpiryLeases, Key, Store};
 use heterogen::workers::{ExecutionMode, Priority, RunMode, Scope, WorkerData, WorkerScript};
 use serde_json::{Value, json};
 use tokio::process::Command;
@@ -467,6 +467,7 @@ async fn baseline_child(kind: &str, count: usize) {
     let started = Instant::now();
     let mut bare = Vec::new();
     let mut isolates = Vec::new();
+    let expiry = Arc::new(ExpiryLeases::new(store.clone(), Duration::from_secs(1)));
     for _ in 0..count {
         if kind == "bare" {
             let runtime = rquickjs::AsyncRuntime::new().expect("cannot create a QuickJS runtime");
@@ -491,6 +492,8 @@ async fn baseline_child(kind: &str, count: usize) {
                 running_workers: Arc::new(AtomicUsize::new(0)),
                 net: store.clone(),
                 local: store.clone(),
+                net_expiry: expiry.clone(),
+                local_expiry: expiry.clone(),
                 log: Arc::new(NoLog),
                 fetch: FetchPolicy {
                     allowed_hosts: None,

@@ -15,8 +15,8 @@ use crate::runtime::pool::{JsPool, MinShares};
 use crate::runtime::quickjs::QuickJsEngine;
 use crate::runtime::stats::StatsBoard;
 use crate::runtime::supervisor::{RuntimeShared, Supervisor};
-use crate::store::Store;
 use crate::store::fjall::FjallStore;
+use crate::store::{ExpiryLeases, Store};
 
 /// How long shutdown waits for WebSockets to take their close frames.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -210,18 +210,24 @@ pub async fn start_with_stores(
     );
     tracing::info!(threads = pool.threads(), "JS pool started");
     let events = Arc::new(crate::streams::EventBus::new(&config.nid));
+    // Entries vanish within a reaper interval (at most a second) of their time.
+    let granularity = config.reaper_interval.min(Duration::from_secs(1));
+    let net_expiry = Arc::new(ExpiryLeases::new(store.clone(), granularity));
+    let local_expiry = Arc::new(ExpiryLeases::new(local_store.clone(), granularity));
     let supervisor = Supervisor::start(Arc::new(RuntimeShared {
         events: events.clone(),
         config: config.clone(),
         store: store.clone(),
         local: local_store.clone(),
+        net_expiry: net_expiry.clone(),
+        local_expiry,
         pool,
         engine: Arc::new(QuickJsEngine::new()),
         stats: stats.clone(),
         logs: logs.clone(),
         running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     }));
-    let sessions = crate::auth::session::Sessions::new(store.clone(), config.session_idle);
+    let sessions = crate::auth::session::Sessions::new(store.clone(), net_expiry, config.session_idle);
     let throttle = crate::auth::throttle::LoginThrottle::from_config(&config);
     let shutdown = CancellationToken::new();
     let state = Arc::new(NodeState {

@@ -9,12 +9,14 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use common::call_url;
 use heterogen::store::fjall::FjallStore;
 use heterogen::store::{
-    AtomicWrite, Check, CommitOutcome, Got, Key, ListOptions, Mutation, Page, Revision, Store, StoreResult,
-    WatchStream,
+    AtomicWrite, Check, CommitOutcome, Got, Key, Lease, LeaseId, ListOptions, Mutation, Page, Reaped,
+    Revision, Store, StoreResult, WatchStream,
 };
 use serde_json::json;
 
@@ -56,8 +58,20 @@ impl Store for CompetingWriter {
     async fn watch(&self, prefix: &Key, after: Revision) -> StoreResult<WatchStream> {
         self.inner.watch(prefix, after).await
     }
+    async fn grant(&self, ttl: Duration) -> StoreResult<Lease> {
+        self.inner.grant(ttl).await
+    }
+    async fn keep_alive(&self, lease: LeaseId) -> StoreResult<Duration> {
+        self.inner.keep_alive(lease).await
+    }
+    async fn revoke(&self, lease: LeaseId) -> StoreResult<()> {
+        self.inner.revoke(lease).await
+    }
     async fn flush(&self) -> StoreResult<()> {
         self.inner.flush().await
+    }
+    async fn reap_expired(&self, max: usize) -> StoreResult<Reaped> {
+        self.inner.reap_expired(max).await
     }
 }
 

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use common::{TestNode, Ws, eventually, quick_runtime, sid, ws_call, ws_next};
 use heterogen::store::fjall::FjallStore;
 use heterogen::store::{
-    AtomicWrite, CommitOutcome, Got, Key, KeyPart, ListOptions, Page, Revision, Store, StoreResult,
-    WatchStream,
+    AtomicWrite, CommitOutcome, Got, Key, KeyPart, Lease, LeaseId, ListOptions, Page, Reaped, Revision,
+    Store, StoreResult, WatchStream,
 };
 use serde_json::{Value, json};
 
@@ -46,8 +46,20 @@ impl Store for CountingStore {
     async fn watch(&self, prefix: &Key, after: Revision) -> StoreResult<WatchStream> {
         self.inner.watch(prefix, after).await
     }
+    async fn grant(&self, ttl: Duration) -> StoreResult<Lease> {
+        self.inner.grant(ttl).await
+    }
+    async fn keep_alive(&self, lease: LeaseId) -> StoreResult<Duration> {
+        self.inner.keep_alive(lease).await
+    }
+    async fn revoke(&self, lease: LeaseId) -> StoreResult<()> {
+        self.inner.revoke(lease).await
+    }
     async fn flush(&self) -> StoreResult<()> {
         self.inner.flush().await
+    }
+    async fn reap_expired(&self, max: usize) -> StoreResult<Reaped> {
+        self.inner.reap_expired(max).await
     }
 }
 

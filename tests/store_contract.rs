@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 struct Subject {
     store: Arc<dyn Store>,
     compact: Box<dyn Fn(Revision) + Send + Sync>,
+    /// A lease TTL this backend honours that keeps the lease cases quick.
+    short_ttl: Duration,
     _dir: tempfile::TempDir,
 }
 
@@ -31,6 +33,7 @@ fn fjall() -> Subject {
     Subject {
         store,
         compact: Box::new(move |revision| compacting.compact_history(revision)),
+        short_ttl: Duration::from_millis(100),
         _dir: dir,
     }
 }
@@ -449,39 +452,168 @@ async fn writes_over_the_limits_are_refused_whole(s: Subject) {
     assert_eq!(get(store, &small).await.unwrap().value, at_limit);
 }
 
-async fn expired_keys_vanish_and_watchers_see_the_delete(s: Subject) {
-    let store = s.store.as_ref();
-    let prefix = Key::of(&["x"]);
-    let (short, kept) = (prefix.child("short"), prefix.child("kept"));
-    let write = AtomicWrite::new()
-        .set_expiring(short.clone(), json!(1), 30)
-        .set(kept.clone(), json!(2));
-    let CommitOutcome::Committed(written) = store.commit(write).await.unwrap() else {
-        panic!()
-    };
-    let mut watch = store.watch(&prefix, Revision::from(written)).await.unwrap();
-    let mut deleted = None;
-    for _ in 0..200 {
+/// Watches `prefix` from `after` until `n` deletes arrive, running the store's reaper meanwhile
+/// (a no-op where the backend ends leases itself); fails after `within`.
+async fn deletes_seen(
+    store: &dyn Store,
+    prefix: &Key,
+    after: Revision,
+    n: usize,
+    within: Duration,
+) -> Vec<(Key, Versionstamp)> {
+    let mut watch = store.watch(prefix, after).await.unwrap();
+    let mut deleted = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while deleted.len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deletes seen: {deleted:?}"
+        );
         store.reap_expired(100).await.unwrap();
         if let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(10), watch.next()).await {
-            deleted = Some(item.unwrap());
-            break;
+            match item.unwrap() {
+                WatchEvent::Delete { key, versionstamp } => deleted.push((key, versionstamp)),
+                put => panic!("only deletes expected, got {put:?}"),
+            }
         }
     }
-    let Some(WatchEvent::Delete { key, versionstamp }) = deleted else {
-        panic!("no delete seen: {deleted:?}")
-    };
-    assert_eq!(key, short);
-    assert!(versionstamp > written);
-    assert_eq!(get(store, &short).await, None);
-    assert_eq!(get(store, &kept).await.unwrap().value, json!(2));
+    deleted
+}
+
+async fn committed(store: &dyn Store, write: AtomicWrite) -> Versionstamp {
+    match store.commit(write).await.unwrap() {
+        CommitOutcome::Committed(vs) => vs,
+        CommitOutcome::CheckFailed => panic!("unconditional commit failed its checks"),
+    }
+}
+
+async fn keys_of_an_ended_lease_vanish_and_watchers_see_the_deletes(s: Subject) {
+    let store = s.store.as_ref();
+    let prefix = Key::of(&["x"]);
+    let lease = store.grant(s.short_ttl).await.unwrap();
+    assert!(lease.ttl >= s.short_ttl);
+    let other = store.grant(Duration::from_secs(600)).await.unwrap();
+    let (a, b, moved, plain, re_set) = (
+        prefix.child("a"),
+        prefix.child("b"),
+        prefix.child("moved"),
+        prefix.child("plain"),
+        prefix.child("re-set"),
+    );
+    let mut write = AtomicWrite::new().set(plain.clone(), json!(0));
+    for key in [&a, &b, &moved, &re_set] {
+        write = write.set_with_lease(key.clone(), json!(1), lease.id);
+    }
+    let written = committed(store, write).await;
+    // Keys that left the lease since stay when it ends.
+    committed(
+        store,
+        AtomicWrite::new().set_with_lease(moved.clone(), json!(2), other.id),
+    )
+    .await;
+    let last = committed(store, AtomicWrite::new().set(re_set.clone(), json!(3))).await;
+    assert_eq!(get(store, &a).await.unwrap().value, json!(1));
+    let deleted = deletes_seen(
+        store,
+        &prefix,
+        Revision::from(last),
+        2,
+        s.short_ttl * 20 + Duration::from_secs(5),
+    )
+    .await;
+    let mut keys: Vec<Key> = deleted.iter().map(|(k, _)| k.clone()).collect();
+    keys.sort_by_key(|k| k.encode());
+    assert_eq!(keys, [a.clone(), b.clone()]);
+    assert!(deleted.iter().all(|(_, vs)| *vs > last && *vs > written));
+    assert_eq!(get(store, &a).await, None);
+    let left = list(store, &prefix, ListOptions::default()).await;
+    let mut expected = vec![moved, plain, re_set];
+    expected.sort_by_key(|k| k.encode());
+    assert_eq!(keys_sorted(&left), expected);
+    // An ended lease takes no more keys and cannot be kept alive.
+    let refused = store
+        .commit(AtomicWrite::new().set_with_lease(a.clone(), json!(4), lease.id))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseNotFound(id)) if id == lease.id),
+        "{refused:?}"
+    );
+    assert_eq!(get(store, &a).await, None);
+    let kept = store.keep_alive(lease.id).await;
+    assert!(matches!(kept, Err(StoreError::LeaseNotFound(_))), "{kept:?}");
+}
+
+fn keys_sorted(page: &Page) -> Vec<Key> {
+    let mut keys = keys(page);
+    keys.sort_by_key(|k| k.encode());
+    keys
+}
+
+async fn a_kept_alive_lease_keeps_its_keys(s: Subject) {
+    let store = s.store.as_ref();
+    let key = Key::of(&["alive"]);
+    let lease = store.grant(s.short_ttl).await.unwrap();
+    committed(
+        store,
+        AtomicWrite::new().set_with_lease(key.clone(), json!(1), lease.id),
+    )
+    .await;
+    let until = tokio::time::Instant::now() + s.short_ttl * 3;
+    while tokio::time::Instant::now() < until {
+        let ttl = store.keep_alive(lease.id).await.unwrap();
+        assert!(ttl >= s.short_ttl);
+        store.reap_expired(100).await.unwrap();
+        assert_eq!(get(store, &key).await.unwrap().value, json!(1));
+        tokio::time::sleep(s.short_ttl / 4).await;
+    }
+    let now = list(store, &key, limit(0)).await.revision;
+    let deleted = deletes_seen(
+        store,
+        &Key::of(&[]),
+        now,
+        1,
+        s.short_ttl * 20 + Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(deleted[0].0, key);
+}
+
+async fn revoking_a_lease_deletes_its_keys_at_once(s: Subject) {
+    let store = s.store.as_ref();
+    let prefix = Key::of(&["r"]);
+    let lease = store.grant(Duration::from_secs(600)).await.unwrap();
+    let mut write = AtomicWrite::new().set(prefix.child("plain"), json!(0));
+    for i in 0..3 {
+        write = write.set_with_lease(prefix.child(&i.to_string()), json!(i), lease.id);
+    }
+    let written = committed(store, write).await;
+    let mut watch = store.watch(&prefix, Revision::from(written)).await.unwrap();
+    store.revoke(lease.id).await.unwrap();
+    // Gone as soon as revoke returns, without a reaper.
+    assert_eq!(
+        keys(&list(store, &prefix, ListOptions::default()).await),
+        [prefix.child("plain")]
+    );
+    let events = changes(&mut watch, 3).await;
+    assert!(
+        events.iter().all(|e| matches!(e, WatchEvent::Delete { .. })),
+        "{events:?}"
+    );
+    store.revoke(lease.id).await.unwrap();
+    let refused = store
+        .commit(AtomicWrite::new().set_with_lease(prefix.child("late"), json!(1), lease.id))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseNotFound(_))),
+        "{refused:?}"
+    );
 }
 
 async fn a_watch_ends_with_an_error_when_its_store_goes(s: Subject) {
     let prefix = Key::of(&["gone"]);
     let now = list(s.store.as_ref(), &prefix, limit(0)).await.revision;
     let mut watch = s.store.watch(&prefix, now).await.unwrap();
-    let Subject { store, compact, _dir } = s;
+    let Subject { store, compact, .. } = s;
     drop((store, compact));
     let item = tokio::time::timeout(Duration::from_secs(5), watch.next())
         .await
@@ -514,6 +646,8 @@ contract!(fjall:
     a_watch_reports_puts_and_deletes_of_its_prefix_only,
     a_compacted_start_is_an_error_and_a_relist_recovers,
     writes_over_the_limits_are_refused_whole,
-    expired_keys_vanish_and_watchers_see_the_delete,
+    keys_of_an_ended_lease_vanish_and_watchers_see_the_deletes,
+    a_kept_alive_lease_keeps_its_keys,
+    revoking_a_lease_deletes_its_keys_at_once,
     a_watch_ends_with_an_error_when_its_store_goes,
 );

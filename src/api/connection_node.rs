@@ -11,7 +11,6 @@ use crate::auth::login::{LoginAction, verify_login};
 use crate::auth::throttle::LoginLimit;
 use crate::auth::{Caller, Principal};
 use crate::node::NodeState;
-use crate::store::{AtomicWrite, CommitOutcome, Key};
 use crate::webfix::{ApiError, Reply};
 
 /// How much longer than twice the login window a replay mark is kept.
@@ -96,19 +95,17 @@ async fn verify_and_open(
     // computed here, so no other spelling of the same request gets past it. It outlives the
     // request's acceptance: a request dated up to a window ahead is accepted until a window
     // after its date (plus a margin for the millisecond at the edge and clock steps).
-    let mark = Key::of(&["ami", "login", &login.digest]);
     let keep = node
         .config
         .login_window
         .saturating_mul(2)
         .saturating_add(REPLAY_MARK_MARGIN);
-    let keep = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
-    let write = AtomicWrite::new().check(mark.clone(), None).set_expiring(
-        mark,
-        json!({"address": login.address}),
-        keep,
-    );
-    if node.store.commit(write).await.map_err(ApiError::storage)? == CommitOutcome::CheckFailed {
+    let fresh = node
+        .sessions
+        .claim_login(&login.digest, &login.address, keep)
+        .await
+        .map_err(ApiError::storage)?;
+    if !fresh {
         return Err(ApiError::new(
             401,
             "Login refused: this signed request was already used; sign a new one",

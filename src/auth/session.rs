@@ -5,6 +5,8 @@
 //! The store keeps only the SHA-256 of a session token (`["ami","session",<hash>]`), so a copy
 //! of the data directory holds no usable session. Activity extends a session; to avoid a write
 //! per request, the stored expiry is refreshed at most once per [`TOUCH_EVERY`] of the idle time.
+//! Stored sessions and login replay marks (`["ami","login",<digest>]`) are attached to the
+//! store's shared expiry leases, so they vanish by themselves on every backend.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::Digest;
 
-use crate::store::{AtomicWrite, Key, Store, StoreError};
+use crate::store::{AtomicWrite, CommitOutcome, ExpiryLeases, Key, Store, StoreError};
 use crate::workers::model::now_ms;
 
 /// Fraction of the idle time after which activity is written back to the store.
@@ -43,6 +45,8 @@ pub struct NewSession {
 /// Session storage with an in-memory cache in front of the store.
 pub struct Sessions {
     store: Arc<dyn Store>,
+    /// Leases of `store` that stored sessions and replay marks are attached to.
+    expiry: Arc<ExpiryLeases>,
     idle: Duration,
     max_cached: usize,
     cache: Mutex<HashMap<String, Session>>,
@@ -65,18 +69,30 @@ fn key(hash: &str) -> Key {
     Key::of(&["ami", "session", hash])
 }
 
+fn login_mark_key(digest: &str) -> Key {
+    Key::of(&["ami", "login", digest])
+}
+
 fn idle_ms(idle: Duration) -> i64 {
     i64::try_from(idle.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn Store>, idle: Duration) -> Self {
-        Self::with_max_cached(store, idle, MAX_CACHED)
+    /// Sessions on `store`, expiring after `idle` without activity; `expiry` must grant its
+    /// leases on the same store.
+    pub fn new(store: Arc<dyn Store>, expiry: Arc<ExpiryLeases>, idle: Duration) -> Self {
+        Self::with_max_cached(store, expiry, idle, MAX_CACHED)
     }
 
-    fn with_max_cached(store: Arc<dyn Store>, idle: Duration, max_cached: usize) -> Self {
+    fn with_max_cached(
+        store: Arc<dyn Store>,
+        expiry: Arc<ExpiryLeases>,
+        idle: Duration,
+        max_cached: usize,
+    ) -> Self {
         Sessions {
             store,
+            expiry,
             idle,
             max_cached: max_cached.max(1),
             cache: Mutex::new(HashMap::new()),
@@ -102,12 +118,35 @@ impl Sessions {
         cache.insert(hash, session);
     }
 
-    fn record(&self, address: &str, created: i64, last_seen: i64) -> (Value, u64) {
-        let expire = u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX);
-        (
-            json!({"address": address, "createdAt": created, "lastSeen": last_seen}),
-            expire,
-        )
+    /// Stores the session record under `hash`, attached to a lease that outlives the idle time.
+    async fn store_record(
+        &self,
+        hash: &str,
+        address: &str,
+        created: i64,
+        last_seen: i64,
+    ) -> Result<(), StoreError> {
+        let idle = u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX);
+        let lease = self.expiry.lease_for(idle).await?;
+        let value = json!({"address": address, "createdAt": created, "lastSeen": last_seen});
+        self.store
+            .commit(AtomicWrite::new().set_with_lease(key(hash), value, lease.id))
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the signed login request with `digest` as used for `keep`, for `address`; `false`
+    /// when it was already used (a replay), on any node sharing the store.
+    pub async fn claim_login(&self, digest: &str, address: &str, keep: Duration) -> Result<bool, StoreError> {
+        let keep = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
+        let lease = self.expiry.lease_for(keep).await?;
+        let mark = login_mark_key(digest);
+        let write = AtomicWrite::new().check(mark.clone(), None).set_with_lease(
+            mark,
+            json!({"address": address}),
+            lease.id,
+        );
+        Ok(self.store.commit(write).await? != CommitOutcome::CheckFailed)
     }
 
     /// Creates a session for `address`; acknowledged only once stored.
@@ -115,10 +154,7 @@ impl Sessions {
         let session = random_hex();
         let hash = digest(&session);
         let now = now_ms();
-        let (value, expire) = self.record(address, now, now);
-        self.store
-            .commit(AtomicWrite::new().set_expiring(key(&hash), value, expire))
-            .await?;
+        self.store_record(&hash, address, now, now).await?;
         self.remember(
             hash,
             Session {
@@ -181,10 +217,7 @@ impl Sessions {
                     return Ok(None);
                 }
             };
-            let (value, expire) = self.record(&current.address, created, now);
-            self.store
-                .commit(AtomicWrite::new().set_expiring(key(&hash), value, expire))
-                .await?;
+            self.store_record(&hash, &current.address, created, now).await?;
             current.persisted_seen = now;
         }
         self.remember(hash, current.clone(), now);
@@ -197,11 +230,16 @@ mod tests {
     use super::*;
     use crate::store::fjall::FjallStore;
 
+    fn sessions_on(store: Arc<dyn Store>, idle: Duration) -> Sessions {
+        let expiry = Arc::new(ExpiryLeases::new(store.clone(), Duration::from_millis(50)));
+        Sessions::new(store, expiry, idle)
+    }
+
     #[tokio::test]
     async fn sessions_persist_expire_and_are_url_safe() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
-        let sessions = Sessions::new(store.clone(), Duration::from_millis(300));
+        let sessions = sessions_on(store.clone(), Duration::from_millis(300));
         let new = sessions.create("gAddr").await.unwrap();
         assert!(new.session.bytes().all(|b| b.is_ascii_hexdigit()) && new.session.len() == 64);
         assert!(!new.token.is_empty() && new.token != new.session);
@@ -210,7 +248,7 @@ mod tests {
             "gAddr"
         );
         // A fresh cache (another node, or after a restart) finds it in the store.
-        let other = Sessions::new(store.clone(), Duration::from_millis(300));
+        let other = sessions_on(store.clone(), Duration::from_millis(300));
         assert!(other.lookup(&new.session).await.unwrap().is_some());
         assert!(other.lookup("nope").await.unwrap().is_none());
         // The raw token is not what is stored.
@@ -228,7 +266,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(sessions.lookup(&new.session).await.unwrap().is_none());
         assert!(
-            Sessions::new(store, Duration::from_millis(300))
+            sessions_on(store, Duration::from_millis(300))
                 .lookup(&new.session)
                 .await
                 .unwrap()
@@ -240,7 +278,7 @@ mod tests {
     async fn activity_keeps_a_session_alive() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
-        let sessions = Sessions::new(store.clone(), Duration::from_millis(400));
+        let sessions = sessions_on(store.clone(), Duration::from_millis(400));
         let new = sessions.create("gAddr").await.unwrap();
         for _ in 0..6 {
             tokio::time::sleep(Duration::from_millis(150)).await;
@@ -248,7 +286,7 @@ mod tests {
         }
         // And the store copy was kept alive too.
         assert!(
-            Sessions::new(store, Duration::from_millis(400))
+            sessions_on(store, Duration::from_millis(400))
                 .lookup(&new.session)
                 .await
                 .unwrap()
@@ -260,7 +298,12 @@ mod tests {
     async fn the_cache_is_bounded_and_drops_expired_and_idle_sessions_first() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
-        let sessions = Sessions::with_max_cached(store, Duration::from_secs(60), 20);
+        let sessions = Sessions::with_max_cached(
+            store.clone(),
+            Arc::new(ExpiryLeases::new(store, Duration::from_millis(50))),
+            Duration::from_secs(60),
+            20,
+        );
         let mut created = Vec::new();
         for i in 0..100 {
             created.push(sessions.create(&format!("g{i}")).await.unwrap().session);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::Store;
+use crate::store::{ExpiryLeases, Store};
 use crate::workers::{ExecutionMode, Priority, RunMode};
 
 /// Severity of a log line written by a script.
@@ -79,6 +79,9 @@ pub struct WorkerEnv {
     pub net: Arc<dyn Store>,
     /// This node's own KV behind `Stels.local` (S-8).
     pub local: Arc<dyn Store>,
+    /// The shared expiry leases of `net` and `local` (`expireIn`).
+    pub net_expiry: Arc<ExpiryLeases>,
+    pub local_expiry: Arc<ExpiryLeases>,
     pub log: Arc<dyn LogSink>,
     pub fetch: FetchPolicy,
     /// Bytes this worker may hold in each of `net` and `local` (keys and values).
@@ -207,6 +210,8 @@ pub(crate) mod testing {
                 lease_epoch: None,
             },
             running_workers: Arc::new(AtomicUsize::new(0)),
+            net_expiry: Arc::new(ExpiryLeases::new(net.clone(), Duration::from_millis(10))),
+            local_expiry: Arc::new(ExpiryLeases::new(local.clone(), Duration::from_millis(10))),
             net,
             local,
             log: Arc::new(NoLog),

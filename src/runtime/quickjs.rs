@@ -460,7 +460,8 @@ mod tests {
     use super::*;
     use crate::runtime::engine::{FetchPolicy, LogLevel, LogSink, ScriptConfig};
     use crate::store::{
-        AtomicWrite, CommitOutcome, Got, Key, ListOptions, Page, Revision, Store, StoreResult, WatchStream,
+        AtomicWrite, CommitOutcome, ExpiryLeases, Got, Key, Lease, LeaseId, ListOptions, Page, Revision,
+        Store, StoreError, StoreResult, WatchStream,
     };
     use crate::workers::{ExecutionMode, Priority, RunMode};
 
@@ -505,6 +506,15 @@ mod tests {
         async fn watch(&self, _prefix: &Key, _after: Revision) -> StoreResult<WatchStream> {
             Ok(Box::pin(futures_util::stream::pending()))
         }
+        async fn grant(&self, ttl: Duration) -> StoreResult<Lease> {
+            Ok(Lease { id: LeaseId(1), ttl })
+        }
+        async fn keep_alive(&self, lease: LeaseId) -> StoreResult<Duration> {
+            Err(StoreError::LeaseNotFound(lease))
+        }
+        async fn revoke(&self, _lease: LeaseId) -> StoreResult<()> {
+            Ok(())
+        }
         async fn flush(&self) -> StoreResult<()> {
             Ok(())
         }
@@ -535,6 +545,8 @@ mod tests {
             running_workers: running.clone(),
             net: Arc::new(EmptyStore),
             local: Arc::new(EmptyStore),
+            net_expiry: Arc::new(ExpiryLeases::new(Arc::new(EmptyStore), Duration::from_secs(1))),
+            local_expiry: Arc::new(ExpiryLeases::new(Arc::new(EmptyStore), Duration::from_secs(1))),
             log: lines.clone(),
             fetch: FetchPolicy::default(),
             kv_quota_bytes: 1 << 20,

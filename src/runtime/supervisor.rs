@@ -29,7 +29,9 @@ use super::stats::{StatsBoard, script_hash};
 use crate::cluster::leader::{LeaseChange, LeaseTiming, hold_lease};
 use crate::cluster::placement::{Placement, place_worker};
 use crate::config::{NodeConfig, RuntimeConfig};
-use crate::store::{Entry, Revision, Store, StoreError, StoreResult, WatchEvent, WatchStream, list_all};
+use crate::store::{
+    Entry, ExpiryLeases, Revision, Store, StoreError, StoreResult, WatchEvent, WatchStream, list_all,
+};
 use crate::streams::events::EventKind;
 use crate::workers::model::{entry_json, now_ms, workers_prefix};
 use crate::workers::{Priority, RunMode, WorkerData, WorkerScript};
@@ -139,6 +141,9 @@ pub struct RuntimeShared {
     pub config: NodeConfig,
     pub store: Arc<dyn Store>,
     pub local: Arc<dyn Store>,
+    /// Expiry leases of `store` and `local`, shared by every run (`expireIn`).
+    pub net_expiry: Arc<ExpiryLeases>,
+    pub local_expiry: Arc<ExpiryLeases>,
     pub pool: JsPool,
     pub engine: Arc<dyn ScriptEngine>,
     pub stats: Arc<StatsBoard>,
@@ -536,6 +541,8 @@ fn env_for(shared: &RuntimeShared, sid: &str, spec: &RunSpec, log: Arc<dyn LogSi
         running_workers: shared.running.clone(),
         net: shared.store.clone(),
         local: shared.local.clone(),
+        net_expiry: shared.net_expiry.clone(),
+        local_expiry: shared.local_expiry.clone(),
         log,
         fetch: FetchPolicy {
             allowed_hosts: rt.fetch_allowed_hosts.clone(),

@@ -1,10 +1,11 @@
 //! The embedded store: [`FjallStore`], a [`Store`] on one local fjall 3 database.
 //!
 //! Layout: keyspace `data` maps an encoded [`Key`] to a stored value (header + JSON, see
-//! `StoredValue`); keyspace `meta` holds the commit counter; keyspace `expiry` indexes every
-//! expiring entry as `expires_at_ms (u64 BE) ‖ encoded key → versionstamp`. Every commit writes
-//! its mutations, their index changes *and* the new counter in one fjall write batch, so after a
-//! crash the counter, the data and the index agree and versionstamps keep increasing.
+//! `StoredValue`); keyspace `meta` holds the commit counter and the last lease id; keyspaces
+//! `leases` and `lease_keys` hold the leases and which keys are attached to each (see
+//! [`leases`]). Every commit writes its mutations, their lease index changes *and* the new
+//! counter in one fjall write batch, so after a crash the counter, the data and the index agree
+//! and versionstamps keep increasing.
 //!
 //! Commits are serialised by one mutex held across "evaluate checks → write batch → persist →
 //! publish to watchers", which makes every check exact and keeps watch order equal to commit order.
@@ -14,16 +15,19 @@
 //! falls behind to) revisions the history no longer holds gets [`StoreError::Compacted`]. The
 //! history starts empty at each open: a watch from before it is compacted.
 //!
-//! Expired entries read as absent at once; [`Store::reap_expired`] then deletes them for good,
-//! walking the index in expiry order, in commits that watchers see as deletes. What it is *not*:
-//! replicated (that is the etcd backend).
+//! Leases count wall-clock time, so they keep running while the store is closed. An entry whose
+//! lease has ended reads as absent at once; [`Store::reap_expired`] then deletes the keys of
+//! ended leases for good, in commits that watchers see as deletes, as etcd does by itself. What
+//! it is *not*: replicated (that is the etcd backend).
 #![deny(missing_docs)]
 
-use std::collections::{HashMap, VecDeque};
+mod leases;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
@@ -31,29 +35,39 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::{
-    AtomicWrite, Check, CommitOutcome, Entry, Got, Key, Limit, Limits, ListOptions, MAX_KEY_BYTES,
-    MAX_VALUE_BYTES, Mutation, Page, Reaped, Revision, Store, StoreError, StoreResult, Versionstamp,
-    WatchEvent, WatchStream,
+    AtomicWrite, Check, CommitOutcome, Entry, Got, Key, Lease, LeaseId, Limit, Limits, ListOptions,
+    MAX_KEY_BYTES, MAX_LEASE_TTL, MAX_VALUE_BYTES, Mutation, Page, REAP_BATCH, Reaped, Revision, Store,
+    StoreError, StoreResult, Versionstamp, WatchEvent, WatchStream,
 };
+use leases::{LeaseState, LeaseTable, MAX_LEASES, lease_key_index};
 
 /// Name of the keyspace holding user entries.
 const DATA_KEYSPACE: &str = "data";
 /// Name of the keyspace holding store bookkeeping.
 const META_KEYSPACE: &str = "meta";
-/// Name of the keyspace indexing expiring entries by expiry time.
-const EXPIRY_KEYSPACE: &str = "expiry";
+/// Name of the keyspace holding leases: id → expiry and TTL.
+const LEASES_KEYSPACE: &str = "leases";
+/// Name of the keyspace indexing the keys attached to each lease.
+const LEASE_KEYS_KEYSPACE: &str = "lease_keys";
+/// Name of the keyspace that indexed per-entry expiry times before leases existed.
+const LEGACY_EXPIRY_KEYSPACE: &str = "expiry";
 /// Key (in `meta`) of the last committed commit counter, 8 bytes big-endian.
 const COUNTER_KEY: &[u8] = b"commit_counter";
-/// Key (in `meta`) present once `expiry` indexes every expiring entry (stores written before the
-/// index existed are indexed once, when opened).
-const EXPIRY_INDEXED_KEY: &[u8] = b"expiry_indexed";
+/// Key (in `meta`) of the last lease id handed out, 8 bytes big-endian.
+const LEASE_COUNTER_KEY: &[u8] = b"lease_counter";
+/// Key (in `meta`) present once entries with a per-entry expiry (older stores) are attached to
+/// leases.
+const LEASES_READY_KEY: &[u8] = b"leases_ready";
 /// Commits a watch takes from the history at a time, so the history lock is held briefly.
 const WATCH_STEP_BATCHES: usize = 64;
 
-/// First header byte of a stored value without expiry.
+/// First header byte of a stored value without a lease.
 const FORMAT_PLAIN: u8 = 0;
-/// First header byte of a stored value followed by an 8-byte expiry time.
-const FORMAT_EXPIRING: u8 = 1;
+/// First header byte of a stored value followed by an 8-byte expiry time (older stores only:
+/// such values are attached to leases when the store is opened).
+const FORMAT_LEGACY_EXPIRING: u8 = 1;
+/// First header byte of a stored value followed by the 8-byte id of its lease.
+const FORMAT_LEASED: u8 = 2;
 /// Header length: format byte + versionstamp.
 const HEADER_BYTES: usize = 1 + 10;
 
@@ -75,6 +89,12 @@ enum FjallError {
     /// Bytes on disk that this backend never writes.
     #[error("{0}")]
     Corrupt(String),
+    /// A request the contract refuses (an ended lease, too many leases).
+    #[error(transparent)]
+    Refused(StoreError),
+    /// The call waited past its deadline before its work could start; nothing was done.
+    #[error("store call timed out")]
+    Timeout(Duration),
 }
 
 impl From<FjallError> for StoreError {
@@ -99,6 +119,8 @@ impl From<FjallError> for StoreError {
                 _ => backend(inner.to_string()),
             },
             FjallError::Corrupt(msg) => StoreError::Corrupt(msg),
+            FjallError::Refused(error) => error,
+            FjallError::Timeout(after) => StoreError::Timeout(after),
             other => backend(other.to_string()),
         }
     }
@@ -115,6 +137,10 @@ pub struct FjallOptions {
     pub history_commits: usize,
     /// Most bytes (keys and serialised values) the watch history keeps.
     pub history_bytes: usize,
+    /// How long a call may take, queueing for a disk thread included. A call whose work has
+    /// not started by then does nothing and fails with [`StoreError::Timeout`]; one that has
+    /// started may still complete after its caller got `Timeout`, as with any remote store.
+    pub call_timeout: Duration,
 }
 
 impl Default for FjallOptions {
@@ -124,6 +150,7 @@ impl Default for FjallOptions {
             limits: Limits::DEFAULT,
             history_commits: 10_000,
             history_bytes: 64 * 1024 * 1024,
+            call_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -145,10 +172,15 @@ struct Shared {
     data: Keyspace,
     /// Bookkeeping written in the same batches as `data` (the commit counter).
     meta: Keyspace,
-    /// `expires_at_ms BE ‖ encoded key → versionstamp` of every expiring entry in `data`.
-    expiry: Keyspace,
-    /// Serialises commits; holds the counter of the last commit (the next one gets +1).
+    /// Lease id → [`LeaseState`], as kept in `leases`.
+    lease_states: Keyspace,
+    /// `lease id ‖ encoded key` of every key attached to a lease.
+    lease_keys: Keyspace,
+    /// Serialises commits and lease changes; holds the counter of the last commit (the next one
+    /// gets +1).
     commit_lock: Mutex<u64>,
+    /// Every lease, read by every read of a leased entry; written only under `commit_lock`.
+    leases: RwLock<LeaseTable>,
     /// How the store was opened (durability, limits, history bounds).
     options: FjallOptions,
     /// Recent commits for watchers, appended under `commit_lock` so that order = commit order.
@@ -223,30 +255,41 @@ impl History {
     }
 }
 
+/// What a stored value's life depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attachment {
+    /// Nothing: it lives until overwritten or deleted.
+    None,
+    /// The lease with this id.
+    Lease(u64),
+    /// A per-entry expiry time in ms (older stores, converted to leases when opened).
+    LegacyExpiry(u64),
+}
+
 /// The decoded header of a stored value, borrowing the JSON bytes.
 ///
-/// On disk: `[format: u8][versionstamp: 10][expires_at_ms: u64 BE, only if format = 1][JSON]`.
+/// On disk: `[format: u8][versionstamp: 10][lease id or expiry: u64 BE, if format ≠ 0][JSON]`.
 struct StoredValue<'a> {
     /// Commit that wrote the value.
     versionstamp: Versionstamp,
-    /// Milliseconds since the Unix epoch after which the value reads as absent.
-    expires_at_ms: Option<u64>,
+    /// What ends the value.
+    attachment: Attachment,
     /// The serialised JSON value.
     json: &'a [u8],
 }
 
 impl<'a> StoredValue<'a> {
     /// Encodes a value for the `data` keyspace.
-    fn encode(versionstamp: Versionstamp, expires_at_ms: Option<u64>, json: &[u8]) -> Vec<u8> {
+    fn encode(versionstamp: Versionstamp, lease: Option<LeaseId>, json: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_BYTES + 8 + json.len());
-        out.push(if expires_at_ms.is_some() {
-            FORMAT_EXPIRING
+        out.push(if lease.is_some() {
+            FORMAT_LEASED
         } else {
             FORMAT_PLAIN
         });
         out.extend_from_slice(&versionstamp.0);
-        if let Some(at) = expires_at_ms {
-            out.extend_from_slice(&at.to_be_bytes());
+        if let Some(lease) = lease {
+            out.extend_from_slice(&lease.0.to_be_bytes());
         }
         out.extend_from_slice(json);
         out
@@ -256,32 +299,43 @@ impl<'a> StoredValue<'a> {
     fn decode(raw: &'a [u8]) -> Result<Self, FjallError> {
         let corrupt = || FjallError::Corrupt(format!("stored value of {} bytes has a bad header", raw.len()));
         let (&format, rest) = raw.split_first().ok_or_else(corrupt)?;
-        let stamp: [u8; 10] = rest
-            .get(..10)
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(corrupt)?;
-        let rest = &rest[10..];
-        let (expires_at_ms, json) = match format {
-            FORMAT_PLAIN => (None, rest),
-            FORMAT_EXPIRING => {
-                let at: [u8; 8] = rest
-                    .get(..8)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or_else(corrupt)?;
-                (Some(u64::from_be_bytes(at)), &rest[8..])
+        let (stamp, rest) = rest.split_first_chunk::<10>().ok_or_else(corrupt)?;
+        let (attachment, json) = match format {
+            FORMAT_PLAIN => (Attachment::None, rest),
+            FORMAT_LEASED | FORMAT_LEGACY_EXPIRING => {
+                let (word, json) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
+                let word = u64::from_be_bytes(*word);
+                let attachment = if format == FORMAT_LEASED {
+                    Attachment::Lease(word)
+                } else {
+                    Attachment::LegacyExpiry(word)
+                };
+                (attachment, json)
             }
             _ => return Err(corrupt()),
         };
         Ok(StoredValue {
-            versionstamp: Versionstamp(stamp),
-            expires_at_ms,
+            versionstamp: Versionstamp(*stamp),
+            attachment,
             json,
         })
     }
 
-    /// Whether the value reads as absent at `now_ms`.
-    fn is_expired(&self, now_ms: u64) -> bool {
-        self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    /// Whether the value reads as present at `now_ms`.
+    fn is_live(&self, leases: &LeaseTable, now_ms: u64) -> bool {
+        match self.attachment {
+            Attachment::None => true,
+            Attachment::Lease(id) => leases.alive(id, now_ms),
+            Attachment::LegacyExpiry(at) => at > now_ms,
+        }
+    }
+
+    /// The lease the value is attached to.
+    fn lease(&self) -> Option<u64> {
+        match self.attachment {
+            Attachment::Lease(id) => Some(id),
+            _ => None,
+        }
     }
 
     /// Parses the JSON into an [`Entry`] under `key`.
@@ -302,8 +356,8 @@ struct PreparedMutation {
     key: Key,
     /// [`Key::encode`] of `key`.
     encoded: Vec<u8>,
-    /// `Some((value, json, expire_in_ms))` for a set, `None` for a delete.
-    set: Option<(Value, Vec<u8>, Option<u64>)>,
+    /// `Some((value, json, lease))` for a set, `None` for a delete.
+    set: Option<(Value, Vec<u8>, Option<LeaseId>)>,
 }
 
 /// A check validated outside the commit lock: encoded key and expected versionstamp.
@@ -347,11 +401,7 @@ fn prepare(write: AtomicWrite, limits: &Limits) -> StoreResult<(Vec<PreparedChec
     let mut position: HashMap<Vec<u8>, usize> = HashMap::with_capacity(write.mutations.len());
     for mutation in write.mutations {
         let prepared = match mutation {
-            Mutation::Set {
-                key,
-                value,
-                expire_in_ms,
-            } => {
+            Mutation::Set { key, value, lease } => {
                 let json = serde_json::to_vec(&value).map_err(|e| StoreError::Backend {
                     backend: "fjall",
                     message: format!("value does not serialise: {e}"),
@@ -362,7 +412,7 @@ fn prepare(write: AtomicWrite, limits: &Limits) -> StoreResult<(Vec<PreparedChec
                 PreparedMutation {
                     encoded: encode_key(&key)?,
                     key,
-                    set: Some((value, json, expire_in_ms)),
+                    set: Some((value, json, lease)),
                 }
             }
             Mutation::Delete { key } => PreparedMutation {
@@ -404,51 +454,77 @@ fn read_counter(raw: Option<fjall::Slice>) -> Result<u64, FjallError> {
     }
 }
 
-/// The `expiry` keyspace key of an entry under `encoded` expiring at `expires_at_ms`: expiry
-/// first, so a range scan from the start yields the entries due soonest.
-fn expiry_index_key(expires_at_ms: u64, encoded: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + encoded.len());
-    out.extend_from_slice(&expires_at_ms.to_be_bytes());
-    out.extend_from_slice(encoded);
-    out
+/// Reads a big-endian u64 kept in `meta` (0 when absent).
+fn read_meta_u64(meta: &Keyspace, key: &[u8]) -> Result<u64, FjallError> {
+    read_counter(meta.get(key)?)
 }
 
-/// Splits an `expiry` keyspace key into expiry time and encoded data key.
-fn split_expiry_index_key(raw: &[u8]) -> Result<(u64, &[u8]), FjallError> {
-    match raw.split_first_chunk::<8>() {
-        Some((at, encoded)) if !encoded.is_empty() => Ok((u64::from_be_bytes(*at), encoded)),
-        _ => Err(FjallError::Corrupt(format!(
-            "expiry index key {} is too short",
-            hex::encode(raw)
-        ))),
+/// Loads every lease and the last id handed out.
+fn load_leases(meta: &Keyspace, lease_states: &Keyspace) -> Result<LeaseTable, FjallError> {
+    let mut table = LeaseTable::default();
+    for guard in lease_states.iter() {
+        let (raw_id, raw_state) = guard.into_inner()?;
+        let id: [u8; 8] = raw_id
+            .as_ref()
+            .try_into()
+            .map_err(|_| FjallError::Corrupt(format!("lease id {} is not 8 bytes", hex::encode(&raw_id))))?;
+        let state = LeaseState::decode(&raw_state)
+            .ok_or_else(|| FjallError::Corrupt(format!("lease {} has a bad record", hex::encode(id))))?;
+        table.put(u64::from_be_bytes(id), state);
     }
+    table.last_id = read_meta_u64(meta, LEASE_COUNTER_KEY)?;
+    Ok(table)
 }
 
-/// Indexes the expiring entries of a store written before the `expiry` keyspace existed, once.
-fn index_existing_expiries(
-    db: &Database,
-    data: &Keyspace,
-    meta: &Keyspace,
-    expiry: &Keyspace,
-) -> Result<(), FjallError> {
+/// Attaches the entries of an older store that carry their own expiry time to leases, one
+/// lease per second of expiry, once; then drops the old expiry index.
+fn attach_legacy_expiries(db: &Database, data: &Keyspace, meta: &Keyspace) -> Result<(), FjallError> {
+    let mut last_id = read_meta_u64(meta, LEASE_COUNTER_KEY)?;
+    let lease_states = db.keyspace(LEASES_KEYSPACE, KeyspaceCreateOptions::default)?;
+    let lease_keys = db.keyspace(LEASE_KEYS_KEYSPACE, KeyspaceCreateOptions::default)?;
     let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
-    let mut indexed = 0usize;
+    let mut by_second: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut attached = 0usize;
     for guard in data.iter() {
         let (raw_key, raw_value) = guard.into_inner()?;
         let stored = StoredValue::decode(&raw_value)?;
-        if let Some(at) = stored.expires_at_ms {
-            batch.insert(
-                expiry,
-                expiry_index_key(at, &raw_key),
-                stored.versionstamp.0.as_slice(),
-            );
-            indexed += 1;
-        }
+        let Attachment::LegacyExpiry(at) = stored.attachment else {
+            continue;
+        };
+        let second = at.div_ceil(1000).saturating_mul(1000);
+        let id = *by_second.entry(second).or_insert_with(|| {
+            last_id += 1;
+            last_id
+        });
+        let value = StoredValue::encode(stored.versionstamp, Some(LeaseId(id)), stored.json);
+        batch.insert(data, raw_key.as_ref(), value);
+        batch.insert(&lease_keys, lease_key_index(id, &raw_key), [].as_slice());
+        attached += 1;
     }
-    batch.insert(meta, EXPIRY_INDEXED_KEY, [1u8].as_slice());
+    for (&second, &id) in &by_second {
+        let state = LeaseState {
+            expires_at_ms: second,
+            ttl_ms: 1000,
+        };
+        batch.insert(
+            &lease_states,
+            id.to_be_bytes().as_slice(),
+            state.encode().as_slice(),
+        );
+    }
+    batch.insert(meta, LEASE_COUNTER_KEY, last_id.to_be_bytes().as_slice());
+    batch.insert(meta, LEASES_READY_KEY, [1u8].as_slice());
     batch.commit()?;
-    if indexed > 0 {
-        tracing::info!(indexed, "indexed the expiring entries of an older store");
+    if db.keyspace_exists(LEGACY_EXPIRY_KEYSPACE) {
+        let legacy = db.keyspace(LEGACY_EXPIRY_KEYSPACE, KeyspaceCreateOptions::default)?;
+        db.delete_keyspace(legacy)?;
+    }
+    if attached > 0 {
+        tracing::info!(
+            attached,
+            leases = by_second.len(),
+            "attached the expiring entries of an older store to leases"
+        );
     }
     Ok(())
 }
@@ -494,12 +570,17 @@ impl FjallStore {
         let db = Database::builder(dir).open()?;
         let data = db.keyspace(DATA_KEYSPACE, KeyspaceCreateOptions::default)?;
         let meta = db.keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)?;
-        let expiry = db.keyspace(EXPIRY_KEYSPACE, KeyspaceCreateOptions::default)?;
-        if meta.get(EXPIRY_INDEXED_KEY)?.is_none() {
-            index_existing_expiries(&db, &data, &meta, &expiry)?;
+        if meta.get(LEASES_READY_KEY)?.is_none() {
+            attach_legacy_expiries(&db, &data, &meta)?;
         }
+        let lease_states = db.keyspace(LEASES_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let lease_keys = db.keyspace(LEASE_KEYS_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let leases = load_leases(&meta, &lease_states)?;
         let counter = read_counter(meta.get(COUNTER_KEY)?)?;
-        tracing::info!(dir = %dir.display(), fsync, last_commit = counter, "fjall store opened");
+        tracing::info!(
+            dir = %dir.display(), fsync, last_commit = counter, leases = leases.len(),
+            "fjall store opened"
+        );
         let history = History {
             base: counter,
             commits: VecDeque::new(),
@@ -510,8 +591,10 @@ impl FjallStore {
                 db,
                 data,
                 meta,
-                expiry,
+                lease_states,
+                lease_keys,
                 commit_lock: Mutex::new(counter),
+                leases: RwLock::new(leases),
                 options,
                 history: Arc::new(Mutex::new(history)),
                 latest: watch::Sender::new(counter),
@@ -540,16 +623,27 @@ impl FjallStore {
         history.base = history.base.max(revision);
     }
 
-    /// Runs `work` on tokio's blocking pool, so disk I/O and fsync never stall network threads.
+    /// Runs `work` on tokio's blocking pool, so disk I/O and fsync never stall network threads,
+    /// within [`FjallOptions::call_timeout`]: work still queued at the deadline is skipped.
+    ///
+    /// The deadline is measured on the real clock, not tokio's: a blocking task is invisible to
+    /// a paused tokio clock, which would otherwise jump past the deadline while the disk works.
     async fn blocking<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Shared) -> Result<T, FjallError> + Send + 'static,
     {
         let shared = Arc::clone(&self.shared);
-        let result = tokio::task::spawn_blocking(move || work(&shared))
-            .await
-            .map_err(FjallError::from)?;
+        let timeout = shared.options.call_timeout;
+        let sent = Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            if sent.elapsed() >= timeout {
+                return Err(FjallError::Timeout(timeout));
+            }
+            work(&shared)
+        })
+        .await
+        .map_err(FjallError::from)?;
         Ok(result?)
     }
 }
@@ -560,16 +654,27 @@ impl Shared {
         Ok(self.data.get(encoded)?)
     }
 
-    /// The versionstamp under `encoded`, `None` if absent or expired.
-    fn current_versionstamp(&self, encoded: &[u8], now_ms: u64) -> Result<Option<Versionstamp>, FjallError> {
+    /// The lease table for reading.
+    fn leases(&self) -> Result<RwLockReadGuard<'_, LeaseTable>, FjallError> {
+        self.leases.read().map_err(|_| FjallError::LockPoisoned)
+    }
+
+    /// The versionstamp under `encoded`, `None` if absent or its lease has ended.
+    fn current_versionstamp(
+        &self,
+        encoded: &[u8],
+        leases: &LeaseTable,
+        now_ms: u64,
+    ) -> Result<Option<Versionstamp>, FjallError> {
         let Some(raw) = self.read(encoded)? else {
             return Ok(None);
         };
         let stored = StoredValue::decode(&raw)?;
-        Ok((!stored.is_expired(now_ms)).then_some(stored.versionstamp))
+        Ok(stored.is_live(leases, now_ms).then_some(stored.versionstamp))
     }
 
-    /// Evaluates the checks and writes the mutations and the counter in one batch.
+    /// Evaluates the checks and writes the mutations, their lease index entries and the
+    /// counter in one batch.
     fn commit(
         &self,
         checks: Vec<PreparedCheck>,
@@ -577,37 +682,38 @@ impl Shared {
     ) -> Result<CommitOutcome, FjallError> {
         let mut last = self.commit_lock.lock().map_err(|_| FjallError::LockPoisoned)?;
         let now = now_ms();
+        let leases = self.leases()?;
+        for m in &mutations {
+            if let Some((_, _, Some(lease))) = &m.set
+                && !leases.alive(lease.0, now)
+            {
+                return Err(FjallError::Refused(StoreError::LeaseNotFound(*lease)));
+            }
+        }
         for (encoded, expected) in &checks {
-            if self.current_versionstamp(encoded, now)? != *expected {
+            if self.current_versionstamp(encoded, &leases, now)? != *expected {
                 return Ok(CommitOutcome::CheckFailed);
             }
         }
+        drop(leases);
 
         let versionstamp = Versionstamp::from_counter(*last + 1);
         let mut batch = self.batch();
         for m in &mutations {
-            let expires_at = match &m.set {
-                Some((_, _, expire_in_ms)) => expire_in_ms.map(|ms| now.saturating_add(ms)),
-                None => None,
-            };
-            // The old value's index entry goes with it (overwritten or deleted), so the index
-            // holds exactly the entries that will expire.
+            let lease = m.set.as_ref().and_then(|(_, _, lease)| lease.map(|l| l.0));
+            // The index follows the key: it holds exactly the keys each lease will delete.
             if let Some(old) = self.read(&m.encoded)?
-                && let Some(old_at) = StoredValue::decode(&old)?.expires_at_ms
-                && Some(old_at) != expires_at
+                && let Some(old_lease) = StoredValue::decode(&old)?.lease()
+                && Some(old_lease) != lease
             {
-                batch.remove(&self.expiry, expiry_index_key(old_at, &m.encoded));
+                batch.remove(&self.lease_keys, lease_key_index(old_lease, &m.encoded));
             }
             match &m.set {
                 Some((_, json, _)) => {
-                    let stored = StoredValue::encode(versionstamp, expires_at, json);
+                    let stored = StoredValue::encode(versionstamp, lease.map(LeaseId), json);
                     batch.insert(&self.data, m.encoded.as_slice(), stored);
-                    if let Some(at) = expires_at {
-                        batch.insert(
-                            &self.expiry,
-                            expiry_index_key(at, &m.encoded),
-                            versionstamp.0.as_slice(),
-                        );
+                    if let Some(id) = lease {
+                        batch.insert(&self.lease_keys, lease_key_index(id, &m.encoded), [].as_slice());
                     }
                 }
                 None => batch.remove(&self.data, m.encoded.as_slice()),
@@ -624,6 +730,150 @@ impl Shared {
                 .collect()
         })?;
         Ok(CommitOutcome::Committed(versionstamp))
+    }
+
+    /// Grants a lease of `ttl_ms` with the next id.
+    fn grant(&self, ttl_ms: u64) -> Result<Lease, FjallError> {
+        let _commits = self.commit_lock.lock().map_err(|_| FjallError::LockPoisoned)?;
+        let mut leases = self.leases.write().map_err(|_| FjallError::LockPoisoned)?;
+        if leases.len() >= MAX_LEASES {
+            return Err(FjallError::Refused(StoreError::TooLarge {
+                limit: Limit::Leases,
+                size: leases.len() + 1,
+                max: MAX_LEASES,
+            }));
+        }
+        let id = leases.last_id + 1;
+        let state = LeaseState {
+            expires_at_ms: now_ms().saturating_add(ttl_ms),
+            ttl_ms,
+        };
+        let mut batch = self.batch();
+        batch.insert(
+            &self.lease_states,
+            id.to_be_bytes().as_slice(),
+            state.encode().as_slice(),
+        );
+        batch.insert(&self.meta, LEASE_COUNTER_KEY, id.to_be_bytes().as_slice());
+        // Never handed out again, even if the batch fails after reaching the journal.
+        leases.last_id = id;
+        batch.commit()?;
+        leases.put(id, state);
+        Ok(Lease {
+            id: LeaseId(id),
+            ttl: Duration::from_millis(ttl_ms),
+        })
+    }
+
+    /// Restarts the TTL of a live lease.
+    fn keep_alive(&self, id: u64) -> Result<Duration, FjallError> {
+        let _commits = self.commit_lock.lock().map_err(|_| FjallError::LockPoisoned)?;
+        let mut leases = self.leases.write().map_err(|_| FjallError::LockPoisoned)?;
+        let now = now_ms();
+        let Some(state) = leases.get(id).filter(|_| leases.alive(id, now)) else {
+            return Err(FjallError::Refused(StoreError::LeaseNotFound(LeaseId(id))));
+        };
+        let renewed = LeaseState {
+            expires_at_ms: now.saturating_add(state.ttl_ms),
+            ..state
+        };
+        let mut batch = self.batch();
+        batch.insert(
+            &self.lease_states,
+            id.to_be_bytes().as_slice(),
+            renewed.encode().as_slice(),
+        );
+        batch.commit()?;
+        leases.put(id, renewed);
+        Ok(Duration::from_millis(state.ttl_ms))
+    }
+
+    /// Ends lease `id` now and deletes its keys, in commits of at most [`REAP_BATCH`] keys.
+    fn revoke(&self, id: u64) -> Result<(), FjallError> {
+        let mut last = self.commit_lock.lock().map_err(|_| FjallError::LockPoisoned)?;
+        let Some(state) = self.leases()?.get(id) else {
+            return Ok(());
+        };
+        if state.expires_at_ms > 0 {
+            let ended = LeaseState {
+                expires_at_ms: 0,
+                ..state
+            };
+            let mut batch = self.batch();
+            batch.insert(
+                &self.lease_states,
+                id.to_be_bytes().as_slice(),
+                ended.encode().as_slice(),
+            );
+            batch.commit()?;
+            self.leases
+                .write()
+                .map_err(|_| FjallError::LockPoisoned)?
+                .put(id, ended);
+        }
+        while !self.reap_leases(&mut last, &[id], REAP_BATCH)?.done {}
+        Ok(())
+    }
+
+    /// Deletes up to `max` keys of the ended leases `ids`, in one commit that watchers see as
+    /// deletes, and forgets the leases left without keys. A key re-set since without the lease
+    /// only loses its index entry.
+    fn reap_leases(&self, last: &mut u64, ids: &[u64], max: usize) -> Result<Reaped, FjallError> {
+        let mut batch = self.batch();
+        let mut deleted = Vec::new();
+        let mut finished = Vec::new();
+        let mut budget = max;
+        for &id in ids {
+            let prefix = id.to_be_bytes();
+            let mut exhausted = true;
+            for guard in self.lease_keys.prefix(prefix) {
+                if budget == 0 {
+                    exhausted = false;
+                    break;
+                }
+                budget -= 1;
+                let index_key = guard.key()?;
+                batch.remove(&self.lease_keys, index_key.clone());
+                let encoded = &index_key[8..];
+                let Some(raw) = self.read(encoded)? else {
+                    continue;
+                };
+                if StoredValue::decode(&raw)?.lease() != Some(id) {
+                    continue;
+                }
+                let key = Key::decode(encoded).ok_or_else(|| {
+                    FjallError::Corrupt(format!("undecodable key {}", hex::encode(encoded)))
+                })?;
+                batch.remove(&self.data, encoded);
+                deleted.push((key, encoded.len()));
+            }
+            if !exhausted {
+                break;
+            }
+            batch.remove(&self.lease_states, prefix.as_slice());
+            finished.push(id);
+        }
+        let done = finished.len() == ids.len();
+        let count = deleted.len();
+        if deleted.is_empty() {
+            batch.commit()?;
+        } else {
+            self.seal(last, batch, || {
+                deleted
+                    .into_iter()
+                    .map(|(key, bytes)| Change {
+                        key,
+                        value: None,
+                        bytes,
+                    })
+                    .collect()
+            })?;
+        }
+        let mut leases = self.leases.write().map_err(|_| FjallError::LockPoisoned)?;
+        for id in finished {
+            leases.remove(id);
+        }
+        Ok(Reaped { deleted: count, done })
     }
 
     /// A write batch with the store's durability (`SyncData` with fsync, `Buffer` without).
@@ -669,60 +919,22 @@ impl Shared {
         Ok(versionstamp)
     }
 
-    /// Deletes up to `max` entries whose expiry has passed, in one commit that watchers see as
-    /// deletes. An index entry whose key was re-set since (another versionstamp) only loses
-    /// its index entry; the key stays.
+    /// Deletes up to `max` keys of leases that have ended.
     fn reap_expired(&self, max: usize) -> Result<Reaped, FjallError> {
         let mut last = self.commit_lock.lock().map_err(|_| FjallError::LockPoisoned)?;
-        let now = now_ms();
-        let due_before = now.saturating_add(1).to_be_bytes();
-        let mut due = Vec::new();
-        for guard in self.expiry.range(..due_before.as_slice()).take(max) {
-            due.push(guard.into_inner()?);
-        }
-        if due.is_empty() {
+        let ended = self.leases()?.ended(now_ms(), max);
+        if ended.is_empty() {
             return Ok(Reaped {
                 deleted: 0,
                 done: true,
             });
         }
-        let done = due.len() < max;
-        let mut batch = self.batch();
-        let mut deleted = Vec::new();
-        for (index_key, indexed_stamp) in &due {
-            batch.remove(&self.expiry, index_key.clone());
-            let (at, encoded) = split_expiry_index_key(index_key)?;
-            let Some(raw) = self.read(encoded)? else {
-                continue;
-            };
-            let stored = StoredValue::decode(&raw)?;
-            if stored.versionstamp.0.as_slice() != indexed_stamp.as_ref()
-                || stored.expires_at_ms != Some(at)
-                || !stored.is_expired(now)
-            {
-                continue;
-            }
-            let key = Key::decode(encoded)
-                .ok_or_else(|| FjallError::Corrupt(format!("undecodable key {}", hex::encode(encoded))))?;
-            batch.remove(&self.data, encoded);
-            deleted.push((key, encoded.len()));
-        }
-        if deleted.is_empty() {
-            batch.commit()?;
-            return Ok(Reaped { deleted: 0, done });
-        }
-        let count = deleted.len();
-        self.seal(&mut last, batch, || {
-            deleted
-                .into_iter()
-                .map(|(key, bytes)| Change {
-                    key,
-                    value: None,
-                    bytes,
-                })
-                .collect()
-        })?;
-        Ok(Reaped { deleted: count, done })
+        let all = ended.len() < max;
+        let reaped = self.reap_leases(&mut last, &ended, max)?;
+        Ok(Reaped {
+            done: reaped.done && all,
+            ..reaped
+        })
     }
 
     /// Entries strictly under `prefix`, live only, in key order (or reverse), at most `limit`,
@@ -755,6 +967,7 @@ impl Shared {
         if matches!((&lo, &hi), (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(h)) if l >= h) {
             return Ok(empty);
         }
+        let leases = self.leases()?;
         let iter = snapshot.range(&self.data, (lo, hi));
         let iter: Box<dyn Iterator<Item = fjall::Guard>> = if options.reverse {
             Box::new(iter.rev())
@@ -767,7 +980,7 @@ impl Shared {
         let mut more = false;
         for guard in iter {
             let (raw_key, raw_value) = guard.into_inner()?;
-            if StoredValue::decode(&raw_value)?.is_expired(now) {
+            if !StoredValue::decode(&raw_value)?.is_live(&leases, now) {
                 continue;
             }
             if live.len() >= limit {
@@ -777,6 +990,7 @@ impl Shared {
             live_bytes += raw_value.len();
             live.push((raw_key, raw_value));
         }
+        drop(leases);
         Ok(Page {
             entries: parse_entries(&live, live_bytes)?,
             revision,
@@ -844,10 +1058,10 @@ impl Store for FjallStore {
                 None => None,
                 Some(raw) => {
                     let stored = StoredValue::decode(&raw)?;
-                    if stored.is_expired(now_ms()) {
-                        None
-                    } else {
+                    if stored.is_live(&*shared.leases()?, now_ms()) {
                         Some(stored.into_entry(key)?)
+                    } else {
+                        None
                     }
                 }
             };
@@ -944,6 +1158,21 @@ impl Store for FjallStore {
         )))
     }
 
+    async fn grant(&self, ttl: Duration) -> StoreResult<Lease> {
+        let ttl_ms = u64::try_from(ttl.min(MAX_LEASE_TTL).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.blocking(move |shared| shared.grant(ttl_ms)).await
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> StoreResult<Duration> {
+        self.blocking(move |shared| shared.keep_alive(lease.0)).await
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> StoreResult<()> {
+        self.blocking(move |shared| shared.revoke(lease.0)).await
+    }
+
     async fn flush(&self) -> StoreResult<()> {
         self.blocking(|shared| Ok(shared.db.persist(PersistMode::SyncAll)?))
             .await
@@ -1021,21 +1250,31 @@ mod tests {
         assert_eq!((entry.value, entry.versionstamp), (json!(2), last));
     }
 
+    async fn leased(store: &FjallStore, key: &Key, value: Value, lease: LeaseId) -> Versionstamp {
+        match store
+            .commit(AtomicWrite::new().set_with_lease(key.clone(), value, lease))
+            .await
+            .unwrap()
+        {
+            CommitOutcome::Committed(vs) => vs,
+            CommitOutcome::CheckFailed => panic!("unconditional commit failed"),
+        }
+    }
+
     #[tokio::test]
-    async fn expired_entries_read_as_absent() {
+    async fn leased_entries_read_as_absent_once_the_lease_ends() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir);
         let key = Key::of(&["session", "s1"]);
         let keep = Key::of(&["session", "s2"]);
-        let write = AtomicWrite::new()
-            .set_expiring(key.clone(), json!("tok"), 150)
-            .set(keep.clone(), json!(1));
-        store.commit(write).await.unwrap();
-        let entry = store.get(&key).await.unwrap().entry.unwrap();
-        assert_eq!(entry.value, json!("tok"));
+        let lease = store.grant(Duration::from_millis(150)).await.unwrap();
+        leased(&store, &key, json!("tok"), lease.id).await;
+        put(&store, &keep, json!(1)).await;
+        assert_eq!(store.get(&key).await.unwrap().entry.unwrap().value, json!("tok"));
+        let session = Key::of(&["session"]);
         assert_eq!(
             store
-                .list(&Key::of(&["session"]), ListOptions::default())
+                .list(&session, ListOptions::default())
                 .await
                 .unwrap()
                 .entries
@@ -1049,17 +1288,15 @@ mod tests {
         assert_eq!(store.commit(write).await.unwrap(), CommitOutcome::CheckFailed);
 
         tokio::time::sleep(Duration::from_millis(250)).await;
+        // Ended, not yet reaped: absent to reads and checks alike.
+        assert!(physically_present(&store, &key));
         assert_eq!(store.get(&key).await.unwrap().entry, None);
-        assert_eq!(
-            keys(
-                &store
-                    .list(&Key::of(&["session"]), ListOptions::default())
-                    .await
-                    .unwrap()
-                    .entries
-            ),
-            [keep]
-        );
+        let listed = store
+            .list(&session, ListOptions::default())
+            .await
+            .unwrap()
+            .entries;
+        assert_eq!(keys(&listed), [keep]);
         let write = AtomicWrite::new()
             .check(key.clone(), None)
             .set(key.clone(), json!("new"));
@@ -1067,67 +1304,21 @@ mod tests {
             store.commit(write).await.unwrap(),
             CommitOutcome::Committed(_)
         ));
-        // The new set has no expiry.
+        // The new set has no lease: it leaves the ended lease's index.
         assert_eq!(store.get(&key).await.unwrap().entry.unwrap().value, json!("new"));
+        assert!(lease_index(&store).is_empty());
     }
 
-    #[tokio::test]
-    async fn the_watch_history_is_bounded_and_starts_at_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let options = FjallOptions {
-            fsync: false,
-            history_commits: 3,
-            ..FjallOptions::default()
-        };
-        let store = FjallStore::open_with(dir.path(), options).unwrap();
-        let mut stamps = Vec::new();
-        for i in 0..5 {
-            stamps.push(put(&store, &Key::of(&["h", &i.to_string()]), json!(i)).await);
-        }
-        let prefix = Key::of(&["h"]);
-        // The last three commits are kept: a watch after the second replays them...
-        let mut kept = store.watch(&prefix, stamps[1].into()).await.unwrap();
-        let first = kept.next().await.unwrap().unwrap();
-        assert_eq!(first.revision(), stamps[2].into());
-        // ...one from before is told so.
-        let mut lost = store.watch(&prefix, stamps[0].into()).await.unwrap();
-        assert!(matches!(
-            lost.next().await,
-            Some(Err(StoreError::Compacted { .. }))
-        ));
-        // Compacting past the newest commit leaves a watch from a fresh read served.
-        store.compact_history(Revision(u64::MAX));
-        let now = store
-            .list(&prefix, ListOptions::default())
-            .await
-            .unwrap()
-            .revision;
-        let mut current = store.watch(&prefix, now).await.unwrap();
-        let later = put(&store, &prefix.child("later"), json!(0)).await;
-        assert_eq!(current.next().await.unwrap().unwrap().revision(), later.into());
-        drop((kept, lost, current, store));
-        // A reopened store keeps no history: a watch from before the open is compacted.
-        let store = open(&dir);
-        let mut stale = store.watch(&prefix, stamps[3].into()).await.unwrap();
-        assert!(matches!(
-            stale.next().await,
-            Some(Err(StoreError::Compacted { .. }))
-        ));
-        let mut fresh = store.watch(&prefix, later.into()).await.unwrap();
-        let next = put(&store, &prefix.child("5"), json!(5)).await;
-        assert_eq!(fresh.next().await.unwrap().unwrap().revision(), next.into());
-    }
-
-    /// The raw `expiry` index, as (expires_at, key) pairs.
-    fn expiry_index(store: &FjallStore) -> Vec<(u64, Key)> {
+    /// The raw `lease_keys` index, as (lease id, key) pairs.
+    fn lease_index(store: &FjallStore) -> Vec<(u64, Key)> {
         store
             .shared
-            .expiry
+            .lease_keys
             .iter()
             .map(|guard| {
-                let (raw, _) = guard.into_inner().unwrap();
-                let (at, encoded) = split_expiry_index_key(&raw).unwrap();
-                (at, Key::decode(encoded).unwrap())
+                let raw = guard.key().unwrap();
+                let (id, encoded) = raw.split_first_chunk::<8>().unwrap();
+                (u64::from_be_bytes(*id), Key::decode(encoded).unwrap())
             })
             .collect()
     }
@@ -1137,60 +1328,59 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_expiry_index_follows_overwrites_and_deletes() {
+    async fn the_lease_index_follows_overwrites_and_deletes() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir);
         let key = Key::of(&["s", "1"]);
-        for i in 0..10 {
-            let write = AtomicWrite::new().set_expiring(key.clone(), json!(i), 60_000 + i * 1000);
-            store.commit(write).await.unwrap();
+        let a = store.grant(Duration::from_secs(60)).await.unwrap().id;
+        let b = store.grant(Duration::from_secs(60)).await.unwrap().id;
+        for _ in 0..3 {
+            leased(&store, &key, json!(1), a).await;
         }
-        let index = expiry_index(&store);
-        assert_eq!(index.len(), 1);
-        assert_eq!(index[0].1, key);
-        put(&store, &key, json!("no expiry")).await;
-        assert!(expiry_index(&store).is_empty());
-        let write = AtomicWrite::new().set_expiring(key.clone(), json!(1), 60_000);
-        store.commit(write).await.unwrap();
+        assert_eq!(lease_index(&store), [(a.0, key.clone())]);
+        leased(&store, &key, json!(2), b).await;
+        assert_eq!(lease_index(&store), [(b.0, key.clone())]);
+        put(&store, &key, json!("no lease")).await;
+        assert!(lease_index(&store).is_empty());
+        leased(&store, &key, json!(3), a).await;
         store
             .commit(AtomicWrite::new().delete(key.clone()))
             .await
             .unwrap();
-        assert!(expiry_index(&store).is_empty());
+        assert!(lease_index(&store).is_empty());
+        // Revoking leases whose keys went elsewhere deletes nothing.
+        put(&store, &key, json!(4)).await;
+        store.revoke(a).await.unwrap();
+        assert_eq!(store.get(&key).await.unwrap().entry.unwrap().value, json!(4));
     }
 
     #[tokio::test]
-    async fn reaping_deletes_due_entries_for_watchers_and_keeps_re_set_ones() {
+    async fn reaping_deletes_the_keys_of_ended_leases_for_watchers_and_keeps_moved_ones() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir);
-        let (due, re_set, extended, plain) = (
+        let (due, re_set, moved, plain) = (
             Key::of(&["x", "due"]),
             Key::of(&["x", "re-set"]),
-            Key::of(&["x", "extended"]),
+            Key::of(&["x", "moved"]),
             Key::of(&["x", "plain"]),
         );
-        let write = AtomicWrite::new()
-            .set_expiring(due.clone(), json!(1), 50)
-            .set_expiring(re_set.clone(), json!(2), 50)
-            .set_expiring(extended.clone(), json!(3), 50)
-            .set(plain.clone(), json!(4));
-        store.commit(write).await.unwrap();
+        let short = store.grant(Duration::from_millis(50)).await.unwrap().id;
+        let long = store.grant(Duration::from_secs(60)).await.unwrap().id;
+        for key in [&due, &re_set, &moved] {
+            leased(&store, key, json!(1), short).await;
+        }
+        put(&store, &plain, json!(4)).await;
         put(&store, &re_set, json!("kept")).await;
-        // Even an index entry left behind for it (by an older index, say) must not delete it.
+        leased(&store, &moved, json!("later"), long).await;
+        // Even an index entry left behind for a key (by a crash, say) must not delete it.
         store
             .shared
-            .expiry
-            .insert(
-                expiry_index_key(1, &re_set.encode()),
-                Versionstamp::from_counter(1).0,
-            )
+            .lease_keys
+            .insert(lease_key_index(short.0, &re_set.encode()), [])
             .unwrap();
-        let write = AtomicWrite::new().set_expiring(extended.clone(), json!("later"), 60_000);
-        store.commit(write).await.unwrap();
-        // Nothing is due yet for the reaper.
         let mut watch = watch_now(&store, &Key::of(&["x"])).await;
         tokio::time::sleep(Duration::from_millis(120)).await;
-        assert!(physically_present(&store, &due), "expired but not yet reaped");
+        assert!(physically_present(&store, &due), "ended but not yet reaped");
         let reaped = store.reap_expired(REAP_MAX).await.unwrap();
         assert_eq!(
             reaped,
@@ -1200,16 +1390,21 @@ mod tests {
             }
         );
         assert!(!physically_present(&store, &due));
-        for key in [&re_set, &extended, &plain] {
+        for key in [&re_set, &moved, &plain] {
             assert!(store.get(key).await.unwrap().entry.is_some(), "{key}");
         }
-        assert_eq!(
-            expiry_index(&store)
-                .into_iter()
-                .map(|(_, k)| k)
-                .collect::<Vec<_>>(),
-            [extended]
+        assert_eq!(lease_index(&store), [(long.0, moved.clone())]);
+        // The ended lease is gone for good; the other one lives on.
+        assert!(
+            store
+                .shared
+                .lease_states
+                .get(short.0.to_be_bytes())
+                .unwrap()
+                .is_none()
         );
+        assert!(matches!(store.keep_alive(short).await, Err(StoreError::LeaseNotFound(id)) if id == short));
+        store.keep_alive(long).await.unwrap();
         let event = watch.next().await.unwrap();
         let WatchEvent::Delete { key, versionstamp } = event else {
             panic!("{event:?}")
@@ -1232,13 +1427,12 @@ mod tests {
     async fn reaping_goes_in_bounded_commits() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir);
-        let mut write = AtomicWrite::new();
+        let lease = store.grant(Duration::from_millis(200)).await.unwrap().id;
         for i in 0..5 {
-            write = write.set_expiring(Key::of(&["e", &i.to_string()]), json!(i), 1);
+            leased(&store, &Key::of(&["e", &i.to_string()]), json!(i), lease).await;
         }
-        store.commit(write).await.unwrap();
         let mut watch = watch_now(&store, &Key::of(&["e"])).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
         let mut rounds = Vec::new();
         loop {
             let reaped = store.reap_expired(2).await.unwrap();
@@ -1265,32 +1459,76 @@ mod tests {
                 .entries
                 .is_empty()
         );
-        assert!(expiry_index(&store).is_empty());
+        assert!(lease_index(&store).is_empty());
+        assert_eq!(store.shared.leases().unwrap().len(), 0);
     }
 
     #[tokio::test]
-    async fn a_store_from_before_the_index_is_indexed_when_opened() {
+    async fn leases_survive_reopen_and_their_ids_are_never_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let key = Key::of(&["old"]);
+        let key = Key::of(&["k"]);
+        let (kept, revoked) = {
+            let store = open(&dir);
+            let kept = store.grant(Duration::from_secs(60)).await.unwrap().id;
+            let revoked = store.grant(Duration::from_secs(60)).await.unwrap().id;
+            leased(&store, &key, json!(1), kept).await;
+            store.revoke(revoked).await.unwrap();
+            (kept, revoked)
+        };
+        let store = open(&dir);
+        assert_eq!(store.get(&key).await.unwrap().entry.unwrap().value, json!(1));
+        assert!(store.keep_alive(kept).await.is_ok());
+        assert!(store.keep_alive(revoked).await.is_err());
+        let next = store.grant(Duration::from_secs(1)).await.unwrap().id;
+        assert!(next > revoked && next > kept, "{next} after {kept}, {revoked}");
+        store.revoke(kept).await.unwrap();
+        assert_eq!(store.get(&key).await.unwrap().entry, None);
+        assert!(!physically_present(&store, &key));
+    }
+
+    #[tokio::test]
+    async fn entries_of_an_older_store_with_their_own_expiry_move_to_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let (soon, later) = (Key::of(&["old", "soon"]), Key::of(&["old", "later"]));
         {
             let store = open(&dir);
-            let write = AtomicWrite::new().set_expiring(key.clone(), json!(1), 1);
-            store.commit(write).await.unwrap();
-            // As an older version left it: no index, no marker.
-            let (at, _) = expiry_index(&store)[0].clone();
-            store
-                .shared
-                .expiry
-                .remove(expiry_index_key(at, &key.encode()))
-                .unwrap();
-            store.shared.meta.remove(EXPIRY_INDEXED_KEY).unwrap();
-            assert!(expiry_index(&store).is_empty());
+            // As an older version wrote them: format 1, expiry time inline, no marker.
+            for (key, at) in [(&soon, now_ms() + 100), (&later, now_ms() + 3_600_000)] {
+                let mut raw = vec![FORMAT_LEGACY_EXPIRING];
+                raw.extend_from_slice(&Versionstamp::from_counter(1).0);
+                raw.extend_from_slice(&at.to_be_bytes());
+                raw.extend_from_slice(b"\"v\"");
+                store.shared.data.insert(key.encode(), raw).unwrap();
+            }
+            store.shared.meta.remove(LEASES_READY_KEY).unwrap();
         }
         let store = open(&dir);
-        assert_eq!(expiry_index(&store).len(), 1);
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(lease_index(&store).len(), 2);
+        assert_eq!(store.shared.leases().unwrap().len(), 2);
+        assert!(store.get(&later).await.unwrap().entry.is_some());
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(store.get(&soon).await.unwrap().entry, None);
         assert_eq!(store.reap_expired(REAP_MAX).await.unwrap().deleted, 1);
-        assert!(!physically_present(&store, &key));
+        assert!(!physically_present(&store, &soon) && physically_present(&store, &later));
+    }
+
+    #[tokio::test]
+    async fn a_call_still_queued_at_its_deadline_does_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Key::of(&["late"]);
+        {
+            let options = FjallOptions {
+                fsync: false,
+                call_timeout: Duration::ZERO,
+                ..FjallOptions::default()
+            };
+            let store = FjallStore::open_with(dir.path(), options).unwrap();
+            let write = AtomicWrite::new().set(key.clone(), json!(1));
+            assert!(matches!(store.commit(write).await, Err(StoreError::Timeout(_))));
+            assert!(matches!(store.get(&key).await, Err(StoreError::Timeout(_))));
+            assert!(store.commit(AtomicWrite::new()).await.unwrap_err().is_transient());
+        }
+        assert_eq!(open(&dir).get(&key).await.unwrap().entry, None);
     }
 
     #[tokio::test]

@@ -8,16 +8,19 @@
 //! Hard limits: a key is at most [`MAX_KEY_BYTES`] encoded bytes and a value at most
 //! [`MAX_VALUE_BYTES`] bytes of JSON (W-T-2, S-20).
 
+mod expiry;
 pub mod fjall;
 mod key;
 
 use std::fmt;
 use std::pin::Pin;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::Stream;
 use serde_json::Value;
 
+pub use expiry::{ExpiryLease, ExpiryLeases, bucket_end};
 pub use key::{Key, KeyPart};
 
 /// Largest encoded key the store accepts.
@@ -140,11 +143,11 @@ pub enum Check {
 /// A change made by an atomic commit.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Mutation {
-    /// Store `value` under `key`; with `expire_in_ms`, the entry reads as absent after that time.
+    /// Store `value` under `key`; with a `lease`, the entry is deleted when the lease ends.
     Set {
         key: Key,
         value: Value,
-        expire_in_ms: Option<u64>,
+        lease: Option<LeaseId>,
     },
     /// Remove `key` (a no-op when absent).
     Delete { key: Key },
@@ -172,16 +175,19 @@ impl AtomicWrite {
         self.mutations.push(Mutation::Set {
             key,
             value,
-            expire_in_ms: None,
+            lease: None,
         });
         self
     }
 
-    pub fn set_expiring(mut self, key: Key, value: Value, expire_in_ms: u64) -> Self {
+    /// Stores `value` under `key` attached to `lease`: the entry is deleted (and watchers see
+    /// the delete) when the lease expires or is revoked. The commit fails with
+    /// [`StoreError::LeaseNotFound`] if the lease has already ended.
+    pub fn set_with_lease(mut self, key: Key, value: Value, lease: LeaseId) -> Self {
         self.mutations.push(Mutation::Set {
             key,
             value,
-            expire_in_ms: Some(expire_in_ms),
+            lease: Some(lease),
         });
         self
     }
@@ -217,6 +223,29 @@ pub struct ListOptions {
     /// then costs time proportional to the entries it returns, wherever it starts.
     pub start_after: Option<Key>,
 }
+
+/// The name of a lease: keys attached to it live as long as it does.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct LeaseId(pub u64);
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+/// A granted lease.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Lease {
+    /// Its name, for [`Store::keep_alive`], [`Store::revoke`] and [`AtomicWrite::set_with_lease`].
+    pub id: LeaseId,
+    /// How long it lives unless kept alive: the TTL asked for, or more where a backend rounds up
+    /// (etcd counts whole seconds).
+    pub ttl: Duration,
+}
+
+/// Longest lease a backend grants (etcd's own maximum is about 285 years).
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// One change seen by a watch; its revision is its versionstamp's.
 #[derive(Clone, Debug, PartialEq)]
@@ -297,6 +326,8 @@ pub enum Limit {
     Operations,
     /// [`Limits::max_request_bytes`].
     RequestBytes,
+    /// Leases alive at once on a backend that keeps them in memory.
+    Leases,
 }
 
 /// Errors of the store layer. Every backend reports the same kinds, so callers can decide
@@ -323,6 +354,9 @@ pub enum StoreError {
     /// The request is over a limit of the contract; nothing was written.
     #[error("{}", too_large_message(*limit, *size, *max))]
     TooLarge { limit: Limit, size: usize, max: usize },
+    /// The lease a write or keep-alive names has expired or was revoked (or never existed).
+    #[error("lease {0} not found (expired or revoked)")]
+    LeaseNotFound(LeaseId),
     /// Stored bytes this backend never writes.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -337,6 +371,7 @@ fn too_large_message(limit: Limit, size: usize, max: usize) -> String {
         Limit::ValueBytes => format!("value exceeds {} KiB", max / 1024),
         Limit::Operations => format!("{size} operations in one commit (at most {max})"),
         Limit::RequestBytes => format!("a commit of {size} bytes (at most {max})"),
+        Limit::Leases => format!("{size} leases alive (at most {max})"),
     }
 }
 
@@ -392,12 +427,23 @@ pub trait Store: Send + Sync + 'static {
         Limits::DEFAULT
     }
 
+    /// Grants a lease that lives `ttl` (at most [`MAX_LEASE_TTL`]) unless kept alive.
+    async fn grant(&self, ttl: Duration) -> StoreResult<Lease>;
+
+    /// Restarts the lease's TTL from now and returns it; [`StoreError::LeaseNotFound`] once it
+    /// has expired or was revoked.
+    async fn keep_alive(&self, lease: LeaseId) -> StoreResult<Duration>;
+
+    /// Ends the lease now and deletes every key attached to it (watchers see the deletes).
+    /// Revoking a lease that has already ended does nothing.
+    async fn revoke(&self, lease: LeaseId) -> StoreResult<()>;
+
     /// Flushes everything to stable storage (graceful shutdown).
     async fn flush(&self) -> StoreResult<()>;
 
-    /// Deletes up to `max` entries whose expiry has passed, in one commit whose deletes
-    /// watchers see; a key re-set since it was due is kept. Backends that expire entries
-    /// themselves (etcd leases) keep this default, which does nothing.
+    /// Deletes up to `max` keys of leases that have expired, in one commit whose deletes
+    /// watchers see, and forgets the leases whose keys are all gone. Backends that end leases
+    /// themselves (etcd) keep this default, which does nothing.
     async fn reap_expired(&self, max: usize) -> StoreResult<Reaped> {
         let _ = max;
         Ok(Reaped {

@@ -47,8 +47,8 @@ use serde_json::{Value, json};
 use super::kv_quota::{QuotaError, UserMutation, commit_with_quota};
 use crate::runtime::engine::WorkerEnv;
 use crate::store::{
-    CommitOutcome, Entry, Key, KeyPart, ListOptions, MAX_KEY_BYTES, MAX_VALUE_BYTES, Store, StoreError,
-    Versionstamp,
+    CommitOutcome, Entry, ExpiryLeases, Key, KeyPart, ListOptions, MAX_KEY_BYTES, MAX_VALUE_BYTES, Store,
+    StoreError, Versionstamp,
 };
 
 /// First key part of every entry a script writes.
@@ -355,8 +355,8 @@ pub fn install_kv<'js>(ctx: &Ctx<'js>, stels: &Object<'js>, env: &WorkerEnv) -> 
     limits.set("maxChecks", MAX_CHECKS)?;
     limits.set("maxMutations", MAX_MUTATIONS)?;
     let api: Object<'js> = factory.call((
-        natives(ctx, Scope::new(&env.net, env))?,
-        natives(ctx, Scope::new(&env.local, env))?,
+        natives(ctx, Scope::new(&env.net, &env.net_expiry, env))?,
+        natives(ctx, Scope::new(&env.local, &env.local_expiry, env))?,
         limits,
     ))?;
     for name in ["net", "local", "webfix"] {
@@ -368,6 +368,8 @@ pub fn install_kv<'js>(ctx: &Ctx<'js>, stels: &Object<'js>, env: &WorkerEnv) -> 
 /// One worker's view of one store.
 struct Scope {
     store: Arc<dyn Store>,
+    /// `store`'s shared leases for `expireIn`.
+    expiry: Arc<ExpiryLeases>,
     /// The worker whose writes these are (quota attribution).
     sid: String,
     quota_bytes: u64,
@@ -377,9 +379,10 @@ struct Scope {
 }
 
 impl Scope {
-    fn new(store: &Arc<dyn Store>, env: &WorkerEnv) -> Arc<Scope> {
+    fn new(store: &Arc<dyn Store>, expiry: &Arc<ExpiryLeases>, env: &WorkerEnv) -> Arc<Scope> {
         Arc::new(Scope {
             store: Arc::clone(store),
+            expiry: Arc::clone(expiry),
             sid: env.config.sid.clone(),
             quota_bytes: env.kv_quota_bytes,
             commits: tokio::sync::Mutex::new(()),
@@ -646,6 +649,7 @@ async fn commit(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
     let _one_at_a_time = scope.commits.lock().await;
     let outcome = commit_with_quota(
         scope.store.as_ref(),
+        &scope.expiry,
         &scope.sid,
         scope.quota_bytes,
         &checks,
@@ -673,7 +677,7 @@ mod tests {
     use crate::runtime::engine::testing::{eval_body, test_env};
     use crate::runtime::sdk::kv_quota::{sweep_expired, usage_bytes};
     use crate::store::fjall::FjallStore;
-    use crate::store::{AtomicWrite, Got, Page, Revision, StoreResult, WatchStream};
+    use crate::store::{AtomicWrite, Got, Lease, LeaseId, Page, Revision, StoreResult, WatchStream};
 
     fn env(net: Arc<dyn Store>, local: Arc<dyn Store>) -> WorkerEnv {
         test_env(net, local, FetchPolicy::default())
@@ -1181,6 +1185,15 @@ mod tests {
         async fn watch(&self, _prefix: &Key, _after: Revision) -> StoreResult<WatchStream> {
             Err(StoreError::Unavailable("disk on fire".into()))
         }
+        async fn grant(&self, _ttl: Duration) -> StoreResult<Lease> {
+            Err(StoreError::Unavailable("disk on fire".into()))
+        }
+        async fn keep_alive(&self, _lease: LeaseId) -> StoreResult<Duration> {
+            Err(StoreError::Unavailable("disk on fire".into()))
+        }
+        async fn revoke(&self, _lease: LeaseId) -> StoreResult<()> {
+            Err(StoreError::Unavailable("disk on fire".into()))
+        }
         async fn flush(&self) -> StoreResult<()> {
             Ok(())
         }
@@ -1426,6 +1439,17 @@ mod tests {
         }
         async fn watch(&self, prefix: &Key, after: Revision) -> StoreResult<WatchStream> {
             self.0.watch(prefix, after).await
+        }
+        async fn grant(&self, _ttl: Duration) -> StoreResult<Lease> {
+            Err(StoreError::Unavailable(
+                "No space left on device (os error 28)".into(),
+            ))
+        }
+        async fn keep_alive(&self, lease: LeaseId) -> StoreResult<Duration> {
+            self.0.keep_alive(lease).await
+        }
+        async fn revoke(&self, lease: LeaseId) -> StoreResult<()> {
+            self.0.revoke(lease).await
         }
         async fn flush(&self) -> StoreResult<()> {
             Ok(())

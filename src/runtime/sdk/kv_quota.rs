@@ -30,7 +30,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::store::{
-    AtomicWrite, CommitOutcome, Key, KeyPart, ListOptions, Store, StoreError, StoreResult, Versionstamp,
+    AtomicWrite, CommitOutcome, ExpiryLease, ExpiryLeases, Key, KeyPart, ListOptions, Store, StoreError,
+    StoreResult, Versionstamp,
 };
 use crate::workers::model::now_ms;
 
@@ -167,18 +168,29 @@ async fn read_usage(store: &dyn Store, sid: &str) -> StoreResult<Read<u64>> {
 /// usage exact and `sid` within `limit`. `CheckFailed` only when a script check failed.
 pub async fn commit_with_quota(
     store: &dyn Store,
+    expiry: &ExpiryLeases,
     sid: &str,
     limit: u64,
     checks: &[(Key, Option<Versionstamp>)],
     mutations: &[UserMutation],
 ) -> Result<CommitOutcome, QuotaError> {
+    let mut leases = Vec::with_capacity(mutations.len());
+    for mutation in mutations {
+        leases.push(match mutation {
+            UserMutation::Set {
+                expire_in_ms: Some(ms),
+                ..
+            } => Some(expiry.lease_for(*ms).await?),
+            _ => None,
+        });
+    }
     for attempt in 0..MAX_ATTEMPTS {
         if attempt > 0 {
             // Other writers moved the same records: give them a moment, longer each time.
             let millis = 1u64 << attempt.min(5);
             tokio::time::sleep(Duration::from_millis(millis)).await;
         }
-        let write = match plan(store, sid, limit, checks, mutations).await? {
+        let write = match plan(store, sid, limit, checks, mutations, &leases).await? {
             Some(write) => write,
             None => return Ok(CommitOutcome::CheckFailed),
         };
@@ -203,14 +215,15 @@ async fn script_checks_hold(store: &dyn Store, checks: &[(Key, Option<Versionsta
     Ok(true)
 }
 
-/// The commit that applies `mutations` with their bookkeeping, from the records as they are
-/// now; `None` when a script check already fails.
+/// The commit that applies `mutations` (each with its expiry lease, if any) with their
+/// bookkeeping, from the records as they are now; `None` when a script check already fails.
 async fn plan(
     store: &dyn Store,
     sid: &str,
     limit: u64,
     checks: &[(Key, Option<Versionstamp>)],
     mutations: &[UserMutation],
+    leases: &[Option<ExpiryLease>],
 ) -> Result<Option<AtomicWrite>, QuotaError> {
     if !script_checks_hold(store, checks).await? {
         return Ok(None);
@@ -220,23 +233,19 @@ async fn plan(
         write = write.check(key.clone(), *expected);
     }
     // The last mutation of a key decides its final state; bookkeeping follows that.
-    let mut last: BTreeMap<Vec<u8>, &UserMutation> = BTreeMap::new();
-    for mutation in mutations {
-        last.insert(mutation.key().encode(), mutation);
-        write = match mutation {
-            UserMutation::Set {
-                key,
-                value,
-                expire_in_ms: Some(ms),
-                ..
-            } => write.set_expiring(key.clone(), value.clone(), *ms),
-            UserMutation::Set { key, value, .. } => write.set(key.clone(), value.clone()),
-            UserMutation::Delete { key } => write.delete(key.clone()),
+    let mut last: BTreeMap<Vec<u8>, (&UserMutation, Option<ExpiryLease>)> = BTreeMap::new();
+    for (mutation, lease) in mutations.iter().zip(leases) {
+        last.insert(mutation.key().encode(), (mutation, *lease));
+        write = match (mutation, lease) {
+            (UserMutation::Set { key, value, .. }, Some(lease)) => {
+                write.set_with_lease(key.clone(), value.clone(), lease.id)
+            }
+            (UserMutation::Set { key, value, .. }, None) => write.set(key.clone(), value.clone()),
+            (UserMutation::Delete { key }, _) => write.delete(key.clone()),
         };
     }
-    let now = u64::try_from(now_ms()).unwrap_or(0);
     let mut delta: HashMap<String, i128> = HashMap::new();
-    for mutation in last.values() {
+    for (mutation, lease) in last.values() {
         let stored = mutation.key();
         let owner_at = owner_key(stored);
         let previous = read_owner(store, stored).await?;
@@ -248,14 +257,9 @@ async fn plan(
             }
         }
         write = match mutation {
-            UserMutation::Set {
-                key,
-                bytes,
-                expire_in_ms,
-                ..
-            } => {
+            UserMutation::Set { key, bytes, .. } => {
                 *delta.entry(sid.to_string()).or_default() += i128::from(*bytes);
-                let expires_at = expire_in_ms.map(|ms| now.saturating_add(ms));
+                let expires_at = lease.map(|lease| lease.expires_at_ms);
                 let owner = Owner {
                     sid: sid.to_string(),
                     bytes: *bytes,
