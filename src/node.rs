@@ -8,6 +8,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::Clock;
+use crate::cluster::coordinator::{Coordinator, StoreCoordinator};
 use crate::config::NodeConfig;
 use crate::net::{self, ConnectionSlots};
 use crate::runtime::logs::LogBook;
@@ -39,6 +41,8 @@ pub struct NodeState {
     pub sessions: crate::auth::session::Sessions,
     /// Failed logins per source address.
     pub throttle: crate::auth::throttle::LoginThrottle,
+    /// Leader elections (`getLeaderInfo`).
+    pub coordinator: Arc<dyn Coordinator>,
     /// Node events for `events` subscribers.
     pub events: Arc<crate::streams::EventBus>,
     /// The shared frame of `stats` subscribers.
@@ -214,6 +218,12 @@ pub async fn start_with_stores(
     let granularity = config.reaper_interval.min(Duration::from_secs(1));
     let net_expiry = Arc::new(ExpiryLeases::new(store.clone(), granularity));
     let local_expiry = Arc::new(ExpiryLeases::new(local_store.clone(), granularity));
+    let coordinator: Arc<dyn Coordinator> = Arc::new(StoreCoordinator::new(
+        store.clone(),
+        config.nid.clone(),
+        config.runtime.lease_duration,
+        Clock::system(),
+    ));
     let supervisor = Supervisor::start(Arc::new(RuntimeShared {
         events: events.clone(),
         config: config.clone(),
@@ -221,6 +231,7 @@ pub async fn start_with_stores(
         local: local_store.clone(),
         net_expiry: net_expiry.clone(),
         local_expiry,
+        coordinator: coordinator.clone(),
         pool,
         engine: Arc::new(QuickJsEngine::new()),
         stats: stats.clone(),
@@ -239,6 +250,7 @@ pub async fn start_with_stores(
         local_store,
         sessions,
         throttle,
+        coordinator,
         events,
         stats_feed: Default::default(),
         sonar_feed: Default::default(),

@@ -1,4 +1,5 @@
-//! Which node runs what: placement of workers and leader leases.
+//! Which node runs what: placement of workers, leader election and fencing.
 
+pub mod coordinator;
 pub mod leader;
 pub mod placement;

@@ -26,7 +26,8 @@ use super::errors::{AfterError, ErrorTracker, classify};
 use super::logs::LogBook;
 use super::pool::JsPool;
 use super::stats::{StatsBoard, script_hash};
-use crate::cluster::leader::{LeaseChange, LeaseTiming, hold_lease};
+use crate::cluster::coordinator::Coordinator;
+use crate::cluster::leader::{LeaseChange, LeaseTiming, hold_leadership};
 use crate::cluster::placement::{Placement, place_worker};
 use crate::config::{NodeConfig, RuntimeConfig};
 use crate::store::{
@@ -144,6 +145,8 @@ pub struct RuntimeShared {
     /// Expiry leases of `store` and `local`, shared by every run (`expireIn`).
     pub net_expiry: Arc<ExpiryLeases>,
     pub local_expiry: Arc<ExpiryLeases>,
+    /// Elections of leader-mode workers.
+    pub coordinator: Arc<dyn Coordinator>,
     pub pool: JsPool,
     pub engine: Arc<dyn ScriptEngine>,
     pub stats: Arc<StatsBoard>,
@@ -382,9 +385,8 @@ impl State {
                     renew_interval: rt.lease_renew_interval,
                     stop_grace: rt.stop_grace,
                 };
-                let task = tokio::spawn(hold_lease(
-                    self.shared.store.clone(),
-                    nid.clone(),
+                let task = tokio::spawn(hold_leadership(
+                    self.shared.coordinator.clone(),
                     sid.to_string(),
                     timing,
                     self.lease_changes.clone(),
