@@ -55,6 +55,25 @@ impl TestNode {
         }
     }
 
+    /// A node whose cluster store is `store` (opened by the caller, e.g. wrapped to inject
+    /// faults); its local store and everything else live in a fresh directory.
+    pub async fn start_on(
+        store: std::sync::Arc<dyn heterogen::store::Store>,
+        change: impl FnOnce(&mut NodeConfig),
+    ) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        change(&mut config);
+        let node = heterogen::start_with_store(config, store).await.unwrap();
+        let addr = node.local_addr();
+        TestNode {
+            node: Some(node),
+            addr,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
     pub fn running(&self) -> &RunningNode {
         self.node.as_ref().unwrap()
     }
