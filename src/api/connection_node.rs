@@ -85,7 +85,8 @@ async fn verify_and_open(
     body: &Map<String, Value>,
     action: LoginAction,
 ) -> Reply {
-    let login = verify_login(body, action, &node.config.network, node.config.login_window)?;
+    let login = verify_login(body, action, &node.config.network, node.config.login_window)
+        .map_err(ApiError::login)?;
     // Checked before the replay mark is spent, so a refused login can be sent again later.
     node.throttle
         .check_login(&login.address, ip)

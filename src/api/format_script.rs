@@ -13,5 +13,8 @@ pub async fn apply(body: &Map<String, Value>) -> Reply {
     let Some(Value::String(script)) = body.get("script") else {
         return Err(ApiError::invalid_body("script must be a string"));
     };
-    Ok((200, json!({"script": readable_script(script).await?})))
+    Ok((
+        200,
+        json!({"script": readable_script(script).await.map_err(ApiError::script)?}),
+    ))
 }

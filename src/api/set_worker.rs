@@ -20,7 +20,9 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
         SettingsError::Rule(message) => ApiError::bad_request(message),
     })?;
     let default_script = Value::String(DEFAULT_SCRIPT.into());
-    let script = prepare_script(Some(body.get("scriptContent").unwrap_or(&default_script))).await?;
+    let script = prepare_script(Some(body.get("scriptContent").unwrap_or(&default_script)))
+        .await
+        .map_err(ApiError::script)?;
 
     let sid = uuid::Uuid::new_v4().to_string();
     let timestamp = now_ms();

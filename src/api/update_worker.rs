@@ -75,7 +75,9 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
         SettingsError::Field(f) => ApiError::invalid_body(format!("raw.{} {}", f.field, f.reason)),
         SettingsError::Rule(message) => ApiError::bad_request(message),
     })?;
-    let script = prepare_script(raw.get("script")).await?;
+    let script = prepare_script(raw.get("script"))
+        .await
+        .map_err(ApiError::script)?;
 
     let new_raw = WorkerScript {
         sid: sid.to_string(),

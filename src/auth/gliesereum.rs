@@ -122,11 +122,11 @@ pub enum TxError {
 }
 
 impl TxError {
-    /// HTTP status for this error: 400 for malformed input, 401 for a transaction that is well
-    /// formed but fails a cryptographic check.
-    pub fn status(&self) -> u16 {
+    /// Whether the input is malformed, rather than well formed but failing a cryptographic
+    /// check.
+    pub fn is_malformed(&self) -> bool {
         match self {
-            TxError::HashMismatch | TxError::BadSignature | TxError::AddressMismatch => 401,
+            TxError::HashMismatch | TxError::BadSignature | TxError::AddressMismatch => false,
             TxError::NotAnObject
             | TxError::MissingField(_)
             | TxError::WrongType { .. }
@@ -135,7 +135,7 @@ impl TxError {
             | TxError::InvalidSignatureEncoding
             | TxError::InvalidAmount
             | TxError::InvalidFee
-            | TxError::DataTooLarge => 400,
+            | TxError::DataTooLarge => true,
         }
     }
 }
@@ -1005,12 +1005,12 @@ mod tests {
 
     #[test]
     fn tx_error_statuses_and_messages() {
-        assert_eq!(TxError::NotAnObject.status(), 400);
-        assert_eq!(TxError::DataTooLarge.status(), 400);
-        assert_eq!(TxError::InvalidPublicKey.status(), 400);
-        assert_eq!(TxError::HashMismatch.status(), 401);
-        assert_eq!(TxError::BadSignature.status(), 401);
-        assert_eq!(TxError::AddressMismatch.status(), 401);
+        assert!(TxError::NotAnObject.is_malformed());
+        assert!(TxError::DataTooLarge.is_malformed());
+        assert!(TxError::InvalidPublicKey.is_malformed());
+        assert!(!TxError::HashMismatch.is_malformed());
+        assert!(!TxError::BadSignature.is_malformed());
+        assert!(!TxError::AddressMismatch.is_malformed());
         assert_eq!(
             TxError::MissingField("from.publicKey").to_string(),
             "transaction is missing field `from.publicKey`"

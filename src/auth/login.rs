@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::gliesereum::{address_from_public_key, verify_transaction_details};
-use crate::webfix::ApiError;
+use super::gliesereum::{TxError, address_from_public_key, verify_transaction_details};
 use crate::workers::model::now_ms;
 
 /// Largest `data` of a login transaction: it holds four short fields.
@@ -37,17 +36,43 @@ pub struct VerifiedLogin {
     pub digest: String,
 }
 
-fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::new(400, format!("Invalid login request: {}", message.into()))
+/// Why a login request is not accepted: malformed ones are told apart from well-formed ones
+/// that fail a check ("malformed before cryptographic").
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Not a well-formed login request.
+    #[error("Invalid login request: {0}")]
+    Malformed(String),
+    /// Well formed, but not acceptable (signature, wallet, network, freshness).
+    #[error("Login refused: {0}")]
+    Refused(String),
+    /// The signed transaction itself is malformed or fails a cryptographic check.
+    #[error("Login refused: {0}")]
+    Transaction(TxError),
 }
 
-fn refused(message: impl Into<String>) -> ApiError {
-    ApiError::new(401, format!("Login refused: {}", message.into()))
+impl LoginError {
+    /// Whether the request was malformed rather than refused on its merits.
+    pub fn is_malformed(&self) -> bool {
+        match self {
+            LoginError::Malformed(_) => true,
+            LoginError::Refused(_) => false,
+            LoginError::Transaction(e) => e.is_malformed(),
+        }
+    }
+}
+
+fn bad(message: impl Into<String>) -> LoginError {
+    LoginError::Malformed(message.into())
+}
+
+fn refused(message: impl Into<String>) -> LoginError {
+    LoginError::Refused(message.into())
 }
 
 /// The object holding `transaction`: `body.payload.body` as the web client sends it, or the
 /// body itself (requestDeveloperAccess, and simpler clients).
-fn inner_body(body: &Map<String, Value>) -> Result<&Map<String, Value>, ApiError> {
+fn inner_body(body: &Map<String, Value>) -> Result<&Map<String, Value>, LoginError> {
     if body.contains_key("transaction") {
         return Ok(body);
     }
@@ -64,7 +89,7 @@ pub fn verify_login(
     action: LoginAction,
     network: &str,
     window: Duration,
-) -> Result<VerifiedLogin, ApiError> {
+) -> Result<VerifiedLogin, LoginError> {
     let inner = inner_body(body)?;
     let tx = match inner.get("transaction") {
         Some(tx @ Value::Object(_)) => tx,
@@ -87,8 +112,7 @@ pub fn verify_login(
         Some(_) => return Err(bad("transaction data must be a string")),
         None => return Err(bad("transaction data is required")),
     };
-    let verified = verify_transaction_details(tx)
-        .map_err(|e| ApiError::new(e.status(), format!("Login refused: {e}")))?;
+    let verified = verify_transaction_details(tx).map_err(LoginError::Transaction)?;
     let address = verified.address;
     if address != wallet_address {
         return Err(refused("walletAddress does not match the signing key"));
@@ -144,7 +168,7 @@ pub fn verify_login(
 
 /// W-AUTH-5: `timestamp` (the client's clock) within `window` of `now`, either way. Saturating,
 /// so any i64 a client sends gets a refusal, never an overflow.
-fn check_freshness(timestamp: i64, now: i64, window: Duration) -> Result<(), ApiError> {
+fn check_freshness(timestamp: i64, now: i64, window: Duration) -> Result<(), LoginError> {
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
     let age = now.saturating_sub(timestamp);
     if age > window_ms {
@@ -196,7 +220,7 @@ mod tests {
             (now + 300_001, now),
         ] {
             let err = check_freshness(timestamp, clock, WINDOW).unwrap_err();
-            assert_eq!(err.status, 401, "{timestamp} at {clock}: {}", err.message);
+            assert!(!err.is_malformed(), "{timestamp} at {clock}: {err}");
         }
         // A window too large for i64 milliseconds accepts everything without overflowing.
         assert!(check_freshness(i64::MIN, i64::MAX, Duration::MAX).is_ok());
@@ -224,8 +248,8 @@ mod tests {
         ] {
             let body = body_with_data_timestamp(&wallet, timestamp);
             let err = verify_login(&body, LoginAction::Login, "testnet", WINDOW).unwrap_err();
-            assert_eq!(err.status, status, "{timestamp}: {}", err.message);
-            assert!(err.message.contains(needle), "{timestamp}: {}", err.message);
+            assert_eq!(err.is_malformed(), status == 400, "{timestamp}: {err}");
+            assert!(err.to_string().contains(needle), "{timestamp}: {err}");
         }
     }
 

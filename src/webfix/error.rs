@@ -70,6 +70,26 @@ impl ApiError {
         }
     }
 
+    /// A script that cannot be stored or printed: 400, with line and column for a syntax error
+    /// (W-SET-3).
+    pub fn script(error: crate::workers::validate::ScriptError) -> Self {
+        use crate::workers::validate::ScriptError;
+        let message = error.to_string();
+        match error {
+            ScriptError::Syntax(e) => Self::bad_request(message)
+                .with("details", e.to_string())
+                .with("line", e.line)
+                .with("column", e.column),
+            ScriptError::Minifier(_) => Self::internal(message),
+            ScriptError::Empty | ScriptError::TooLarge { .. } => Self::bad_request(message),
+        }
+    }
+
+    /// A login request not accepted: 400 when malformed, 401 when refused on its merits.
+    pub fn login(error: crate::auth::login::LoginError) -> Self {
+        Self::new(if error.is_malformed() { 400 } else { 401 }, error.to_string())
+    }
+
     pub fn internal(message: impl std::fmt::Display) -> Self {
         tracing::error!(error = %message, "internal error");
         Self::new(500, "Internal server error")

@@ -6,7 +6,6 @@ use serde_json::{Map, Value};
 
 use super::minify::{MAX_SCRIPT_BYTES, MinifyError, format_script, minify_script};
 use super::model::{ExecutionMode, Priority, RunMode, Scope};
-use crate::webfix::ApiError;
 
 /// Dependencies a script may declare (the SDK modules this node provides).
 pub const KNOWN_DEPENDENCIES: &[&str] = &["gliesereum"];
@@ -153,53 +152,58 @@ impl Settings {
     }
 }
 
+/// Why a script cannot be stored or printed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// Absent, not a string, blank, or comments only: nothing to run.
+    #[error("Invalid script content")]
+    Empty,
+    /// Longer than [`MAX_SCRIPT_BYTES`] (the source before minification, or a script to print).
+    #[error("Script exceeds {} KiB{}", MAX_SCRIPT_BYTES / 1024, if *.before_minification { " before minification" } else { "" })]
+    TooLarge { before_minification: bool },
+    /// It does not parse; the details name the line and column (W-SET-3).
+    #[error("Script minification failed")]
+    Syntax(#[from] MinifyError),
+    /// The minifier's thread failed.
+    #[error("the script minifier failed: {0}")]
+    Minifier(String),
+}
+
 /// Checks and minifies a script (W-SET-3, W-SET-4): `None` stands for an absent value.
 /// Minifying takes about 1 ms per 40 KiB, so it runs off the network threads.
-pub async fn prepare_script(script: Option<&Value>) -> Result<String, ApiError> {
+pub async fn prepare_script(script: Option<&Value>) -> Result<String, ScriptError> {
     let text = match script {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-        _ => return Err(ApiError::bad_request("Invalid script content")),
+        _ => return Err(ScriptError::Empty),
     };
     // Before minification the source may be larger than the stored entry (comments, spaces),
     // but not without bound: parsing costs memory in proportion to the text.
     if text.len() > MAX_SCRIPT_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "Script exceeds {} KiB before minification",
-            MAX_SCRIPT_BYTES / 1024
-        )));
+        return Err(ScriptError::TooLarge {
+            before_minification: true,
+        });
     }
     let minified = tokio::task::spawn_blocking(move || minify_script(&text))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(syntax_error)?;
+        .map_err(|e| ScriptError::Minifier(e.to_string()))??;
     if minified.trim().is_empty() {
         // A script of comments only has nothing to run.
-        return Err(ApiError::bad_request("Invalid script content"));
+        return Err(ScriptError::Empty);
     }
     Ok(minified)
 }
 
-/// W-SET-3's answer to a script that does not parse: the details with line and column.
-fn syntax_error(e: MinifyError) -> ApiError {
-    ApiError::bad_request("Script minification failed")
-        .with("details", e.to_string())
-        .with("line", e.line)
-        .with("column", e.column)
-}
-
 /// `script` printed for reading (the console shows stored, minified scripts this way).
-pub async fn readable_script(script: &str) -> Result<String, ApiError> {
+pub async fn readable_script(script: &str) -> Result<String, ScriptError> {
     if script.len() > MAX_SCRIPT_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "Script exceeds {} KiB",
-            MAX_SCRIPT_BYTES / 1024
-        )));
+        return Err(ScriptError::TooLarge {
+            before_minification: false,
+        });
     }
     let text = script.to_string();
-    tokio::task::spawn_blocking(move || format_script(&text))
+    Ok(tokio::task::spawn_blocking(move || format_script(&text))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(syntax_error)
+        .map_err(|e| ScriptError::Minifier(e.to_string()))??)
 }
 
 #[cfg(test)]
@@ -258,16 +262,19 @@ mod tests {
     #[tokio::test]
     async fn scripts() {
         assert_eq!(
-            prepare_script(Some(&json!(""))).await.unwrap_err().message,
+            prepare_script(Some(&json!(""))).await.unwrap_err().to_string(),
             "Invalid script content"
         );
         assert_eq!(
-            prepare_script(Some(&json!(5))).await.unwrap_err().message,
+            prepare_script(Some(&json!(5))).await.unwrap_err().to_string(),
             "Invalid script content"
         );
         let e = prepare_script(Some(&json!("let = ;"))).await.unwrap_err();
-        assert_eq!(e.message, "Script minification failed");
-        assert!(e.extra["details"].as_str().unwrap().contains("line 1"));
+        assert_eq!(e.to_string(), "Script minification failed");
+        let ScriptError::Syntax(syntax) = e else {
+            panic!("{e:?}")
+        };
+        assert!(syntax.to_string().contains("line 1"), "{syntax}");
         let once = prepare_script(Some(&json!("const a = 1;\n  return a;")))
             .await
             .unwrap();
@@ -277,7 +284,7 @@ mod tests {
             prepare_script(Some(&json!(huge)))
                 .await
                 .unwrap_err()
-                .message
+                .to_string()
                 .contains("before minification")
         );
     }
