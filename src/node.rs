@@ -227,6 +227,7 @@ pub async fn start_with_stores(
     let supervisor = Supervisor::start(Arc::new(RuntimeShared {
         events: events.clone(),
         config: config.clone(),
+        workers: crate::workers::WorkerRepo::new(store.clone()),
         store: store.clone(),
         local: local_store.clone(),
         net_expiry: net_expiry.clone(),

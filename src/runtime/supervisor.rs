@@ -30,12 +30,10 @@ use crate::cluster::coordinator::Coordinator;
 use crate::cluster::leader::{LeaseChange, LeaseTiming, hold_leadership};
 use crate::cluster::placement::{Placement, place_worker};
 use crate::config::{NodeConfig, RuntimeConfig};
-use crate::store::{
-    Entry, ExpiryLeases, Revision, Store, StoreError, StoreResult, WatchEvent, WatchStream, list_all,
-};
+use crate::store::{Entry, ExpiryLeases, Revision, Store, StoreError, StoreResult, WatchEvent, WatchStream};
 use crate::streams::events::EventKind;
-use crate::workers::model::{entry_json, now_ms, workers_prefix};
-use crate::workers::{Priority, RunMode, WorkerData, WorkerScript};
+use crate::workers::model::{entry_json, now_ms};
+use crate::workers::{Priority, RunMode, WorkerData, WorkerRepo, WorkerScript};
 
 /// The pause between two runs of a `loop` worker, by priority (W-RUN-2).
 pub fn loop_gap(priority: Priority) -> Duration {
@@ -93,7 +91,7 @@ enum Event {
     },
 }
 
-/// A running [`hold_lease`] task. Dropped without [`LeaseTask::release`] (a killed node), it is
+/// A running [`hold_leadership`] task. Dropped without [`LeaseTask::release`] (a killed node), it is
 /// aborted and leaves its lease to expire, as a crash would.
 struct LeaseTask {
     cancel: CancellationToken,
@@ -140,6 +138,9 @@ struct Tracked {
 /// What every run on this node shares.
 pub struct RuntimeShared {
     pub config: NodeConfig,
+    /// The worker records this node follows.
+    pub workers: WorkerRepo,
+    /// The cluster KV (`Stels.net`).
     pub store: Arc<dyn Store>,
     pub local: Arc<dyn Store>,
     /// Expiry leases of `store` and `local`, shared by every run (`expireIn`).
@@ -242,7 +243,7 @@ async fn supervise(shared: Arc<RuntimeShared>, cancel: CancellationToken) {
             Event::Relist => {
                 relist_due = false;
                 let watched = match state.resync().await {
-                    Ok(revision) => shared.store.watch(&workers_prefix(), revision).await,
+                    Ok(revision) => shared.workers.watch(revision).await,
                     Err(error) => Err(error),
                 };
                 match watched {
@@ -314,7 +315,7 @@ async fn supervise(shared: Arc<RuntimeShared>, cancel: CancellationToken) {
 impl State {
     /// Makes the runs match every worker record in the store; the revision of the listing.
     async fn resync(&mut self) -> StoreResult<Revision> {
-        let page = list_all(self.shared.store.as_ref(), &workers_prefix()).await?;
+        let page = self.shared.workers.all().await?;
         let present: std::collections::HashSet<String> = page
             .entries
             .iter()

@@ -1,7 +1,10 @@
-//! Worker records: their data model, validation of client input, and script minification.
+//! Worker records: their data model, their repository, validation of client input, and script
+//! minification.
 
 pub mod minify;
 pub mod model;
+pub mod repo;
 pub mod validate;
 
 pub use model::{ExecutionMode, Priority, RunMode, Scope, WorkerData, WorkerScript};
+pub use repo::{WorkerRecord, WorkerRepo};

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::{Entry, Key};
+use crate::store::Entry;
 
 /// Where an active worker runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -98,15 +98,7 @@ pub struct WorkerData {
     pub timestamp: i64,
 }
 
-/// The key prefix of every worker record.
-pub fn workers_prefix() -> Key {
-    Key::of(&["ami", "worker"])
-}
-
-/// The key of worker `sid`.
-pub fn worker_key(sid: &str) -> Key {
-    Key::of(&["ami", "worker", sid])
-}
+pub use super::repo::{worker_key, workers_prefix};
 
 /// `ami.worker.{sid}`.
 pub fn worker_channel(sid: &str) -> String {

@@ -1,0 +1,98 @@
+//! [`WorkerRepo`]: the worker records in the store, and the one place their keys are built
+//! (`["ami","worker",sid]`).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::WorkerData;
+use crate::store::{
+    AtomicWrite, CommitOutcome, Entry, Key, MAX_VALUE_BYTES, Page, Revision, Store, StoreResult,
+    Versionstamp, WatchStream, list_all,
+};
+
+/// The key prefix of every worker record.
+pub fn workers_prefix() -> Key {
+    Key::of(&["ami", "worker"])
+}
+
+/// The key of worker `sid`.
+pub fn worker_key(sid: &str) -> Key {
+    workers_prefix().child(sid)
+}
+
+/// A worker record too large to store (W-SET-8).
+#[derive(Debug, thiserror::Error)]
+#[error("Worker entry exceeds 64 KiB limit")]
+pub struct RecordTooLarge {
+    /// The serialised size.
+    pub size: usize,
+}
+
+/// A record ready to store: the value, checked against the entry limit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerRecord {
+    pub sid: String,
+    value: Value,
+}
+
+impl WorkerRecord {
+    /// `data` as a store value, refused when it exceeds the entry limit.
+    pub fn new(data: WorkerData) -> Result<WorkerRecord, RecordTooLarge> {
+        let sid = data.raw.sid.clone();
+        let value = data.to_value();
+        let size = serde_json::to_vec(&value).map_or(usize::MAX, |bytes| bytes.len());
+        if size > MAX_VALUE_BYTES {
+            return Err(RecordTooLarge { size });
+        }
+        Ok(WorkerRecord { sid, value })
+    }
+}
+
+/// The worker records of one store.
+#[derive(Clone)]
+pub struct WorkerRepo {
+    store: Arc<dyn Store>,
+}
+
+impl WorkerRepo {
+    pub fn new(store: Arc<dyn Store>) -> WorkerRepo {
+        WorkerRepo { store }
+    }
+
+    /// Every record, in sid order, with the revision they were read at.
+    pub async fn all(&self) -> StoreResult<Page> {
+        list_all(self.store.as_ref(), &workers_prefix()).await
+    }
+
+    /// The record of `sid`, if any.
+    pub async fn get(&self, sid: &str) -> StoreResult<Option<Entry>> {
+        Ok(self.store.get(&worker_key(sid)).await?.entry)
+    }
+
+    /// Stores `record` if the current record of its worker still has versionstamp `expected`
+    /// (`None`: no record yet); `None` when it did not.
+    pub async fn put(
+        &self,
+        record: WorkerRecord,
+        expected: Option<Versionstamp>,
+    ) -> StoreResult<Option<Entry>> {
+        let key = worker_key(&record.sid);
+        let write = AtomicWrite::new()
+            .check(key.clone(), expected)
+            .set(key.clone(), record.value.clone());
+        Ok(match self.store.commit(write).await? {
+            CommitOutcome::Committed(versionstamp) => Some(Entry {
+                key,
+                value: record.value,
+                versionstamp,
+            }),
+            CommitOutcome::CheckFailed => None,
+        })
+    }
+
+    /// Changes of any record after `after`.
+    pub async fn watch(&self, after: Revision) -> StoreResult<WatchStream> {
+        self.store.watch(&workers_prefix(), after).await
+    }
+}
