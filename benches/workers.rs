@@ -467,7 +467,11 @@ async fn baseline_child(kind: &str, count: usize) {
     let started = Instant::now();
     let mut bare = Vec::new();
     let mut isolates = Vec::new();
-    let expiry = Arc::new(ExpiryLeases::new(store.clone(), Duration::from_secs(1)));
+    let expiry = Arc::new(ExpiryLeases::new(
+        store.clone(),
+        Duration::from_secs(1),
+        heterogen::clock::Clock::system(),
+    ));
     for _ in 0..count {
         if kind == "bare" {
             let runtime = rquickjs::AsyncRuntime::new().expect("cannot create a QuickJS runtime");

@@ -43,6 +43,8 @@ pub struct NodeState {
     pub throttle: crate::auth::throttle::LoginThrottle,
     /// Leader elections (`getLeaderInfo`).
     pub coordinator: Arc<dyn Coordinator>,
+    /// Wall time for timestamps, monotonic time for deadlines.
+    pub clock: Clock,
     /// Node events for `events` subscribers.
     pub events: Arc<crate::streams::EventBus>,
     /// The shared frame of `stats` subscribers.
@@ -214,15 +216,16 @@ pub async fn start_with_stores(
     );
     tracing::info!(threads = pool.threads(), "JS pool started");
     let events = Arc::new(crate::streams::EventBus::new(&config.nid));
+    let clock = Clock::system();
     // Entries vanish within a reaper interval (at most a second) of their time.
     let granularity = config.reaper_interval.min(Duration::from_secs(1));
-    let net_expiry = Arc::new(ExpiryLeases::new(store.clone(), granularity));
-    let local_expiry = Arc::new(ExpiryLeases::new(local_store.clone(), granularity));
+    let net_expiry = Arc::new(ExpiryLeases::new(store.clone(), granularity, clock.clone()));
+    let local_expiry = Arc::new(ExpiryLeases::new(local_store.clone(), granularity, clock.clone()));
     let coordinator: Arc<dyn Coordinator> = Arc::new(StoreCoordinator::new(
         store.clone(),
         config.nid.clone(),
         config.runtime.lease_duration,
-        Clock::system(),
+        clock.clone(),
     ));
     let supervisor = Supervisor::start(Arc::new(RuntimeShared {
         events: events.clone(),
@@ -239,7 +242,8 @@ pub async fn start_with_stores(
         logs: logs.clone(),
         running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     }));
-    let sessions = crate::auth::session::Sessions::new(store.clone(), net_expiry, config.session_idle);
+    let sessions =
+        crate::auth::session::Sessions::new(store.clone(), net_expiry, config.session_idle, clock.clone());
     let throttle = crate::auth::throttle::LoginThrottle::from_config(&config);
     let shutdown = CancellationToken::new();
     let state = Arc::new(NodeState {
@@ -252,6 +256,7 @@ pub async fn start_with_stores(
         sessions,
         throttle,
         coordinator,
+        clock: clock.clone(),
         events,
         stats_feed: Default::default(),
         sonar_feed: Default::default(),

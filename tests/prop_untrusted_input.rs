@@ -94,9 +94,14 @@ fn valid_login_body(wallet: &Wallet) -> Value {
 
 fn verify(body: &Value) -> bool {
     match body {
-        Value::Object(map) => {
-            verify_login(map, LoginAction::Login, "testnet", Duration::from_secs(300)).is_ok()
-        }
+        Value::Object(map) => verify_login(
+            map,
+            LoginAction::Login,
+            "testnet",
+            Duration::from_secs(300),
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .is_ok(),
         _ => false,
     }
 }

@@ -85,7 +85,8 @@ async fn verify_and_open(
     body: &Map<String, Value>,
     action: LoginAction,
 ) -> Reply {
-    let login = verify_login(body, action, &node.config.network, node.config.login_window)
+    let now = node.clock.wall_ms();
+    let login = verify_login(body, action, &node.config.network, node.config.login_window, now)
         .map_err(ApiError::login)?;
     // Checked before the replay mark is spent, so a refused login can be sent again later.
     node.throttle

@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::gliesereum::{TxError, address_from_public_key, verify_transaction_details};
-use crate::workers::model::now_ms;
 
 /// Largest `data` of a login transaction: it holds four short fields.
 pub const MAX_LOGIN_DATA_BYTES: usize = 4096;
@@ -83,12 +82,13 @@ fn inner_body(body: &Map<String, Value>) -> Result<&Map<String, Value>, LoginErr
     }
 }
 
-/// Verifies a signed request for `action` on `network` (§2.6 steps 1–5).
+/// Verifies a signed request for `action` on `network` (§2.6 steps 1–5) at wall time `now_ms`.
 pub fn verify_login(
     body: &Map<String, Value>,
     action: LoginAction,
     network: &str,
     window: Duration,
+    now_ms: i64,
 ) -> Result<VerifiedLogin, LoginError> {
     let inner = inner_body(body)?;
     let tx = match inner.get("transaction") {
@@ -159,7 +159,7 @@ pub fn verify_login(
         },
         _ => return Err(bad("transaction data has no numeric timestamp")),
     };
-    check_freshness(timestamp, now_ms(), window)?;
+    check_freshness(timestamp, now_ms, window)?;
     Ok(VerifiedLogin {
         address,
         digest: hex::encode(verified.digest),
@@ -187,6 +187,7 @@ fn check_freshness(timestamp: i64, now: i64, window: Duration) -> Result<(), Log
 mod tests {
     use super::*;
     use crate::auth::gliesereum::{Wallet, create_signed_transaction};
+    use crate::workers::model::now_ms;
     use serde_json::json;
 
     const WINDOW: Duration = Duration::from_secs(300);
@@ -235,6 +236,7 @@ mod tests {
             LoginAction::Login,
             "testnet",
             WINDOW,
+            now_ms(),
         );
         assert_eq!(ok.unwrap().address, wallet.address());
         for (timestamp, status, needle) in [
@@ -247,7 +249,7 @@ mod tests {
             ("\"1700000000000\"", 400, "numeric timestamp"),
         ] {
             let body = body_with_data_timestamp(&wallet, timestamp);
-            let err = verify_login(&body, LoginAction::Login, "testnet", WINDOW).unwrap_err();
+            let err = verify_login(&body, LoginAction::Login, "testnet", WINDOW, now_ms()).unwrap_err();
             assert_eq!(err.is_malformed(), status == 400, "{timestamp}: {err}");
             assert!(err.to_string().contains(needle), "{timestamp}: {err}");
         }
@@ -257,11 +259,11 @@ mod tests {
     fn the_replay_digest_is_computed_not_copied() {
         let wallet = Wallet::generate();
         let mut body = body_with_data_timestamp(&wallet, &now_ms().to_string());
-        let first = verify_login(&body, LoginAction::Login, "testnet", WINDOW).unwrap();
+        let first = verify_login(&body, LoginAction::Login, "testnet", WINDOW, now_ms()).unwrap();
         let hash = body["transaction"]["hash"].as_str().unwrap().to_string();
         assert_eq!(first.digest, hash);
         body["transaction"]["hash"] = Value::from(hash.to_uppercase());
-        let upper = verify_login(&body, LoginAction::Login, "testnet", WINDOW).unwrap();
+        let upper = verify_login(&body, LoginAction::Login, "testnet", WINDOW, now_ms()).unwrap();
         assert_eq!(upper.digest, first.digest);
     }
 }

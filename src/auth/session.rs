@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::Digest;
 
+use crate::clock::Clock;
 use crate::store::{AtomicWrite, CommitOutcome, ExpiryLeases, Key, Store, StoreError};
-use crate::workers::model::now_ms;
 
 /// Fraction of the idle time after which activity is written back to the store.
 const TOUCH_EVERY: u32 = 24;
@@ -48,6 +48,7 @@ pub struct Sessions {
     /// Leases of `store` that stored sessions and replay marks are attached to.
     expiry: Arc<ExpiryLeases>,
     idle: Duration,
+    clock: Clock,
     max_cached: usize,
     cache: Mutex<HashMap<String, Session>>,
 }
@@ -78,22 +79,24 @@ fn idle_ms(idle: Duration) -> i64 {
 }
 
 impl Sessions {
-    /// Sessions on `store`, expiring after `idle` without activity; `expiry` must grant its
-    /// leases on the same store.
-    pub fn new(store: Arc<dyn Store>, expiry: Arc<ExpiryLeases>, idle: Duration) -> Self {
-        Self::with_max_cached(store, expiry, idle, MAX_CACHED)
+    /// Sessions on `store`, expiring after `idle` without activity by `clock`; `expiry` must
+    /// grant its leases on the same store.
+    pub fn new(store: Arc<dyn Store>, expiry: Arc<ExpiryLeases>, idle: Duration, clock: Clock) -> Self {
+        Self::with_max_cached(store, expiry, idle, clock, MAX_CACHED)
     }
 
     fn with_max_cached(
         store: Arc<dyn Store>,
         expiry: Arc<ExpiryLeases>,
         idle: Duration,
+        clock: Clock,
         max_cached: usize,
     ) -> Self {
         Sessions {
             store,
             expiry,
             idle,
+            clock,
             max_cached: max_cached.max(1),
             cache: Mutex::new(HashMap::new()),
         }
@@ -153,7 +156,7 @@ impl Sessions {
     pub async fn create(&self, address: &str) -> Result<NewSession, StoreError> {
         let session = random_hex();
         let hash = digest(&session);
-        let now = now_ms();
+        let now = self.clock.wall_ms();
         self.store_record(&hash, address, now, now).await?;
         self.remember(
             hash,
@@ -176,7 +179,7 @@ impl Sessions {
             return Ok(None);
         }
         let hash = digest(session);
-        let now = now_ms();
+        let now = self.clock.wall_ms();
         let idle = idle_ms(self.idle);
         let cached = self.cache().get(&hash).cloned();
         let mut current = match cached {
@@ -230,16 +233,26 @@ mod tests {
     use super::*;
     use crate::store::fjall::FjallStore;
 
-    fn sessions_on(store: Arc<dyn Store>, idle: Duration) -> Sessions {
-        let expiry = Arc::new(ExpiryLeases::new(store.clone(), Duration::from_millis(50)));
-        Sessions::new(store, expiry, idle)
+    /// Wall time that follows tokio's paused clock, from the real time now.
+    fn paused_clock() -> Clock {
+        Clock::following_tokio(Clock::system().wall_ms())
     }
 
-    #[tokio::test]
+    fn sessions_on(store: Arc<dyn Store>, idle: Duration, clock: &Clock) -> Sessions {
+        let expiry = Arc::new(ExpiryLeases::new(
+            store.clone(),
+            Duration::from_millis(50),
+            clock.clone(),
+        ));
+        Sessions::new(store, expiry, idle, clock.clone())
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn sessions_persist_expire_and_are_url_safe() {
+        let clock = paused_clock();
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
-        let sessions = sessions_on(store.clone(), Duration::from_millis(300));
+        let sessions = sessions_on(store.clone(), Duration::from_millis(300), &clock);
         let new = sessions.create("gAddr").await.unwrap();
         assert!(new.session.bytes().all(|b| b.is_ascii_hexdigit()) && new.session.len() == 64);
         assert!(!new.token.is_empty() && new.token != new.session);
@@ -248,7 +261,7 @@ mod tests {
             "gAddr"
         );
         // A fresh cache (another node, or after a restart) finds it in the store.
-        let other = sessions_on(store.clone(), Duration::from_millis(300));
+        let other = sessions_on(store.clone(), Duration::from_millis(300), &clock);
         assert!(other.lookup(&new.session).await.unwrap().is_some());
         assert!(other.lookup("nope").await.unwrap().is_none());
         // The raw token is not what is stored.
@@ -266,7 +279,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(sessions.lookup(&new.session).await.unwrap().is_none());
         assert!(
-            sessions_on(store, Duration::from_millis(300))
+            sessions_on(store, Duration::from_millis(300), &clock)
                 .lookup(&new.session)
                 .await
                 .unwrap()
@@ -274,11 +287,12 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn activity_keeps_a_session_alive() {
+        let clock = paused_clock();
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
-        let sessions = sessions_on(store.clone(), Duration::from_millis(400));
+        let sessions = sessions_on(store.clone(), Duration::from_millis(400), &clock);
         let new = sessions.create("gAddr").await.unwrap();
         for _ in 0..6 {
             tokio::time::sleep(Duration::from_millis(150)).await;
@@ -286,7 +300,7 @@ mod tests {
         }
         // And the store copy was kept alive too.
         assert!(
-            sessions_on(store, Duration::from_millis(400))
+            sessions_on(store, Duration::from_millis(400), &clock)
                 .lookup(&new.session)
                 .await
                 .unwrap()
@@ -298,10 +312,12 @@ mod tests {
     async fn the_cache_is_bounded_and_drops_expired_and_idle_sessions_first() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
+        let clock = Clock::system();
         let sessions = Sessions::with_max_cached(
             store.clone(),
-            Arc::new(ExpiryLeases::new(store, Duration::from_millis(50))),
+            Arc::new(ExpiryLeases::new(store, Duration::from_millis(50), clock.clone())),
             Duration::from_secs(60),
+            clock.clone(),
             20,
         );
         let mut created = Vec::new();
@@ -313,7 +329,7 @@ mod tests {
         assert_eq!(sessions.lookup(&created[0]).await.unwrap().unwrap().address, "g0");
         assert!(sessions.cache().len() <= 20);
         // Expired entries are the first to go when room is needed.
-        let now = now_ms();
+        let now = clock.wall_ms();
         {
             let mut cache = sessions.cache();
             cache.clear();

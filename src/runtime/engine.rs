@@ -210,8 +210,16 @@ pub(crate) mod testing {
                 lease_epoch: None,
             },
             running_workers: Arc::new(AtomicUsize::new(0)),
-            net_expiry: Arc::new(ExpiryLeases::new(net.clone(), Duration::from_millis(10))),
-            local_expiry: Arc::new(ExpiryLeases::new(local.clone(), Duration::from_millis(10))),
+            net_expiry: Arc::new(ExpiryLeases::new(
+                net.clone(),
+                Duration::from_millis(10),
+                crate::clock::Clock::system(),
+            )),
+            local_expiry: Arc::new(ExpiryLeases::new(
+                local.clone(),
+                Duration::from_millis(10),
+                crate::clock::Clock::system(),
+            )),
             net,
             local,
             log: Arc::new(NoLog),

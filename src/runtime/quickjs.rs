@@ -458,6 +458,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
+    use crate::clock::Clock;
     use crate::runtime::engine::{FetchPolicy, LogLevel, LogSink, ScriptConfig};
     use crate::store::{
         AtomicWrite, CommitOutcome, ExpiryLeases, Got, Key, Lease, LeaseId, ListOptions, Page, Revision,
@@ -545,8 +546,16 @@ mod tests {
             running_workers: running.clone(),
             net: Arc::new(EmptyStore),
             local: Arc::new(EmptyStore),
-            net_expiry: Arc::new(ExpiryLeases::new(Arc::new(EmptyStore), Duration::from_secs(1))),
-            local_expiry: Arc::new(ExpiryLeases::new(Arc::new(EmptyStore), Duration::from_secs(1))),
+            net_expiry: Arc::new(ExpiryLeases::new(
+                Arc::new(EmptyStore),
+                Duration::from_secs(1),
+                Clock::system(),
+            )),
+            local_expiry: Arc::new(ExpiryLeases::new(
+                Arc::new(EmptyStore),
+                Duration::from_secs(1),
+                Clock::system(),
+            )),
             log: lines.clone(),
             fetch: FetchPolicy::default(),
             kv_quota_bytes: 1 << 20,

@@ -9,9 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::{LeaseId, MAX_LEASE_TTL, Store, StoreResult};
+use crate::clock::Clock;
 
 /// Buckets remembered at once; past it a lease is granted without being remembered.
 const MAX_BUCKETS: usize = 1024;
@@ -22,6 +23,8 @@ pub struct ExpiryLeases {
     store: Arc<dyn Store>,
     /// Width of the narrowest bucket, in ms.
     granularity_ms: u64,
+    /// Where "now" comes from.
+    clock: Clock,
     /// Bucket end (ms since the Unix epoch) → its lease. Held across a grant, so concurrent
     /// writers of one bucket share one lease.
     buckets: tokio::sync::Mutex<BTreeMap<u64, LeaseId>>,
@@ -38,9 +41,10 @@ pub struct ExpiryLease {
 
 impl ExpiryLeases {
     /// Buckets of at least `granularity` on `store`.
-    pub fn new(store: Arc<dyn Store>, granularity: Duration) -> ExpiryLeases {
+    pub fn new(store: Arc<dyn Store>, granularity: Duration, clock: Clock) -> ExpiryLeases {
         ExpiryLeases {
             store,
+            clock,
             granularity_ms: u64::try_from(granularity.as_millis()).unwrap_or(u64::MAX).max(1),
             buckets: tokio::sync::Mutex::new(BTreeMap::new()),
         }
@@ -48,7 +52,7 @@ impl ExpiryLeases {
 
     /// A lease that ends no earlier than `expire_in_ms` from now (capped at [`MAX_LEASE_TTL`]).
     pub async fn lease_for(&self, expire_in_ms: u64) -> StoreResult<ExpiryLease> {
-        let now = wall_ms();
+        let now = u64::try_from(self.clock.wall_ms()).unwrap_or(0);
         let end = bucket_end(now, expire_in_ms, self.granularity_ms);
         let mut buckets = self.buckets.lock().await;
         // A lease this close to its end could end before the write that uses it lands.
@@ -92,13 +96,6 @@ pub fn bucket_end(now_ms: u64, expire_in_ms: u64, granularity_ms: u64) -> u64 {
         end = end.saturating_add(width);
     }
     end
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
