@@ -604,7 +604,7 @@ async fn start_node(dir: &Path, js_threads: usize) -> RunningNode {
 
 /// The last `n <count>` line of a worker: (count, time in ms).
 fn last_count(node: &RunningNode, sid: &str) -> Option<(u64, i64)> {
-    let ring = node.state().logs.ring(sid);
+    let ring = node.logs().ring(sid);
     let lines = ring.since(ring.next_cursor().saturating_sub(2));
     let line = lines.last()?;
     let text = line.content.trim_end();
@@ -651,10 +651,10 @@ async fn calibrate(node: &RunningNode) -> f64 {
          best = Math.min(best, Date.now() - t0);\n}}\nlogger.info('took', best, x);"
     );
     let (sid, data) = worker_record(&script, Priority::Critical, true);
-    write_workers(node.state().store.as_ref(), &[data]).await;
+    write_workers(node.store().as_ref(), &[data]).await;
     let started = Instant::now();
     loop {
-        let lines = node.state().logs.ring(&sid).since(0);
+        let lines = node.logs().ring(&sid).since(0);
         if let Some(ms) = lines.iter().find_map(|l| {
             let rest = l.content.split("[INFO] took ").nth(1)?;
             rest.split_whitespace().next()?.parse::<f64>().ok()
@@ -778,7 +778,7 @@ async fn run_pool(settings: &Settings) {
             records.push(data);
         }
     }
-    write_workers(node.state().store.as_ref(), &records).await;
+    write_workers(node.store().as_ref(), &records).await;
 
     eprintln!("pool: API latency, idle");
     wait_quiet(settings.quiet_wait).await;
@@ -790,7 +790,7 @@ async fn run_pool(settings: &Settings) {
     for data in &mut records {
         data.raw.active = true;
     }
-    write_workers(node.state().store.as_ref(), &records).await;
+    write_workers(node.store().as_ref(), &records).await;
     // The calibration worker has finished: it no longer counts as running.
     wait_running(&http, addr, records.len(), Duration::from_millis(50)).await;
     let just_sids: Vec<String> = sids.iter().map(|(_, sid)| sid.clone()).collect();
@@ -913,7 +913,7 @@ async fn measure_yield(count: usize, settings: &Settings) -> YieldRow {
         .map(|_| worker_record(YIELDER, Priority::Normal, true))
         .collect();
     let data: Vec<WorkerData> = records.iter().map(|(_, d)| d.clone()).collect();
-    write_workers(node.state().store.as_ref(), &data).await;
+    write_workers(node.store().as_ref(), &data).await;
     wait_running(&http, node.local_addr(), count, Duration::from_millis(100)).await;
     let sids: Vec<String> = records.into_iter().map(|(sid, _)| sid).collect();
     wait_counting(&node, &sids).await;

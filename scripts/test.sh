@@ -26,6 +26,8 @@ fi
 
 echo "== cargo fmt --check"
 cargo fmt --check
+echo "== module dependencies point one way (ARCHITECTURE.md, Layers)"
+scripts/module-deps.sh --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"

@@ -8,74 +8,29 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::{Api, NodeInfo};
+use crate::auth::Gate;
+use crate::auth::session::Sessions;
+use crate::auth::throttle::LoginThrottle;
 use crate::clock::Clock;
 use crate::cluster::coordinator::{Coordinator, StoreCoordinator};
 use crate::config::NodeConfig;
-use crate::net::{self, ConnectionSlots};
-use crate::runtime::logs::LogBook;
+use crate::net::{self, ConnectionSlots, NetState};
 use crate::runtime::pool::{JsPool, MinShares};
 use crate::runtime::quickjs::QuickJsEngine;
-use crate::runtime::stats::StatsBoard;
 use crate::runtime::supervisor::{RuntimeShared, Supervisor};
 use crate::store::fjall::FjallStore;
 use crate::store::{ExpiryLeases, Store};
+use crate::streams::logs::LogBook;
+use crate::streams::stats::StatsBoard;
+use crate::streams::{Hub, SonarFeed};
+use crate::workers::WorkerRepo;
 
 /// How long shutdown waits for WebSockets to take their close frames.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Descriptors kept back from WebSockets for the store, HTTP and logs.
 const RESERVED_FDS: u64 = 256;
-
-/// What every request and connection of a node shares.
-pub struct NodeState {
-    pub config: NodeConfig,
-    /// Worker records, leases, sessions: the single source of truth.
-    pub store: Arc<dyn Store>,
-    /// What `getWorkerStats` reports.
-    pub stats: Arc<StatsBoard>,
-    /// Recent log lines of each worker run here.
-    pub logs: Arc<LogBook>,
-    /// This node's own KV (`Stels.local`), never replicated.
-    pub local_store: Arc<dyn Store>,
-    /// Sessions handed out by `connectionNode`.
-    pub sessions: crate::auth::session::Sessions,
-    /// Failed logins per source address.
-    pub throttle: crate::auth::throttle::LoginThrottle,
-    /// Leader elections (`getLeaderInfo`).
-    pub coordinator: Arc<dyn Coordinator>,
-    /// Wall time for timestamps, monotonic time for deadlines.
-    pub clock: Clock,
-    /// Node events for `events` subscribers.
-    pub events: Arc<crate::streams::EventBus>,
-    /// The shared frame of `stats` subscribers.
-    pub stats_feed: crate::streams::StatsFeed,
-    /// The shared frame of the existing client's `sonar` channel.
-    pub sonar_feed: crate::streams::SonarFeed,
-    /// The address actually bound (differs from `config.listen` for port 0).
-    pub local_addr: SocketAddr,
-    /// Cancelled once, when the node starts shutting down.
-    pub shutdown: CancellationToken,
-    /// Open WebSockets against `--max-connections`.
-    pub connections: ConnectionSlots,
-    /// WebSocket tasks, so shutdown can wait for their close frames.
-    pub tasks: TaskTracker,
-}
-
-impl NodeState {
-    /// The URL clients use for HTTP calls.
-    pub fn api_url(&self) -> String {
-        self.config.api_url(self.local_addr)
-    }
-
-    /// The WebSocket URL matching [`NodeState::api_url`].
-    pub fn ws_url(&self) -> String {
-        let api = self.api_url();
-        match api.strip_prefix("https://") {
-            Some(rest) => format!("wss://{rest}"),
-            None => format!("ws://{}", api.trim_start_matches("http://")),
-        }
-    }
-}
 
 /// Why a node could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +56,12 @@ pub const OWNER_KEY_FILE: &str = "owner-key.json";
 
 /// A started node.
 pub struct RunningNode {
-    state: Arc<NodeState>,
+    /// What the transports share (and, through it, the API and the stream hub).
+    net: Arc<NetState>,
+    /// The cluster store.
+    store: Arc<dyn Store>,
+    /// This node's own store.
+    local_store: Arc<dyn Store>,
     /// The console link of a first-start owner (see [`OWNER_KEY_FILE`]).
     console_link: Option<String>,
     server: JoinHandle<()>,
@@ -230,7 +190,7 @@ pub async fn start_with_stores(
     let supervisor = Supervisor::start(Arc::new(RuntimeShared {
         events: events.clone(),
         config: config.clone(),
-        workers: crate::workers::WorkerRepo::new(store.clone()),
+        workers: WorkerRepo::new(store.clone()),
         store: store.clone(),
         local: local_store.clone(),
         net_expiry: net_expiry.clone(),
@@ -242,30 +202,64 @@ pub async fn start_with_stores(
         logs: logs.clone(),
         running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     }));
-    let sessions =
-        crate::auth::session::Sessions::new(store.clone(), net_expiry, config.session_idle, clock.clone());
-    let throttle = crate::auth::throttle::LoginThrottle::from_config(&config);
-    let shutdown = CancellationToken::new();
-    let state = Arc::new(NodeState {
-        connections: ConnectionSlots::new(max_connections),
-        config,
-        store,
-        stats,
-        logs,
-        local_store,
-        sessions,
+    let sessions = Arc::new(Sessions::new(
+        store.clone(),
+        net_expiry,
+        config.session_idle,
+        clock.clone(),
+    ));
+    let throttle = Arc::new(LoginThrottle::new(
+        config.login_max_failures,
+        config.logins_per_wallet,
+        config.logins_per_ip,
+    ));
+    let workers = WorkerRepo::new(store.clone());
+    let api_url = config.api_url(local_addr);
+    let ws_url = match api_url.strip_prefix("https://") {
+        Some(rest) => format!("wss://{rest}"),
+        None => format!("ws://{}", api_url.trim_start_matches("http://")),
+    };
+    let api = Arc::new(Api {
+        info: NodeInfo {
+            nid: config.nid.clone(),
+            network: config.network.clone(),
+            title: config.title.clone(),
+            api_url,
+            ws_url,
+            open: config.open,
+            login_window: config.login_window,
+            kv_quota_bytes: config.runtime.kv_quota_bytes,
+        },
+        gate: Gate::new(sessions.clone(), config.owners.iter().cloned(), config.open),
+        workers: workers.clone(),
+        sessions: sessions.clone(),
         throttle,
         coordinator,
-        clock: clock.clone(),
+        stats: stats.clone(),
+        logs: logs.clone(),
+        net_kv: store.clone(),
+        local_kv: local_store.clone(),
+        clock,
+    });
+    let hub = Hub {
         events,
+        logs,
+        stats: stats.clone(),
         stats_feed: Default::default(),
-        sonar_feed: Default::default(),
-        local_addr,
-        shutdown: shutdown.clone(),
+        sonar_feed: SonarFeed::new(&config.network, &config.nid, workers, stats),
+    };
+    let shutdown = CancellationToken::new();
+    let state = Arc::new(NetState {
+        api,
+        hub,
+        connections: ConnectionSlots::new(max_connections),
         tasks: TaskTracker::new(),
+        shutdown: shutdown.clone(),
+        local_addr,
+        config,
     });
     state.tasks.spawn(expire_periodically(
-        vec![state.store.clone(), state.local_store.clone()],
+        vec![store.clone(), local_store.clone()],
         state.config.reaper_interval,
         shutdown.clone(),
     ));
@@ -283,13 +277,18 @@ pub async fn start_with_stores(
     tracing::info!(addr = %local_addr, nid = %state.config.nid, network = %state.config.network, "node listening");
     let console_link = match first_owner {
         Some(address) => {
-            let login = state.sessions.create(&address).await?;
-            Some(format!("{}/console/#session={}", state.api_url(), login.session))
+            let login = sessions.create(&address).await?;
+            Some(format!(
+                "{}/console/#session={}",
+                state.api.info.api_url, login.session
+            ))
         }
         None => None,
     };
     Ok(RunningNode {
-        state,
+        net: state,
+        store,
+        local_store,
         console_link,
         server,
         supervisor,
@@ -339,39 +338,55 @@ async fn expire_periodically(stores: Vec<Arc<dyn Store>>, every: Duration, stop:
 impl RunningNode {
     /// The address the node listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.state.local_addr
+        self.net.local_addr
     }
 
-    /// The shared state (for tests and embedding).
     /// `http://…/console/#session=…` when this node made its own owner (no `--owners`):
     /// a link that logs a browser in as that owner.
     pub fn console_link(&self) -> Option<&str> {
         self.console_link.as_deref()
     }
 
-    pub fn state(&self) -> &Arc<NodeState> {
-        &self.state
+    /// What the transports share: the API, the stream hub, the connections (for tests and
+    /// embedding).
+    pub fn net(&self) -> &Arc<NetState> {
+        &self.net
+    }
+
+    /// The cluster store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// This node's own store (`Stels.local`, log history).
+    pub fn local_store(&self) -> &Arc<dyn Store> {
+        &self.local_store
+    }
+
+    /// The log lines of every worker run here.
+    pub fn logs(&self) -> &Arc<LogBook> {
+        &self.net.hub.logs
     }
 
     /// Stops accepting, closes every WebSocket with 1001, waits for them, flushes the store.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         tracing::info!("shutting down");
-        self.state.shutdown.cancel();
+        self.net.shutdown.cancel();
         let served = self.server.await;
-        self.state.tasks.close();
-        if tokio::time::timeout(CLOSE_GRACE, self.state.tasks.wait())
+        self.net.tasks.close();
+        if tokio::time::timeout(CLOSE_GRACE, self.net.tasks.wait())
             .await
             .is_err()
         {
             tracing::warn!(
-                open = self.state.connections.open(),
+                open = self.net.connections.open(),
                 "some WebSockets did not close in time"
             );
         }
         self.supervisor.shutdown().await;
         tracing::info!("workers stopped");
-        self.state.store.flush().await?;
-        self.state.local_store.flush().await?;
+        self.store.flush().await?;
+        self.local_store.flush().await?;
         tracing::info!("stores flushed; node stopped");
         served.map_err(|join| NodeError::Serve(std::io::Error::other(join)))
     }
@@ -380,7 +395,7 @@ impl RunningNode {
     /// lease is released, nothing is flushed beyond what every commit already made durable.
     pub fn kill(self) {
         self.server.abort();
-        self.state.shutdown.cancel();
+        self.net.shutdown.cancel();
         self.supervisor.kill();
     }
 

@@ -48,7 +48,7 @@ async fn every_worker_in_key_order() {
 async fn other_keys_in_the_store_are_not_listed() {
     let node = TestNode::start().await;
     let entry = node.create_worker(json!({})).await;
-    let store = node.running().state().store.clone();
+    let store = node.running().store().clone();
     use heterogen::store::{AtomicWrite, Key};
     let write = AtomicWrite::new()
         .set(Key::of(&["ami", "leader", "x"]), json!({"leader": "s-1"}))

@@ -61,7 +61,7 @@ async fn no_lease_yet() {
 #[tokio::test]
 async fn a_live_lease_and_an_expired_one() {
     let node = TestNode::start().await;
-    let store = node.running().state().store.clone();
+    let store = node.running().store().clone();
     let now = chrono::Utc::now().timestamp_millis();
     let live = uuid::Uuid::new_v4().to_string();
     let dead = uuid::Uuid::new_v4().to_string();

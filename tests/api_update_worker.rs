@@ -238,7 +238,7 @@ async fn without_a_versionstamp_concurrent_updates_never_lose_a_write_silently()
 async fn the_store_watch_reports_each_update() {
     let node = TestNode::start().await;
     let entry = node.create_worker(json!({})).await;
-    let store = node.running().state().store.clone();
+    let store = node.running().store().clone();
     let mut watch = common::watch_from_now(store.as_ref(), &Key::of(&["ami", "worker"])).await;
     let (status, updated) = node
         .call("updateWorker", update_body(&entry, |r| r["active"] = json!(true)))

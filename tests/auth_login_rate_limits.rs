@@ -53,7 +53,7 @@ async fn successful_logins_are_limited_per_wallet_and_per_source() {
     let digest = envelope["body"]["payload"]["body"]["transaction"]["hash"]
         .as_str()
         .unwrap();
-    let store = &node.running().state().store;
+    let store = node.running().store();
     let mark = |d: &str| Key::of(&["ami", "login", d]);
     assert!(store.get(&mark(digest)).await.unwrap().entry.is_none());
     // (The marks of the accepted logins are there.)

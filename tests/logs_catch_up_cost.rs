@@ -139,7 +139,7 @@ async fn catching_up_lists_each_stored_line_about_once() {
         .await;
     let sid = sid(&entry);
     node.wait_for_log(&sid, "Worker finished").await;
-    let logs = node.running().state().logs.clone();
+    let logs = node.running().logs().clone();
     let last = logs.ring(&sid).next_cursor() - 1;
     assert!(last as usize > LINES, "{last}");
     let prefix = Key::of(&["log", &sid]);

@@ -10,7 +10,7 @@ use serde_json::json;
 #[tokio::test]
 async fn an_unknown_worker_is_404_and_allocates_nothing() {
     let node = TestNode::start().await;
-    let logs = node.running().state().logs.clone();
+    let logs = node.running().logs().clone();
     let mut ws = node.ws("/").await;
     for _ in 0..20 {
         let sid = uuid::Uuid::new_v4().to_string();

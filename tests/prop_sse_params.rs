@@ -2,7 +2,7 @@
 //! message (never a panic), and every valid query round-trips.
 
 use axum::http::Uri;
-use heterogen::streams::sse::StreamQuery;
+use heterogen::net::sse::StreamQuery;
 use proptest::prelude::*;
 
 fn uri_of(query: &str) -> Option<Uri> {

@@ -193,7 +193,7 @@ async fn workers_active_when_a_node_starts_are_run() {
 
     let node = heterogen::start(config(dir.path())).await.unwrap();
     let sid = created["value"]["raw"]["sid"].as_str().unwrap().to_string();
-    let logs = node.state().logs.clone();
+    let logs = node.logs().clone();
     eventually(10, "the worker ran after the restart", || async {
         logs.recent(&sid)
             .iter()

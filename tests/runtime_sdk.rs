@@ -151,9 +151,8 @@ async fn net_and_local_kv_from_scripts() {
     }
     assert!(lines_with(&node, &sid, "list market/ticker/BTC,market/ticker/ETH").len() == 1);
     // Visible in the cluster store under the script namespace, and nowhere else.
-    let state = node.running().state();
-    let btc = state
-        .store
+    let (store, local_store) = (node.running().store(), node.running().local_store());
+    let btc = store
         .get(&Key::of(&["kv", "market", "ticker", "BTC"]))
         .await
         .unwrap()
@@ -161,8 +160,7 @@ async fn net_and_local_kv_from_scripts() {
         .unwrap();
     assert_eq!(btc.value, json!({"price": 102}));
     assert!(
-        state
-            .store
+        store
             .get(&Key::of(&["kv", "market", "ticker", "ETH"]))
             .await
             .unwrap()
@@ -170,8 +168,7 @@ async fn net_and_local_kv_from_scripts() {
             .is_none()
     );
     assert!(
-        state
-            .store
+        store
             .get(&Key::of(&["market", "ticker", "BTC"]))
             .await
             .unwrap()
@@ -180,8 +177,7 @@ async fn net_and_local_kv_from_scripts() {
     );
     // Stels.local is this node's own store.
     assert!(
-        state
-            .local_store
+        local_store
             .get(&Key::of(&["kv", "health", "s"]))
             .await
             .unwrap()
@@ -189,8 +185,7 @@ async fn net_and_local_kv_from_scripts() {
             .is_some()
     );
     assert!(
-        state
-            .store
+        store
             .get(&Key::of(&["kv", "health", "s"]))
             .await
             .unwrap()

@@ -24,7 +24,7 @@ async fn expired_sessions_and_replay_marks_are_deleted() {
         c.login_window = Duration::from_millis(500);
     })
     .await;
-    let store = node.running().state().store.clone();
+    let store = node.running().store().clone();
     let mut watch = common::watch_from_now(store.as_ref(), &Key::of(&["ami"])).await;
     let session = node.login(&owner).await;
     assert_eq!(list_workers(&node, &session).await, 200);

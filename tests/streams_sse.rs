@@ -166,8 +166,7 @@ async fn the_stream_checks_its_input_and_the_caller() {
     );
     let record = json!({"raw": {"sid": sid}});
     node.running()
-        .state()
-        .store
+        .store()
         .commit(heterogen::store::AtomicWrite::new().set(heterogen::workers::model::worker_key(&sid), record))
         .await
         .unwrap();

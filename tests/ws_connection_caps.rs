@@ -53,7 +53,7 @@ async fn connect(node: &TestNode, session: &str) -> Result<Ws, (u16, String)> {
 
 /// Waits until the node has let go of a closed connection.
 async fn until_open(node: &TestNode, open: usize) {
-    let state = node.running().state().clone();
+    let state = node.running().net().clone();
     common::eventually(5, "the node to free the slot", || {
         let state = state.clone();
         async move { (state.connections.open() == open).then_some(()) }

@@ -58,7 +58,7 @@ async fn a_peer_that_never_answers_pings_is_closed() {
     assert!(text.starts_with("HTTP/1.1 101"), "{text}");
     let mut open = usize::MAX;
     for _ in 0..100 {
-        open = node.running().state().connections.open();
+        open = node.running().net().connections.open();
         if open == 0 {
             break;
         }

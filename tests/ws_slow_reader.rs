@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestNode, raw_ws, ws_call};
-use heterogen::NodeState;
+use heterogen::net::NetState;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -47,12 +47,12 @@ async fn stalled_client(node: &TestNode) -> TcpStream {
     tcp
 }
 
-fn state(node: &TestNode) -> Arc<NodeState> {
-    node.running().state().clone()
+fn state(node: &TestNode) -> Arc<NetState> {
+    node.running().net().clone()
 }
 
 /// Waits until the node holds `open` WebSockets; returns how long that took.
-async fn until_open(state: &NodeState, open: usize, limit: Duration) -> Duration {
+async fn until_open(state: &NetState, open: usize, limit: Duration) -> Duration {
     let started = Instant::now();
     while state.connections.open() != open {
         assert!(

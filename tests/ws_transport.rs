@@ -213,7 +213,7 @@ async fn a_fast_request_is_answered_before_a_slow_one_sent_earlier() {
 /// Stores `count` copies of the worker `template` (active or not) straight into the store, in
 /// commits within the store's operation limit.
 async fn seed_workers(node: &TestNode, template: &serde_json::Value, count: usize, active: bool) {
-    let store = &node.running().state().store;
+    let store = node.running().store();
     let per_commit = store.limits().max_operations;
     let mut left = count;
     while left > 0 {

@@ -3,14 +3,13 @@
 
 use serde_json::{Value, json};
 
-use crate::node::NodeState;
+use crate::clock::Clock;
 use crate::webfix::Reply;
-use crate::workers::model::now_ms;
 
-pub fn asset_list(node: &NodeState) -> Reply {
+pub fn asset_list(network: &str, clock: &Clock) -> Reply {
     Ok((
         200,
-        json!({"webfix":"1.0","result":{"success":true,"assets":[],"total":0,"network":node.config.network,"timestamp":now_ms()}}),
+        json!({"webfix":"1.0","result":{"success":true,"assets":[],"total":0,"network":network,"timestamp":clock.wall_ms()}}),
     ))
 }
 

@@ -7,22 +7,34 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use super::NodeInfo;
 use crate::auth::login::{LoginAction, verify_login};
+use crate::auth::session::Sessions;
 use crate::auth::throttle::LoginLimit;
-use crate::auth::{Caller, Principal};
-use crate::node::NodeState;
+use crate::auth::throttle::LoginThrottle;
+use crate::auth::{Caller, Gate, Principal};
+use crate::clock::Clock;
 use crate::webfix::{ApiError, Reply};
+
+/// What a login needs: the node's description, the owners, sessions and login limits.
+pub struct Desk<'a> {
+    pub info: &'a NodeInfo,
+    pub gate: &'a Gate,
+    pub sessions: &'a Sessions,
+    pub throttle: &'a LoginThrottle,
+    pub clock: &'a Clock,
+}
 
 /// How much longer than twice the login window a replay mark is kept.
 const REPLAY_MARK_MARGIN: Duration = Duration::from_secs(1);
 
-pub async fn connection_node(node: &NodeState, caller: &Caller, body: &Map<String, Value>) -> Reply {
-    signed_session(node, caller, body, LoginAction::Login).await
+pub async fn connection_node(desk: &Desk<'_>, caller: &Caller, body: &Map<String, Value>) -> Reply {
+    signed_session(desk, caller, body, LoginAction::Login).await
 }
 
 /// A non-owner gets a clear 403; an owner gets a fresh session with `developer: true`.
 pub async fn request_developer_access(
-    node: &NodeState,
+    desk: &Desk<'_>,
     caller: &Caller,
     principal: &Principal,
     body: &Map<String, Value>,
@@ -39,26 +51,26 @@ pub async fn request_developer_access(
             ),
         ));
     }
-    signed_session(node, caller, body, LoginAction::DeveloperAccess).await
+    signed_session(desk, caller, body, LoginAction::DeveloperAccess).await
 }
 
 async fn signed_session(
-    node: &NodeState,
+    desk: &Desk<'_>,
     caller: &Caller,
     body: &Map<String, Value>,
     action: LoginAction,
 ) -> Reply {
     let ip = caller.peer.map(|p| p.ip());
     if let Some(ip) = ip
-        && let Err(wait) = node.throttle.check(ip)
+        && let Err(wait) = desk.throttle.check(ip)
     {
         return Err(too_many(format!("Too many failed logins from {ip}"), wait));
     }
-    let result = verify_and_open(node, ip, body, action).await;
+    let result = verify_and_open(desk, ip, body, action).await;
     if let (Err(e), Some(ip)) = (&result, ip)
         && matches!(e.status, 400 | 401)
     {
-        node.throttle.fail(ip);
+        desk.throttle.fail(ip);
         tracing::info!(%ip, status = e.status, error = %e.message, "login refused");
     }
     result
@@ -80,16 +92,16 @@ fn over_limit(limit: LoginLimit, address: &str, ip: Option<IpAddr>) -> ApiError 
 }
 
 async fn verify_and_open(
-    node: &NodeState,
+    desk: &Desk<'_>,
     ip: Option<IpAddr>,
     body: &Map<String, Value>,
     action: LoginAction,
 ) -> Reply {
-    let now = node.clock.wall_ms();
-    let login = verify_login(body, action, &node.config.network, node.config.login_window, now)
+    let now = desk.clock.wall_ms();
+    let login = verify_login(body, action, &desk.info.network, desk.info.login_window, now)
         .map_err(ApiError::login)?;
     // Checked before the replay mark is spent, so a refused login can be sent again later.
-    node.throttle
+    desk.throttle
         .check_login(&login.address, ip)
         .map_err(|limit| over_limit(limit, &login.address, ip))?;
     // A signed request buys one session: a replay within the freshness window is refused, on
@@ -97,12 +109,12 @@ async fn verify_and_open(
     // computed here, so no other spelling of the same request gets past it. It outlives the
     // request's acceptance: a request dated up to a window ahead is accepted until a window
     // after its date (plus a margin for the millisecond at the edge and clock steps).
-    let keep = node
-        .config
+    let keep = desk
+        .info
         .login_window
         .saturating_mul(2)
         .saturating_add(REPLAY_MARK_MARGIN);
-    let fresh = node
+    let fresh = desk
         .sessions
         .claim_login(&login.digest, &login.address, keep)
         .await
@@ -114,15 +126,15 @@ async fn verify_and_open(
         ));
     }
     // Counted only for logins that will get a session; a replay never uses up a wallet's logins.
-    node.throttle
+    desk.throttle
         .record_login(&login.address, ip)
         .map_err(|limit| over_limit(limit, &login.address, ip))?;
-    let session = node
+    let session = desk
         .sessions
         .create(&login.address)
         .await
         .map_err(ApiError::storage)?;
-    let developer = node.config.open || node.config.is_owner(&login.address);
+    let developer = desk.info.open || desk.gate.is_owner(&login.address);
     tracing::info!(address = %login.address, developer, "session opened");
     Ok((
         200,
@@ -130,11 +142,11 @@ async fn verify_and_open(
             "session": session.session,
             "token": session.token,
             "info": {
-                "network": node.config.network,
-                "title": node.config.title,
-                "nid": node.config.nid,
-                "api": node.api_url(),
-                "connector": {"socket": node.ws_url(), "protocols": ["webfix"]},
+                "network": desk.info.network,
+                "title": desk.info.title,
+                "nid": desk.info.nid,
+                "api": desk.info.api_url,
+                "connector": {"socket": desk.info.ws_url, "protocols": ["webfix"]},
                 "developer": developer,
                 "address": login.address,
             },

@@ -2,27 +2,23 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::node::NodeState;
+use crate::clock::Clock;
+use crate::cluster::coordinator::Coordinator;
 use crate::webfix::{ApiError, Reply};
-use crate::workers::model::now_ms;
 
-pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
+pub async fn apply(coordinator: &dyn Coordinator, clock: &Clock, body: &Map<String, Value>) -> Reply {
     let worker_id = match body.get("workerId") {
         Some(Value::String(s)) if uuid::Uuid::try_parse(s).is_ok() => s.as_str(),
         _ => return Err(ApiError::bad_request("Invalid workerId")),
     };
-    let record = node
-        .coordinator
-        .leader(worker_id)
-        .await
-        .map_err(ApiError::storage)?;
+    let record = coordinator.leader(worker_id).await.map_err(ApiError::storage)?;
     let Some(record) = record else {
         return Ok((
             200,
             json!({"workerId": worker_id, "hasLeader": false, "message": "No leader elected yet"}),
         ));
     };
-    let now = now_ms();
+    let now = clock.wall_ms();
     let is_expired = record.expires_at <= now;
     Ok((
         200,

@@ -3,14 +3,14 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::node::NodeState;
-use crate::runtime::logs::worker_known;
+use crate::streams::logs::LogBook;
 use crate::webfix::{ApiError, Reply};
+use crate::workers::WorkerRepo;
 
 /// Lines returned at most per call.
 const MAX_LIMIT: u64 = 10_000;
 
-pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
+pub async fn apply(workers: &WorkerRepo, logs: &LogBook, body: &Map<String, Value>) -> Reply {
     let sid = match body.get("sid").and_then(Value::as_str) {
         Some(sid) if uuid::Uuid::try_parse(sid).is_ok() => sid,
         _ => return Err(ApiError::invalid_body("sid must be a worker id (UUID)")),
@@ -32,14 +32,11 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
             }
         },
     };
-    if !worker_known(node.store.as_ref(), sid)
-        .await
-        .map_err(ApiError::storage)?
-    {
+    if workers.get(sid).await.map_err(ApiError::storage)?.is_none() {
         return Err(ApiError::new(404, "Worker not found"));
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let (lines, dropped) = node.logs.read(sid, since, limit).await;
+    let (lines, dropped) = logs.read(sid, since, limit).await;
     let next = lines.last().map_or(since, |l| l.cursor);
     let lines: Vec<Value> = lines.iter().map(|l| l.to_json(sid)).collect();
     Ok((

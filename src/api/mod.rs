@@ -14,9 +14,19 @@ mod set_worker;
 mod stop_all_workers;
 mod update_worker;
 
-use crate::auth::{self, Caller};
-use crate::node::NodeState;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::session::Sessions;
+use crate::auth::throttle::LoginThrottle;
+use crate::auth::{Access, Caller, Gate};
+use crate::clock::Clock;
+use crate::cluster::coordinator::Coordinator;
+use crate::store::Store;
+use crate::streams::logs::LogBook;
+use crate::streams::stats::StatsBoard;
 use crate::webfix::{ApiError, Envelope, Reply};
+use crate::workers::WorkerRepo;
 
 /// Every method this node answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,15 +51,39 @@ pub enum Method {
     RequestDeveloperAccess,
 }
 
-/// Who may call a method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone, without a session.
-    Public,
-    /// Any live session.
-    Session,
-    /// A session whose wallet has the Owner role (W-AUTH-3).
-    Owner,
+/// What a node tells clients about itself.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub nid: String,
+    pub network: String,
+    pub title: String,
+    /// The URL clients use for HTTP calls.
+    pub api_url: String,
+    /// The WebSocket URL matching `api_url`.
+    pub ws_url: String,
+    /// `--open`: everyone is treated as an owner.
+    pub open: bool,
+    /// How far a signed login's timestamp may be from now (W-AUTH-5).
+    pub login_window: Duration,
+    /// Bytes each worker may hold in each script KV (`getWorkerStats`' `kvQuotaBytes`).
+    pub kv_quota_bytes: u64,
+}
+
+/// The handles the methods work with; [`dispatch`] hands each method only those it uses.
+pub struct Api {
+    pub info: NodeInfo,
+    pub gate: Gate,
+    pub workers: WorkerRepo,
+    pub sessions: Arc<Sessions>,
+    pub throttle: Arc<LoginThrottle>,
+    pub coordinator: Arc<dyn Coordinator>,
+    pub stats: Arc<StatsBoard>,
+    pub logs: Arc<LogBook>,
+    /// The cluster KV (`Stels.net`), for the workers' quota usage.
+    pub net_kv: Arc<dyn Store>,
+    /// This node's KV (`Stels.local`), for the workers' quota usage.
+    pub local_kv: Arc<dyn Store>,
+    pub clock: Clock,
 }
 
 impl Method {
@@ -82,29 +116,47 @@ impl Method {
 }
 
 /// Runs one request to completion.
-pub async fn dispatch(node: &NodeState, caller: &Caller, request: &Envelope) -> Reply {
+pub async fn dispatch(api: &Api, caller: &Caller, request: &Envelope) -> Reply {
     if matches!(request.method.as_str(), "subscribe" | "unsubscribe") {
         return Err(ApiError::bad_request(
             "Subscriptions need a WebSocket connection (GET / or /ws)",
         ));
     }
     let method = Method::from_name(&request.method).ok_or_else(ApiError::method_not_found)?;
-    let principal = auth::authorize(node, caller, method.access()).await?;
+    let principal = api
+        .gate
+        .authorize(caller, method.access())
+        .await
+        .map_err(ApiError::auth)?;
     let body = &request.body;
+    let desk = || connection_node::Desk {
+        info: &api.info,
+        gate: &api.gate,
+        sessions: &api.sessions,
+        throttle: &api.throttle,
+        clock: &api.clock,
+    };
     let reply = match method {
-        Method::SetWorker => set_worker::apply(node, body).await,
-        Method::ListWorkers => list_workers::apply(node).await,
-        Method::UpdateWorker => update_worker::apply(node, body).await,
-        Method::StopAllWorkers => stop_all_workers::apply(node).await,
-        Method::GetWorkerStats => get_worker_stats::apply(node).await,
-        Method::GetLeaderInfo => get_leader_info::apply(node, body).await,
-        Method::GetWorkerLogs => get_worker_logs::apply(node, body).await,
+        Method::SetWorker => set_worker::apply(&api.workers, &api.info.nid, &api.clock, body).await,
+        Method::ListWorkers => list_workers::apply(&api.workers).await,
+        Method::UpdateWorker => update_worker::apply(&api.workers, &api.clock, body).await,
+        Method::StopAllWorkers => stop_all_workers::apply(&api.workers, &api.clock).await,
+        Method::GetWorkerStats => {
+            let kv = get_worker_stats::KvUsage {
+                net: api.net_kv.as_ref(),
+                local: api.local_kv.as_ref(),
+                quota: api.info.kv_quota_bytes,
+            };
+            get_worker_stats::apply(&api.stats, kv).await
+        }
+        Method::GetLeaderInfo => get_leader_info::apply(api.coordinator.as_ref(), &api.clock, body).await,
+        Method::GetWorkerLogs => get_worker_logs::apply(&api.workers, &api.logs, body).await,
         Method::FormatScript => format_script::apply(body).await,
-        Method::AssetList => compat::asset_list(node),
+        Method::AssetList => compat::asset_list(&api.info.network, &api.clock),
         Method::ListAccounts => compat::list_accounts(),
-        Method::ConnectionNode => connection_node::connection_node(node, caller, body).await,
+        Method::ConnectionNode => connection_node::connection_node(&desk(), caller, body).await,
         Method::RequestDeveloperAccess => {
-            connection_node::request_developer_access(node, caller, &principal, body).await
+            connection_node::request_developer_access(&desk(), caller, &principal, body).await
         }
     };
     if let Err(error) = &reply {
@@ -114,11 +166,7 @@ pub async fn dispatch(node: &NodeState, caller: &Caller, request: &Envelope) -> 
 }
 
 /// The record of `raw` as a store value, refused when it exceeds the entry limit (W-SET-8).
-fn worker_value(raw: crate::workers::WorkerScript) -> Result<serde_json::Value, ApiError> {
-    let value = crate::workers::WorkerData::new(raw).to_value();
-    let size = serde_json::to_vec(&value).map_err(ApiError::internal)?.len();
-    if size > crate::store::MAX_VALUE_BYTES {
-        return Err(ApiError::bad_request("Worker entry exceeds 64 KiB limit").with("size", size));
-    }
-    Ok(value)
+fn worker_record(raw: crate::workers::WorkerScript) -> Result<crate::workers::WorkerRecord, ApiError> {
+    crate::workers::WorkerRecord::new(crate::workers::WorkerData::new(raw))
+        .map_err(|e| ApiError::bad_request(e.to_string()).with("size", e.size))
 }

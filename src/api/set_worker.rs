@@ -2,19 +2,18 @@
 
 use serde_json::{Map, Value};
 
-use super::worker_value;
-use crate::node::NodeState;
-use crate::store::{AtomicWrite, CommitOutcome, Entry};
+use super::worker_record;
+use crate::clock::Clock;
 use crate::webfix::{ApiError, Reply};
-use crate::workers::WorkerScript;
-use crate::workers::model::{entry_json, now_ms, worker_key};
+use crate::workers::model::entry_json;
 use crate::workers::validate::{Settings, SettingsError, prepare_script};
+use crate::workers::{WorkerRepo, WorkerScript};
 
 /// The script of a worker created without one.
 const DEFAULT_SCRIPT: &str = "\nlogger.info(\"Worker script initialized!\");\n";
 const DEFAULT_VERSION: &str = "1.19.2";
 
-pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
+pub async fn apply(workers: &WorkerRepo, nid: &str, clock: &Clock, body: &Map<String, Value>) -> Reply {
     let settings = Settings::read(body).map_err(|e| match e {
         SettingsError::Field(f) => ApiError::bad_request(format!("Invalid {}: {}", f.field, f.reason)),
         SettingsError::Rule(message) => ApiError::bad_request(message),
@@ -25,14 +24,14 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
         .map_err(ApiError::script)?;
 
     let sid = uuid::Uuid::new_v4().to_string();
-    let timestamp = now_ms();
+    let timestamp = clock.wall_ms();
     let note = settings.note.filter(|n| !n.is_empty()).unwrap_or_else(|| {
         let iso = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         format!("Worker script Stels SDK {sid} - {iso}")
     });
     let raw = WorkerScript {
         sid: sid.clone(),
-        nid: node.config.nid.clone(),
+        nid: nid.to_string(),
         active: false,
         mode: settings.mode,
         scope: settings.scope,
@@ -46,24 +45,16 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
         version: settings.version.unwrap_or_else(|| DEFAULT_VERSION.into()),
         timestamp,
     };
-    let key = worker_key(&sid);
-    let value = worker_value(raw)?;
-    let write = AtomicWrite::new()
-        .check(key.clone(), None)
-        .set(key.clone(), value.clone());
-    match node.store.commit(write).await.map_err(ApiError::storage)? {
-        CommitOutcome::Committed(versionstamp) => {
+    match workers
+        .put(worker_record(raw)?, None)
+        .await
+        .map_err(ApiError::storage)?
+    {
+        Some(entry) => {
             tracing::info!(%sid, "worker created");
-            Ok((
-                200,
-                entry_json(Entry {
-                    key,
-                    value,
-                    versionstamp,
-                }),
-            ))
+            Ok((200, entry_json(entry)))
         }
         // A fresh v4 UUID that already exists means the random source is broken.
-        CommitOutcome::CheckFailed => Err(ApiError::internal(format!("generated sid {sid} already exists"))),
+        None => Err(ApiError::internal(format!("generated sid {sid} already exists"))),
     }
 }

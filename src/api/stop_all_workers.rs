@@ -2,11 +2,10 @@
 
 use serde_json::json;
 
-use crate::node::NodeState;
-use crate::store::{AtomicWrite, CommitOutcome, Entry, StoreError, list_all};
+use crate::clock::Clock;
+use crate::store::{Entry, StoreError};
 use crate::webfix::{ApiError, Reply};
-use crate::workers::WorkerData;
-use crate::workers::model::{now_ms, worker_key, workers_prefix};
+use crate::workers::{WorkerData, WorkerRecord, WorkerRepo};
 
 /// Attempts per worker before it counts as `failed` (a lost race is retried once).
 const ATTEMPTS: usize = 2;
@@ -18,11 +17,8 @@ enum Outcome {
     Error(String),
 }
 
-pub async fn apply(node: &NodeState) -> Reply {
-    let entries = list_all(node.store.as_ref(), &workers_prefix())
-        .await
-        .map_err(ApiError::storage)?
-        .entries;
+pub async fn apply(repo: &WorkerRepo, clock: &Clock) -> Reply {
+    let entries = repo.all().await.map_err(ApiError::storage)?.entries;
     if entries.is_empty() {
         return Ok((
             200,
@@ -39,7 +35,7 @@ pub async fn apply(node: &NodeState) -> Reply {
             .last_str()
             .map(crate::workers::model::worker_channel)
             .unwrap_or_default();
-        let (status, error) = match stop_one(node, entry).await {
+        let (status, error) = match stop_one(repo, clock, entry).await {
             Outcome::AlreadyStopped => ("already_stopped", None),
             Outcome::Stopped => {
                 stopped += 1;
@@ -61,36 +57,32 @@ pub async fn apply(node: &NodeState) -> Reply {
     ))
 }
 
-async fn stop_one(node: &NodeState, mut entry: Entry) -> Outcome {
+async fn stop_one(workers: &WorkerRepo, clock: &Clock, mut entry: Entry) -> Outcome {
     for attempt in 0..ATTEMPTS {
-        let Some(mut data) = WorkerData::from_entry(&entry) else {
+        let Some(mut data) =
+            WorkerData::from_entry(&entry).filter(|d| entry.key.last_str() == Some(d.raw.sid.as_str()))
+        else {
             return Outcome::Error("stored record is not a worker".into());
         };
         if !data.raw.active {
             return Outcome::AlreadyStopped;
         }
         data.raw.active = false;
-        data.raw.timestamp = now_ms();
+        data.raw.timestamp = clock.wall_ms();
         data.timestamp = data.raw.timestamp;
-        let key = entry.key.clone();
-        let write = AtomicWrite::new()
-            .check(key.clone(), Some(entry.versionstamp))
-            .set(key.clone(), data.to_value());
-        match node.store.commit(write).await {
-            Ok(CommitOutcome::Committed(_)) => return Outcome::Stopped,
-            Ok(CommitOutcome::CheckFailed) if attempt + 1 < ATTEMPTS => {
-                match node
-                    .store
-                    .get(&worker_key(key.last_str().unwrap_or_default()))
-                    .await
-                    .map(|got| got.entry)
-                {
-                    Ok(Some(current)) => entry = current,
-                    Ok(None) => return Outcome::Error("worker disappeared while stopping".into()),
-                    Err(e) => return Outcome::Error(store_error(e)),
-                }
-            }
-            Ok(CommitOutcome::CheckFailed) => break,
+        let sid = data.raw.sid.clone();
+        let record = match WorkerRecord::new(data) {
+            Ok(record) => record,
+            Err(e) => return Outcome::Error(e.to_string()),
+        };
+        match workers.put(record, Some(entry.versionstamp)).await {
+            Ok(Some(_)) => return Outcome::Stopped,
+            Ok(None) if attempt + 1 < ATTEMPTS => match workers.get(&sid).await {
+                Ok(Some(current)) => entry = current,
+                Ok(None) => return Outcome::Error("worker disappeared while stopping".into()),
+                Err(e) => return Outcome::Error(store_error(e)),
+            },
+            Ok(None) => break,
             Err(e) => return Outcome::Error(store_error(e)),
         }
     }

@@ -2,13 +2,13 @@
 
 use serde_json::{Map, Value};
 
-use super::worker_value;
-use crate::node::NodeState;
-use crate::store::{AtomicWrite, CommitOutcome, Entry, Versionstamp};
+use super::worker_record;
+use crate::clock::Clock;
+use crate::store::Versionstamp;
 use crate::webfix::{ApiError, Reply};
-use crate::workers::WorkerScript;
-use crate::workers::model::{entry_json, now_ms, worker_key};
+use crate::workers::model::entry_json;
 use crate::workers::validate::{Settings, SettingsError, prepare_script};
+use crate::workers::{WorkerRepo, WorkerScript};
 
 /// Fields `raw` must carry: a missing one would be lost by the replacement (W-UPD-2).
 const REQUIRED: &[&str] = &[
@@ -24,7 +24,7 @@ const REQUIRED: &[&str] = &[
 
 const CONFLICT: &str = "Update Worker Error: version mismatch or not found";
 
-pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
+pub async fn apply(workers: &WorkerRepo, clock: &Clock, body: &Map<String, Value>) -> Reply {
     let sid = match body.get("channel") {
         Some(Value::String(channel)) => channel
             .strip_prefix("ami.worker.")
@@ -93,32 +93,25 @@ pub async fn apply(node: &NodeState, body: &Map<String, Value>) -> Reply {
         script,
         dependencies: settings.dependencies,
         version,
-        timestamp: now_ms(),
+        timestamp: clock.wall_ms(),
     };
-    let value = worker_value(new_raw)?;
-    let key = worker_key(sid);
+    let record = worker_record(new_raw)?;
     let expected = match expected {
         Some(stamp) => stamp,
-        None => match node.store.get(&key).await.map_err(ApiError::storage)?.entry {
+        None => match workers.get(sid).await.map_err(ApiError::storage)? {
             Some(current) => current.versionstamp,
             None => return Err(ApiError::new(409, CONFLICT)),
         },
     };
-    let write = AtomicWrite::new()
-        .check(key.clone(), Some(expected))
-        .set(key.clone(), value.clone());
-    match node.store.commit(write).await.map_err(ApiError::storage)? {
-        CommitOutcome::Committed(versionstamp) => {
+    match workers
+        .put(record, Some(expected))
+        .await
+        .map_err(ApiError::storage)?
+    {
+        Some(entry) => {
             tracing::info!(%sid, active, "worker updated");
-            Ok((
-                200,
-                entry_json(Entry {
-                    key,
-                    value,
-                    versionstamp,
-                }),
-            ))
+            Ok((200, entry_json(entry)))
         }
-        CommitOutcome::CheckFailed => Err(ApiError::new(409, CONFLICT)),
+        None => Err(ApiError::new(409, CONFLICT)),
     }
 }

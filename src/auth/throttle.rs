@@ -11,8 +11,6 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::config::NodeConfig;
-
 /// Failed logins allowed per source address within [`WINDOW`], by default.
 pub const MAX_FAILURES: usize = 10;
 /// The sliding window of every login limit.
@@ -137,15 +135,6 @@ impl LoginThrottle {
             per_wallet: Mutex::new(Window::new(logins_per_wallet, max_tracked)),
             per_ip: Mutex::new(Window::new(logins_per_ip, max_tracked)),
         }
-    }
-
-    /// The limits of `config` (`login_max_failures`, `logins_per_wallet`, `logins_per_ip`).
-    pub fn from_config(config: &NodeConfig) -> Self {
-        Self::new(
-            config.login_max_failures,
-            config.logins_per_wallet,
-            config.logins_per_ip,
-        )
     }
 
     /// `Err(wait)` when `ip` has failed too often and must wait before trying again.

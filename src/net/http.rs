@@ -13,17 +13,16 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Value, json};
 use tower_http::cors::{Any, CorsLayer};
 
-use super::{console, ws};
+use super::{NetState, console, sse, ws};
 use crate::api;
-use crate::auth::{Caller, Principal};
-use crate::node::NodeState;
+use crate::auth::{AuthError, Caller, Principal};
 use crate::webfix::{ApiError, WEBFIX_VERSION, parse_envelope};
 
 /// Header carrying the session on HTTP (matched case-insensitively, W-HTTP-1).
 pub const SESSION_HEADER: &str = "stels-session";
 
 /// Every route of a node.
-pub fn router(node: Arc<NodeState>) -> Router {
+pub fn router(node: Arc<NetState>) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
@@ -37,7 +36,7 @@ pub fn router(node: Arc<NodeState>) -> Router {
     Router::new()
         .route("/", get(root_get).post(root_post))
         .route("/ws", get(ws_get))
-        .route("/api/worker/logs/stream", get(crate::streams::sse::logs_stream))
+        .route("/api/worker/logs/stream", get(sse::logs_stream))
         .route("/console", get(console::redirect_to_console))
         .route("/console/", get(console::index))
         .route("/console/{*path}", get(console::file))
@@ -73,7 +72,7 @@ pub fn session_of(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
 }
 
 async fn root_post(
-    State(node): State<Arc<NodeState>>,
+    State(node): State<Arc<NetState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
@@ -110,7 +109,7 @@ async fn root_post(
         Ok(envelope) => envelope,
         Err(invalid) => return error_response(&invalid.error()),
     };
-    match api::dispatch(&node, &caller, &envelope).await {
+    match api::dispatch(&node.api, &caller, &envelope).await {
         Ok((status, body)) => json_response(status, &body),
         Err(error) => error_response(&error),
     }
@@ -121,7 +120,7 @@ type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
 /// `GET /`: a WebSocket upgrade; for a browser, the way to the console; else a short
 /// description of the node.
 async fn root_get(
-    State(node): State<Arc<NodeState>>,
+    State(node): State<Arc<NetState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request_uri: axum::http::Uri,
@@ -141,7 +140,7 @@ async fn root_get(
                 "network": node.config.network,
                 "title": node.config.title,
                 "open": node.config.open,
-                "websocket": node.ws_url(),
+                "websocket": node.api.info.ws_url,
             }),
         );
     }
@@ -150,7 +149,7 @@ async fn root_get(
 
 /// `GET /ws`: WebSocket only.
 async fn ws_get(
-    State(node): State<Arc<NodeState>>,
+    State(node): State<Arc<NetState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request_uri: axum::http::Uri,
@@ -175,7 +174,7 @@ async fn ws_get(
     // the role decides only which connection caps apply.
     let mut non_owner = None;
     if !node.config.open {
-        match crate::auth::session_principal(&node, &caller).await {
+        match node.api.gate.principal(&caller).await {
             Ok(Some(Principal::Wallet { address, owner })) => {
                 if !owner {
                     non_owner = Some(address);
@@ -184,9 +183,12 @@ async fn ws_get(
             Ok(Some(Principal::Anyone)) => {}
             Ok(None) => {
                 tracing::debug!(%peer, "WebSocket refused: no live session");
-                return json_response(401, &crate::auth::unauthorized().http_body());
+                return json_response(401, &ApiError::auth(AuthError::Unauthorized).http_body());
             }
-            Err(error) => return json_response(error.status, &error.http_body()),
+            Err(error) => {
+                let error = ApiError::storage(error);
+                return json_response(error.status, &error.http_body());
+            }
         }
     }
     ws::upgrade(node, upgrade, caller, non_owner)

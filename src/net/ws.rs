@@ -32,12 +32,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::{self, error::ProtocolError};
 
+use super::NetState;
 use super::http::json_response;
 use super::outbound::{Outbound, Reservation, payload_len};
+use super::subscriptions::ConnectionStreams;
 use crate::api;
 use crate::auth::Caller;
-use crate::node::NodeState;
-use crate::streams::ConnectionStreams;
 use crate::webfix::{ApiError, parse_envelope, ws_frame};
 
 /// Read buffer per connection: tungstenite's 128 KiB default costs ~135 KiB RSS per idle
@@ -88,7 +88,7 @@ struct Counted {
 
 /// One taken slot; dropping it frees the slot.
 pub struct Slot {
-    node: Arc<NodeState>,
+    node: Arc<NetState>,
     /// Boxed: owners' connections (every one on an `--open` node) do not carry the space.
     counted: Option<Box<Counted>>,
 }
@@ -146,7 +146,7 @@ impl ConnectionSlots {
     /// A slot for an owner session (every caller with `--open`), checked against
     /// `--max-connections` only; or for the non-owner `wallet`, checked against the per-address
     /// and per-wallet caps and kept out of the owner reserve.
-    fn try_take(node: &Arc<NodeState>, ip: Option<IpAddr>, wallet: Option<String>) -> Result<Slot, ApiError> {
+    fn try_take(node: &Arc<NetState>, ip: Option<IpAddr>, wallet: Option<String>) -> Result<Slot, ApiError> {
         let slots = &node.connections;
         let Some(wallet) = wallet else {
             if !slots.take_below(slots.max) {
@@ -196,7 +196,7 @@ impl ConnectionSlots {
 /// subprotocol selected when offered. `non_owner` is the wallet of a session without the
 /// Owner role; `None` for owners and for every caller of an `--open` node.
 pub fn upgrade(
-    node: Arc<NodeState>,
+    node: Arc<NetState>,
     upgrade: WebSocketUpgrade,
     caller: Caller,
     non_owner: Option<String>,
@@ -411,7 +411,7 @@ fn socket_event<'a>(
     })
 }
 
-async fn serve_connection(node: Arc<NodeState>, mut socket: WebSocket, caller: Caller, _slot: Slot) {
+async fn serve_connection(node: Arc<NetState>, mut socket: WebSocket, caller: Caller, _slot: Slot) {
     let caller = Arc::new(caller);
     let mut lanes: Option<Lanes> = None;
     let write_timeout = node.config.ws.write_timeout;
@@ -541,7 +541,7 @@ fn protocol_reason(violation: &ProtocolError) -> &'static str {
 }
 
 /// Parses one frame and answers it from its own task.
-fn handle_frame(node: &Arc<NodeState>, caller: &Arc<Caller>, lanes: &Lanes, bytes: &[u8], slot: RequestSlot) {
+fn handle_frame(node: &Arc<NetState>, caller: &Arc<Caller>, lanes: &Lanes, bytes: &[u8], slot: RequestSlot) {
     let envelope = match parse_envelope(bytes) {
         Ok(envelope) => envelope,
         Err(invalid) => {
@@ -572,7 +572,7 @@ fn handle_frame(node: &Arc<NodeState>, caller: &Arc<Caller>, lanes: &Lanes, byte
     tokio::spawn(async move {
         let reply = match streams {
             Some(streams) => streams.request(&node, &caller, &envelope).await,
-            None => api::dispatch(&node, &caller, &envelope).await,
+            None => api::dispatch(&node.api, &caller, &envelope).await,
         };
         let frame = text_frame(&ws_frame(envelope.id.as_ref(), reply));
         // The slot is held until the answer is queued: a client that does not read fills its

@@ -13,32 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::store::{ExpiryLeases, Store};
 use crate::workers::{ExecutionMode, Priority, RunMode};
 
-/// Severity of a log line written by a script.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    /// The tag in a log line: `INFO`, `WARN`, `ERROR`, `DEBUG`.
-    pub fn tag(self) -> &'static str {
-        match self {
-            LogLevel::Debug => "DEBUG",
-            LogLevel::Info => "INFO",
-            LogLevel::Warn => "WARN",
-            LogLevel::Error => "ERROR",
-        }
-    }
-}
-
-/// Where a worker's log lines go (its ring of recent lines, later its subscribers).
-pub trait LogSink: Send + Sync {
-    /// One line; `message` has no level tag, time or trailing newline.
-    fn log(&self, level: LogLevel, message: &str);
-}
+pub use crate::streams::logs::{LogLevel, LogSink};
 
 /// `Stels.config` of one worker (S-6). Read-only for the script.
 #[derive(Clone, Debug)]

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::engine::{RunError, RunErrorCause};
-use super::stats::ErrorKind;
 use crate::config::ErrorPolicy;
+use crate::streams::stats::ErrorKind;
 
 /// Error names (or message prefixes) that mean "the network failed", not the script.
 const NETWORK_NAMES: &[&str] = &[

@@ -1,11 +1,10 @@
-//! Running workers. The JS pool and supervisor come with issue #3; what exists now is the
-//! per-node statistics board that `getWorkerStats` reads (W-STATS-1).
+//! Running workers: the priority JS pool, the QuickJS engine behind the [`engine`] boundary,
+//! the script SDK, the error rules, and the [`supervisor`] that turns worker records into runs.
+//! Runs report their log lines, statistics and events into [`crate::streams`].
 
 pub mod engine;
 pub mod errors;
-pub mod logs;
 pub mod pool;
 pub mod quickjs;
 pub mod sdk;
-pub mod stats;
 pub mod supervisor;

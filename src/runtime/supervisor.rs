@@ -23,15 +23,15 @@ use super::engine::{
     WorkerEnv,
 };
 use super::errors::{AfterError, ErrorTracker, classify};
-use super::logs::LogBook;
 use super::pool::JsPool;
-use super::stats::{StatsBoard, script_hash};
 use crate::cluster::coordinator::Coordinator;
 use crate::cluster::leader::{LeaseChange, LeaseTiming, hold_leadership};
 use crate::cluster::placement::{Placement, place_worker};
 use crate::config::{NodeConfig, RuntimeConfig};
 use crate::store::{Entry, ExpiryLeases, Revision, Store, StoreError, StoreResult, WatchEvent, WatchStream};
 use crate::streams::events::EventKind;
+use crate::streams::logs::LogBook;
+use crate::streams::stats::{ErrorKind, StatsBoard, script_hash};
 use crate::workers::model::{entry_json, now_ms};
 use crate::workers::{Priority, RunMode, WorkerData, WorkerRepo, WorkerScript};
 
@@ -670,8 +670,8 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
                     w.executions += 1;
                     w.errors += 1;
                     match kind {
-                        super::stats::ErrorKind::Network => w.network_errors += 1,
-                        super::stats::ErrorKind::Critical => w.critical_errors += 1,
+                        ErrorKind::Network => w.network_errors += 1,
+                        ErrorKind::Critical => w.critical_errors += 1,
                     }
                     w.consecutive_errors += 1;
                     w.last_error = Some(text.clone());

@@ -3,11 +3,10 @@
 //! `resync` when the store watch restarted (a live view then lists again). Serialised once,
 //! shared by every subscriber.
 
-use axum::extract::ws::Utf8Bytes;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::push_frame;
+use super::{Frame, push_frame};
 use crate::workers::model::now_ms;
 
 /// Events kept for subscribers that fall behind; past it they get a lagged notice.
@@ -48,7 +47,7 @@ impl EventKind {
 /// The node's event channel.
 pub struct EventBus {
     channel: String,
-    tx: broadcast::Sender<Utf8Bytes>,
+    tx: broadcast::Sender<Frame>,
 }
 
 impl EventBus {
@@ -76,7 +75,7 @@ impl EventBus {
         self.tx.receiver_count() > 0
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Utf8Bytes> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Frame> {
         self.tx.subscribe()
     }
 }

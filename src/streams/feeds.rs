@@ -3,19 +3,17 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
 use serde_json::{Value, json};
 
-use super::push_frame;
-use crate::node::NodeState;
-use crate::store::ListOptions;
-use crate::workers::model::{now_ms, workers_prefix};
-use crate::workers::{Scope, WorkerData};
+use super::stats::StatsBoard;
+use super::{Frame, push_frame};
+use crate::workers::model::now_ms;
+use crate::workers::{Scope, WorkerData, WorkerRepo};
 
 /// A cached frame and when it was made.
-type Cached = Mutex<Option<(Instant, Utf8Bytes)>>;
+type Cached = Mutex<Option<(Instant, Frame)>>;
 
-fn fresh(cache: &Cached, max_age: Duration) -> Option<Utf8Bytes> {
+fn fresh(cache: &Cached, max_age: Duration) -> Option<Frame> {
     let cached = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     cached
         .as_ref()
@@ -23,7 +21,7 @@ fn fresh(cache: &Cached, max_age: Duration) -> Option<Utf8Bytes> {
         .map(|(_, frame)| frame.clone())
 }
 
-fn keep(cache: &Cached, frame: &Utf8Bytes) {
+fn keep(cache: &Cached, frame: &Frame) {
     *cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((Instant::now(), frame.clone()));
 }
 
@@ -37,99 +35,117 @@ impl StatsFeed {
     /// Snapshots are shared for this long, whatever the number of subscribers.
     const MAX_AGE: Duration = Duration::from_millis(50);
 
-    pub fn frame(&self, node: &NodeState) -> Utf8Bytes {
+    /// The frame of node `nid`'s `stats`.
+    pub fn frame(&self, nid: &str, stats: &StatsBoard) -> Frame {
         if let Some(frame) = fresh(&self.cache, Self::MAX_AGE) {
             return frame;
         }
-        let frame = push_frame(
-            &format!("ami.stats.{}", node.config.nid),
-            "stats",
-            node.stats.snapshot(),
-        );
+        let frame = push_frame(&format!("ami.stats.{nid}"), "stats", stats.snapshot());
         keep(&self.cache, &frame);
         frame
     }
 }
 
 /// The existing client's `sonar` summary (stels-client.md §5), for one node.
-#[derive(Default)]
 pub struct SonarFeed {
     cache: Cached,
+    network: String,
+    nid: String,
+    workers: WorkerRepo,
+    stats: std::sync::Arc<StatsBoard>,
 }
 
 impl SonarFeed {
     const MAX_AGE: Duration = Duration::from_millis(900);
 
-    pub async fn frame(&self, node: &NodeState) -> Utf8Bytes {
+    /// The summary of node `nid` on `network`, from its worker records and its stats.
+    pub fn new(
+        network: &str,
+        nid: &str,
+        workers: WorkerRepo,
+        stats: std::sync::Arc<StatsBoard>,
+    ) -> SonarFeed {
+        SonarFeed {
+            cache: Cached::default(),
+            network: network.to_string(),
+            nid: nid.to_string(),
+            workers,
+            stats,
+        }
+    }
+
+    pub async fn frame(&self) -> Frame {
         if let Some(frame) = fresh(&self.cache, Self::MAX_AGE) {
             return frame;
         }
         let frame = push_frame(
-            &format!("{}.runtime.sonar", node.config.network),
+            &format!("{}.runtime.sonar", self.network),
             "runtime",
-            sonar(node).await,
+            self.summary().await,
         );
         keep(&self.cache, &frame);
         frame
     }
 }
 
-async fn sonar(node: &NodeState) -> Value {
-    let (mut total, mut active, mut local, mut network) = (0u64, 0u64, 0u64, 0u64);
-    match node.store.list(&workers_prefix(), ListOptions::default()).await {
-        Ok(page) => {
-            for data in page.entries.iter().filter_map(WorkerData::from_entry) {
-                total += 1;
-                active += u64::from(data.raw.active);
-                match data.raw.scope {
-                    Scope::Local => local += 1,
-                    Scope::Network => network += 1,
+impl SonarFeed {
+    async fn summary(&self) -> Value {
+        let (mut total, mut active, mut local, mut network) = (0u64, 0u64, 0u64, 0u64);
+        match self.workers.all().await {
+            Ok(page) => {
+                for data in page.entries.iter().filter_map(WorkerData::from_entry) {
+                    total += 1;
+                    active += u64::from(data.raw.active);
+                    match data.raw.scope {
+                        Scope::Local => local += 1,
+                        Scope::Network => network += 1,
+                    }
                 }
             }
+            Err(e) => tracing::warn!(error = %e, "sonar: cannot list workers"),
         }
-        Err(e) => tracing::warn!(error = %e, "sonar: cannot list workers"),
-    }
-    let stats = node.stats.snapshot();
-    let count = |field: &str| stats.get(field).and_then(Value::as_u64).unwrap_or(0);
-    let (operations, errors) = (count("totalExecutions"), count("totalErrors"));
-    let success_rate = if operations == 0 {
-        100.0
-    } else {
-        (operations - errors) as f64 * 100.0 / operations as f64
-    };
-    let workers = json!({"active": active, "stopped": total - active, "total": total, "local": local, "network": network});
-    let nid = &node.config.nid;
-    let channel = format!("{}.runtime.sonar.{nid}", node.config.network);
-    let now = now_ms();
-    json!({
-        "timestamp": now,
-        "totalNodes": 1,
-        "nodes": {nid.as_str(): {
-            "channel": channel,
-            "module": "runtime",
-            "widget": format!("widget.{channel}"),
-            "raw": {
-                "currentNode": {
-                    "id": nid,
-                    "operations": {
-                        "total": operations,
-                        "errors": errors,
-                        "networkErrors": count("totalNetworkErrors"),
-                        "criticalErrors": count("totalCriticalErrors"),
-                        "successRate": success_rate,
+        let stats = self.stats.snapshot();
+        let count = |field: &str| stats.get(field).and_then(Value::as_u64).unwrap_or(0);
+        let (operations, errors) = (count("totalExecutions"), count("totalErrors"));
+        let success_rate = if operations == 0 {
+            100.0
+        } else {
+            (operations - errors) as f64 * 100.0 / operations as f64
+        };
+        let workers = json!({"active": active, "stopped": total - active, "total": total, "local": local, "network": network});
+        let nid = &self.nid;
+        let channel = format!("{}.runtime.sonar.{nid}", self.network);
+        let now = now_ms();
+        json!({
+            "timestamp": now,
+            "totalNodes": 1,
+            "nodes": {nid.as_str(): {
+                "channel": channel,
+                "module": "runtime",
+                "widget": format!("widget.{channel}"),
+                "raw": {
+                    "currentNode": {
+                        "id": nid,
+                        "operations": {
+                            "total": operations,
+                            "errors": errors,
+                            "networkErrors": count("totalNetworkErrors"),
+                            "criticalErrors": count("totalCriticalErrors"),
+                            "successRate": success_rate,
+                        },
+                        "workers": workers,
                     },
                     "workers": workers,
                 },
-                "workers": workers,
+                "timestamp": now,
+            }},
+            "network": {
+                "totalOperations": operations,
+                "totalErrors": errors,
+                "totalWorkers": total,
+                "activeWorkers": active,
+                "successRate": success_rate,
             },
-            "timestamp": now,
-        }},
-        "network": {
-            "totalOperations": operations,
-            "totalErrors": errors,
-            "totalWorkers": total,
-            "activeWorkers": active,
-            "successRate": success_rate,
-        },
-    })
+        })
+    }
 }

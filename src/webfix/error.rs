@@ -85,6 +85,16 @@ impl ApiError {
         }
     }
 
+    /// A caller who may not go on: 401, 403, or the store's failure.
+    pub fn auth(error: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        match error {
+            AuthError::Unauthorized => Self::new(401, "Unauthorized"),
+            AuthError::Forbidden => Self::new(403, "Forbidden"),
+            AuthError::Store(e) => Self::storage(e),
+        }
+    }
+
     /// A login request not accepted: 400 when malformed, 401 when refused on its merits.
     pub fn login(error: crate::auth::login::LoginError) -> Self {
         Self::new(if error.is_malformed() { 400 } else { 401 }, error.to_string())

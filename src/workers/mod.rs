@@ -1,6 +1,7 @@
 //! Worker records: their data model, their repository, validation of client input, and script
 //! minification.
 
+pub mod kv_usage;
 pub mod minify;
 pub mod model;
 pub mod repo;

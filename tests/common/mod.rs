@@ -259,8 +259,7 @@ impl TestNode {
     /// The log lines of `sid` kept on this node.
     pub fn log_lines(&self, sid: &str) -> Vec<String> {
         self.running()
-            .state()
-            .logs
+            .logs()
             .recent(sid)
             .into_iter()
             .map(|l| l.content)

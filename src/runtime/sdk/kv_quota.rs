@@ -33,12 +33,12 @@ use crate::store::{
     AtomicWrite, CommitOutcome, ExpiryLease, ExpiryLeases, Key, KeyPart, ListOptions, Store, StoreError,
     StoreResult, Versionstamp,
 };
+pub use crate::workers::kv_usage::usage_bytes;
+use crate::workers::kv_usage::usage_key;
 use crate::workers::model::now_ms;
 
 /// First key part of owner records.
 const OWNER_PREFIX: &str = "ko";
-/// First key part of usage records.
-const USAGE_PREFIX: &str = "kq";
 /// First key part of the expiry index.
 const EXPIRY_PREFIX: &str = "kx";
 /// Commits tried before giving up on records that keep moving.
@@ -116,11 +116,6 @@ fn owner_key(stored: &Key) -> Key {
     Key(parts)
 }
 
-/// `["kq", sid]`.
-pub fn usage_key(sid: &str) -> Key {
-    Key::of(&[USAGE_PREFIX, sid])
-}
-
 /// `["kx", expiresAt, h]`, where `h` names the stored key in a fixed, short form (a full key
 /// after two more parts could pass the key size limit).
 fn expiry_key(expires_at: u64, stored: &Key) -> Key {
@@ -131,16 +126,6 @@ fn expiry_key(expires_at: u64, stored: &Key) -> Key {
         KeyPart::Num(expires_at as f64),
         KeyPart::Str(hash),
     ])
-}
-
-/// Bytes `sid` holds in `store`.
-pub async fn usage_bytes(store: &dyn Store, sid: &str) -> StoreResult<u64> {
-    Ok(store
-        .get(&usage_key(sid))
-        .await?
-        .entry
-        .and_then(|e| e.value.get("bytes").and_then(Value::as_u64))
-        .unwrap_or(0))
 }
 
 /// A record as read: its value and versionstamp, or absent.

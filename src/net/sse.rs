@@ -14,11 +14,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::api::Access;
-use crate::auth::{self, Caller};
-use crate::net::{json_response, session_of};
-use crate::node::NodeState;
-use crate::runtime::logs::{KEEP_ALIVE, LogRing, wait_after, worker_known};
+use super::{NetState, json_response, session_of};
+use crate::auth::{Access, Caller};
+use crate::streams::logs::{KEEP_ALIVE, LogRing, wait_after};
+use crate::webfix::ApiError;
 
 /// Events buffered for a slow reader before the producer waits.
 const QUEUE: usize = 64;
@@ -81,7 +80,7 @@ impl StreamQuery {
 
 /// The handler. An unknown worker is 404 and allocates nothing.
 pub async fn logs_stream(
-    State(node): State<Arc<NodeState>>,
+    State(node): State<Arc<NetState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     uri: Uri,
@@ -90,7 +89,8 @@ pub async fn logs_stream(
         session: session_of(&headers, uri.query()),
         peer: Some(peer),
     };
-    if let Err(error) = auth::authorize(&node, &caller, Access::Owner).await {
+    if let Err(error) = node.api.gate.authorize(&caller, Access::Owner).await {
+        let error = ApiError::auth(error);
         return json_response(error.status, &error.http_body());
     }
     let query = match StreamQuery::parse(&uri) {
@@ -99,20 +99,23 @@ pub async fn logs_stream(
     };
     // Only a follower needs the ring (to wake on new lines); the history is read without it.
     let known = if query.follow {
-        node.logs
-            .open_known(node.store.as_ref(), &query.sid)
+        node.hub
+            .logs
+            .open_known(&node.api.workers, &query.sid)
             .await
             .map(|ring| ring.map(Some))
     } else {
-        worker_known(node.store.as_ref(), &query.sid)
+        node.api
+            .workers
+            .get(&query.sid)
             .await
-            .map(|known| known.then_some(None))
+            .map(|record| record.map(|_| None))
     };
     let ring = match known {
         Ok(Some(ring)) => ring,
         Ok(None) => return json_response(404, &json!({"error": "Worker not found"})),
         Err(e) => {
-            let error = crate::webfix::ApiError::storage(e);
+            let error = ApiError::storage(e);
             return json_response(error.status, &error.http_body());
         }
     };
@@ -137,7 +140,7 @@ pub async fn logs_stream(
 /// Reads `BATCH` lines at a time, so a reader holds at most that many plus `QUEUE` events.
 /// `ring` is the worker's ring when following.
 async fn produce(
-    node: Arc<NodeState>,
+    node: Arc<NetState>,
     query: StreamQuery,
     ring: Option<Arc<LogRing>>,
     tx: mpsc::Sender<Bytes>,
@@ -153,7 +156,7 @@ async fn produce(
     let mut newest = ring.as_ref().map(|ring| ring.subscribe());
     let mut cursor = since;
     loop {
-        let (lines, gone) = node.logs.read(&sid, cursor, BATCH).await;
+        let (lines, gone) = node.hub.logs.read(&sid, cursor, BATCH).await;
         if gone > 0 {
             // Lines starting with '#' are shown as comments by the client.
             let note = format!("# {gone} earlier lines are no longer kept\n");

@@ -20,9 +20,36 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::engine::{LogLevel, LogSink};
 use crate::store::{AtomicWrite, Key, KeyPart, Limits, ListOptions, Store, StoreResult};
-use crate::workers::model::{now_ms, worker_key};
+use crate::workers::WorkerRepo;
+use crate::workers::model::now_ms;
+
+/// Severity of a log line written by a script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The tag in a log line: `INFO`, `WARN`, `ERROR`, `DEBUG`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERROR",
+        }
+    }
+}
+
+/// Where a worker's log lines go (its ring of recent lines, later its subscribers).
+pub trait LogSink: Send + Sync {
+    /// One line; `message` has no level tag, time or trailing newline.
+    fn log(&self, level: LogLevel, message: &str);
+}
 
 /// Lines waiting to be persisted; past it lines are kept in memory only (and counted).
 const PERSIST_QUEUE: usize = 65_536;
@@ -326,16 +353,16 @@ impl LogBook {
             .clone()
     }
 
-    /// The ring of `sid` for a live reader, or `None` when `cluster` holds no record of the
+    /// The ring of `sid` for a live reader, or `None` when `workers` holds no record of the
     /// worker (nothing is allocated then).
-    pub async fn open_known(&self, cluster: &dyn Store, sid: &str) -> StoreResult<Option<Arc<LogRing>>> {
-        if !worker_known(cluster, sid).await? {
+    pub async fn open_known(&self, workers: &WorkerRepo, sid: &str) -> StoreResult<Option<Arc<LogRing>>> {
+        if workers.get(sid).await?.is_none() {
             return Ok(None);
         }
         let ring = self.open(sid).await;
         // A delete committed since the check may have been handled before the open: look
         // again, so no ring of a deleted worker stays behind.
-        if !worker_known(cluster, sid).await? {
+        if workers.get(sid).await?.is_none() {
             self.rings().remove(sid);
             return Ok(None);
         }
@@ -434,11 +461,6 @@ impl LogBook {
     pub fn history(&self) -> usize {
         self.history
     }
-}
-
-/// Whether `cluster` holds the record of worker `sid`.
-pub async fn worker_known(cluster: &dyn Store, sid: &str) -> StoreResult<bool> {
-    Ok(cluster.get(&worker_key(sid)).await?.entry.is_some())
 }
 
 /// Writes lines to the store in batches and trims each worker's history; deletes the history
