@@ -9,12 +9,23 @@ use serde_json::{Map, Value, json};
 use crate::webfix::{ApiError, Reply};
 use crate::workers::validate::readable_script;
 
-pub async fn apply(body: &Map<String, Value>) -> Reply {
-    let Some(Value::String(script)) = body.get("script") else {
-        return Err(ApiError::invalid_body("script must be a string"));
-    };
-    Ok((
-        200,
-        json!({"script": readable_script(script).await.map_err(ApiError::script)?}),
-    ))
+/// `formatScript {script}`.
+pub struct FormatScript {
+    script: String,
+}
+
+impl FormatScript {
+    pub fn parse(body: &Map<String, Value>) -> Result<FormatScript, ApiError> {
+        match body.get("script") {
+            Some(Value::String(script)) => Ok(FormatScript {
+                script: script.clone(),
+            }),
+            _ => Err(ApiError::invalid_body("script must be a string")),
+        }
+    }
+
+    pub async fn apply(self) -> Reply {
+        let script = readable_script(&self.script).await.map_err(ApiError::script)?;
+        Ok((200, json!({ "script": script })))
+    }
 }

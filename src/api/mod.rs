@@ -117,6 +117,16 @@ impl Method {
 
 /// Runs one request to completion.
 pub async fn dispatch(api: &Api, caller: &Caller, request: &Envelope) -> Reply {
+    let reply = run(api, caller, request).await;
+    if let Err(error) = &reply {
+        tracing::debug!(method = %request.method, status = error.status, error = %error.message, "request failed");
+    }
+    reply
+}
+
+/// Looks the method up, authorises the caller, parses the body into the method's command and
+/// applies it with the handles it uses.
+async fn run(api: &Api, caller: &Caller, request: &Envelope) -> Reply {
     if matches!(request.method.as_str(), "subscribe" | "unsubscribe") {
         return Err(ApiError::bad_request(
             "Subscriptions need a WebSocket connection (GET / or /ws)",
@@ -136,10 +146,18 @@ pub async fn dispatch(api: &Api, caller: &Caller, request: &Envelope) -> Reply {
         throttle: &api.throttle,
         clock: &api.clock,
     };
-    let reply = match method {
-        Method::SetWorker => set_worker::apply(&api.workers, &api.info.nid, &api.clock, body).await,
+    match method {
+        Method::SetWorker => {
+            set_worker::SetWorker::parse(body)?
+                .apply(&api.workers, &api.info.nid, &api.clock)
+                .await
+        }
         Method::ListWorkers => list_workers::apply(&api.workers).await,
-        Method::UpdateWorker => update_worker::apply(&api.workers, &api.clock, body).await,
+        Method::UpdateWorker => {
+            update_worker::UpdateWorker::parse(body)?
+                .apply(&api.workers, &api.clock)
+                .await
+        }
         Method::StopAllWorkers => stop_all_workers::apply(&api.workers, &api.clock).await,
         Method::GetWorkerStats => {
             let kv = get_worker_stats::KvUsage {
@@ -149,20 +167,24 @@ pub async fn dispatch(api: &Api, caller: &Caller, request: &Envelope) -> Reply {
             };
             get_worker_stats::apply(&api.stats, kv).await
         }
-        Method::GetLeaderInfo => get_leader_info::apply(api.coordinator.as_ref(), &api.clock, body).await,
-        Method::GetWorkerLogs => get_worker_logs::apply(&api.workers, &api.logs, body).await,
-        Method::FormatScript => format_script::apply(body).await,
+        Method::GetLeaderInfo => {
+            get_leader_info::GetLeaderInfo::parse(body)?
+                .apply(api.coordinator.as_ref(), &api.clock)
+                .await
+        }
+        Method::GetWorkerLogs => {
+            get_worker_logs::GetWorkerLogs::parse(body)?
+                .apply(&api.workers, &api.logs)
+                .await
+        }
+        Method::FormatScript => format_script::FormatScript::parse(body)?.apply().await,
         Method::AssetList => compat::asset_list(&api.info.network, &api.clock),
         Method::ListAccounts => compat::list_accounts(),
         Method::ConnectionNode => connection_node::connection_node(&desk(), caller, body).await,
         Method::RequestDeveloperAccess => {
             connection_node::request_developer_access(&desk(), caller, &principal, body).await
         }
-    };
-    if let Err(error) = &reply {
-        tracing::debug!(method = %request.method, status = error.status, error = %error.message, "request failed");
     }
-    reply
 }
 
 /// The record of `raw` as a store value, refused when it exceeds the entry limit (W-SET-8).

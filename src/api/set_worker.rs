@@ -13,48 +13,63 @@ use crate::workers::{WorkerRepo, WorkerScript};
 const DEFAULT_SCRIPT: &str = "\nlogger.info(\"Worker script initialized!\");\n";
 const DEFAULT_VERSION: &str = "1.19.2";
 
-pub async fn apply(workers: &WorkerRepo, nid: &str, clock: &Clock, body: &Map<String, Value>) -> Reply {
-    let settings = Settings::read(body).map_err(|e| match e {
-        SettingsError::Field(f) => ApiError::bad_request(format!("Invalid {}: {}", f.field, f.reason)),
-        SettingsError::Rule(message) => ApiError::bad_request(message),
-    })?;
-    let default_script = Value::String(DEFAULT_SCRIPT.into());
-    let script = prepare_script(Some(body.get("scriptContent").unwrap_or(&default_script)))
-        .await
-        .map_err(ApiError::script)?;
+/// `setWorker {scriptContent?, …settings}`, checked.
+pub struct SetWorker {
+    settings: Settings,
+    /// The script as sent, or the default one (minified when applied).
+    script: Value,
+}
 
-    let sid = uuid::Uuid::new_v4().to_string();
-    let timestamp = clock.wall_ms();
-    let note = settings.note.filter(|n| !n.is_empty()).unwrap_or_else(|| {
-        let iso = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        format!("Worker script Stels SDK {sid} - {iso}")
-    });
-    let raw = WorkerScript {
-        sid: sid.clone(),
-        nid: nid.to_string(),
-        active: false,
-        mode: settings.mode,
-        scope: settings.scope,
-        execution_mode: settings.execution_mode,
-        priority: settings.priority,
-        account_id: settings.account_id,
-        assigned_node: settings.assigned_node,
-        note,
-        script,
-        dependencies: settings.dependencies,
-        version: settings.version.unwrap_or_else(|| DEFAULT_VERSION.into()),
-        timestamp,
-    };
-    match workers
-        .put(worker_record(raw)?, None)
-        .await
-        .map_err(ApiError::storage)?
-    {
-        Some(entry) => {
-            tracing::info!(%sid, "worker created");
-            Ok((200, entry_json(entry)))
+impl SetWorker {
+    pub fn parse(body: &Map<String, Value>) -> Result<SetWorker, ApiError> {
+        let settings = Settings::read(body).map_err(|e| match e {
+            SettingsError::Field(f) => ApiError::bad_request(format!("Invalid {}: {}", f.field, f.reason)),
+            SettingsError::Rule(message) => ApiError::bad_request(message),
+        })?;
+        let script = body
+            .get("scriptContent")
+            .cloned()
+            .unwrap_or_else(|| Value::String(DEFAULT_SCRIPT.into()));
+        Ok(SetWorker { settings, script })
+    }
+
+    /// Minifies the script and stores a new inactive worker owned by node `nid`.
+    pub async fn apply(self, workers: &WorkerRepo, nid: &str, clock: &Clock) -> Reply {
+        let SetWorker { settings, script } = self;
+        let script = prepare_script(Some(&script)).await.map_err(ApiError::script)?;
+        let sid = uuid::Uuid::new_v4().to_string();
+        let timestamp = clock.wall_ms();
+        let note = settings.note.filter(|n| !n.is_empty()).unwrap_or_else(|| {
+            let iso = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            format!("Worker script Stels SDK {sid} - {iso}")
+        });
+        let raw = WorkerScript {
+            sid: sid.clone(),
+            nid: nid.to_string(),
+            active: false,
+            mode: settings.mode,
+            scope: settings.scope,
+            execution_mode: settings.execution_mode,
+            priority: settings.priority,
+            account_id: settings.account_id,
+            assigned_node: settings.assigned_node,
+            note,
+            script,
+            dependencies: settings.dependencies,
+            version: settings.version.unwrap_or_else(|| DEFAULT_VERSION.into()),
+            timestamp,
+        };
+        match workers
+            .put(worker_record(raw)?, None)
+            .await
+            .map_err(ApiError::storage)?
+        {
+            Some(entry) => {
+                tracing::info!(%sid, "worker created");
+                Ok((200, entry_json(entry)))
+            }
+            // A fresh v4 UUID that already exists means the random source is broken.
+            None => Err(ApiError::internal(format!("generated sid {sid} already exists"))),
         }
-        // A fresh v4 UUID that already exists means the random source is broken.
-        None => Err(ApiError::internal(format!("generated sid {sid} already exists"))),
     }
 }

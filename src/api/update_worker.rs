@@ -24,94 +24,133 @@ const REQUIRED: &[&str] = &[
 
 const CONFLICT: &str = "Update Worker Error: version mismatch or not found";
 
-pub async fn apply(workers: &WorkerRepo, clock: &Clock, body: &Map<String, Value>) -> Reply {
-    let sid = match body.get("channel") {
-        Some(Value::String(channel)) => channel
-            .strip_prefix("ami.worker.")
-            .filter(|sid| uuid::Uuid::try_parse(sid).is_ok())
-            .ok_or_else(|| ApiError::invalid_body("channel must be \"ami.worker.<sid>\" with a UUID sid"))?,
-        Some(_) => return Err(ApiError::invalid_body("channel must be a string")),
-        None => return Err(ApiError::invalid_body("channel is required")),
-    };
-    let raw = match body.get("raw") {
-        Some(Value::Object(raw)) => raw,
-        Some(_) => return Err(ApiError::invalid_body("raw must be an object")),
-        None => return Err(ApiError::invalid_body("raw is required")),
-    };
-    let missing: Vec<&str> = REQUIRED
-        .iter()
-        .copied()
-        .filter(|f| raw.get(*f).is_none_or(Value::is_null))
-        .collect();
-    if !missing.is_empty() {
-        return Err(ApiError::bad_request("Invalid request body").with("missing", missing));
-    }
-    let expected = match body.get("versionstamp") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(
-            Versionstamp::parse(s)
-                .ok_or_else(|| ApiError::invalid_body("versionstamp must be 20 hexadecimal digits"))?,
-        ),
-        Some(_) => return Err(ApiError::invalid_body("versionstamp must be a string")),
-    };
+/// `updateWorker {channel, raw, versionstamp?}`, checked.
+pub struct UpdateWorker {
+    sid: String,
+    /// The record's versionstamp the client read; `None`: the current one.
+    expected: Option<Versionstamp>,
+    nid: String,
+    note: String,
+    version: String,
+    active: bool,
+    settings: Settings,
+    /// The script as sent (minified when applied).
+    script: Option<Value>,
+}
 
-    let text = |field: &str| match raw.get(field) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        _ => Err(ApiError::invalid_body(format!("raw.{field} must be a string"))),
-    };
-    let raw_sid = text("sid")?;
-    if raw_sid != sid {
-        return Err(ApiError::invalid_body(
-            "raw.sid does not match the sid in channel",
-        ));
-    }
-    let nid = text("nid")?;
-    let note = text("note")?;
-    let version = text("version")?;
-    let Some(active) = raw.get("active").and_then(Value::as_bool) else {
-        return Err(ApiError::invalid_body("raw.active must be a boolean"));
-    };
-    let settings = Settings::read(raw).map_err(|e| match e {
-        SettingsError::Field(f) => ApiError::invalid_body(format!("raw.{} {}", f.field, f.reason)),
-        SettingsError::Rule(message) => ApiError::bad_request(message),
-    })?;
-    let script = prepare_script(raw.get("script"))
-        .await
-        .map_err(ApiError::script)?;
-
-    let new_raw = WorkerScript {
-        sid: sid.to_string(),
-        nid,
-        active,
-        mode: settings.mode,
-        scope: settings.scope,
-        execution_mode: settings.execution_mode,
-        priority: settings.priority,
-        account_id: settings.account_id,
-        assigned_node: settings.assigned_node,
-        note,
-        script,
-        dependencies: settings.dependencies,
-        version,
-        timestamp: clock.wall_ms(),
-    };
-    let record = worker_record(new_raw)?;
-    let expected = match expected {
-        Some(stamp) => stamp,
-        None => match workers.get(sid).await.map_err(ApiError::storage)? {
-            Some(current) => current.versionstamp,
-            None => return Err(ApiError::new(409, CONFLICT)),
-        },
-    };
-    match workers
-        .put(record, Some(expected))
-        .await
-        .map_err(ApiError::storage)?
-    {
-        Some(entry) => {
-            tracing::info!(%sid, active, "worker updated");
-            Ok((200, entry_json(entry)))
+impl UpdateWorker {
+    pub fn parse(body: &Map<String, Value>) -> Result<UpdateWorker, ApiError> {
+        let sid = match body.get("channel") {
+            Some(Value::String(channel)) => channel
+                .strip_prefix("ami.worker.")
+                .filter(|sid| uuid::Uuid::try_parse(sid).is_ok())
+                .ok_or_else(|| {
+                    ApiError::invalid_body("channel must be \"ami.worker.<sid>\" with a UUID sid")
+                })?,
+            Some(_) => return Err(ApiError::invalid_body("channel must be a string")),
+            None => return Err(ApiError::invalid_body("channel is required")),
+        };
+        let raw = match body.get("raw") {
+            Some(Value::Object(raw)) => raw,
+            Some(_) => return Err(ApiError::invalid_body("raw must be an object")),
+            None => return Err(ApiError::invalid_body("raw is required")),
+        };
+        let missing: Vec<&str> = REQUIRED
+            .iter()
+            .copied()
+            .filter(|f| raw.get(*f).is_none_or(Value::is_null))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::bad_request("Invalid request body").with("missing", missing));
         }
-        None => Err(ApiError::new(409, CONFLICT)),
+        let expected = match body.get("versionstamp") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(
+                Versionstamp::parse(s)
+                    .ok_or_else(|| ApiError::invalid_body("versionstamp must be 20 hexadecimal digits"))?,
+            ),
+            Some(_) => return Err(ApiError::invalid_body("versionstamp must be a string")),
+        };
+
+        let text = |field: &str| match raw.get(field) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => Err(ApiError::invalid_body(format!("raw.{field} must be a string"))),
+        };
+        let raw_sid = text("sid")?;
+        if raw_sid != sid {
+            return Err(ApiError::invalid_body(
+                "raw.sid does not match the sid in channel",
+            ));
+        }
+        let nid = text("nid")?;
+        let note = text("note")?;
+        let version = text("version")?;
+        let Some(active) = raw.get("active").and_then(Value::as_bool) else {
+            return Err(ApiError::invalid_body("raw.active must be a boolean"));
+        };
+        let settings = Settings::read(raw).map_err(|e| match e {
+            SettingsError::Field(f) => ApiError::invalid_body(format!("raw.{} {}", f.field, f.reason)),
+            SettingsError::Rule(message) => ApiError::bad_request(message),
+        })?;
+        Ok(UpdateWorker {
+            sid: sid.to_string(),
+            expected,
+            nid,
+            note,
+            version,
+            active,
+            settings,
+            script: raw.get("script").cloned(),
+        })
+    }
+
+    /// Minifies the script and replaces the record if it still has the expected versionstamp.
+    pub async fn apply(self, workers: &WorkerRepo, clock: &Clock) -> Reply {
+        let UpdateWorker {
+            sid,
+            expected,
+            nid,
+            note,
+            version,
+            active,
+            settings,
+            script,
+        } = self;
+        let script = prepare_script(script.as_ref()).await.map_err(ApiError::script)?;
+        let new_raw = WorkerScript {
+            sid: sid.clone(),
+            nid,
+            active,
+            mode: settings.mode,
+            scope: settings.scope,
+            execution_mode: settings.execution_mode,
+            priority: settings.priority,
+            account_id: settings.account_id,
+            assigned_node: settings.assigned_node,
+            note,
+            script,
+            dependencies: settings.dependencies,
+            version,
+            timestamp: clock.wall_ms(),
+        };
+        let record = worker_record(new_raw)?;
+        let expected = match expected {
+            Some(stamp) => stamp,
+            None => match workers.get(&sid).await.map_err(ApiError::storage)? {
+                Some(current) => current.versionstamp,
+                None => return Err(ApiError::new(409, CONFLICT)),
+            },
+        };
+        match workers
+            .put(record, Some(expected))
+            .await
+            .map_err(ApiError::storage)?
+        {
+            Some(entry) => {
+                tracing::info!(%sid, active, "worker updated");
+                Ok((200, entry_json(entry)))
+            }
+            None => Err(ApiError::new(409, CONFLICT)),
+        }
     }
 }
