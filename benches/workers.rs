@@ -144,7 +144,7 @@ fn worker_record(script: &str, priority: Priority, active: bool) -> (String, Wor
         script: script.into(),
         dependencies: Vec::new(),
         version: "1.0.0".into(),
-        timestamp: heterogen::workers::model::now_ms(),
+        timestamp: heterogen::clock::Clock::system().wall_ms(),
     };
     (sid, WorkerData::new(raw))
 }

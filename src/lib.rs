@@ -4,23 +4,28 @@
 //! WebFIX 1.0, on WebSocket first and HTTP `POST /` for compatibility.
 //!
 //! Workers run in QuickJS isolates on a priority JS pool; wallets log in with signed Gliesereum
-//! requests; live stats, events and logs are pushed over WebSocket. Not yet: a cluster backend
-//! (etcd) — nodes share a store only inside one process.
+//! requests; live stats, events and logs are pushed over WebSocket and SSE. The store contract
+//! ([`store::Store`]) is shaped for a cluster (revisions, fallible watches from a revision,
+//! leases, limits, one error enum); its embedded backend is fjall. Not yet: the etcd backend,
+//! so nodes share a store only inside one process.
 //!
-//! # Layout
-//! - [`config`]: flags, `HETEROGEN_*` environment, TOML file.
-//! - [`node`]: builds a node from a config; graceful shutdown.
-//! - [`net`]: the one listener and its accept loop (HTTP deadlines, pending-connection caps);
-//!   HTTP routes, SSE, and the WebSocket connection loop with its byte-bounded outbound queue.
-//! - [`webfix`]: the request envelope and every error's status and shape.
-//! - [`api`]: one file per WebFIX method, and [`api::dispatch`].
-//! - [`auth`]: wallets, login checks, sessions, login limits; the one place callers are authorised.
-//! - [`store`]: the [`store::Store`] trait, its embedded fjall backend, and the expiry reaper.
-//! - [`workers`]: worker records, validation, minification.
-//! - [`cluster`]: placement and leader leases.
-//! - [`runtime`]: the JS pool, the engine, the supervisor, the script SDK, logs and stats.
-//! - [`streams`]: the stats, logs and events subscriptions.
-//! - [`logging`]: the node's own log, which never blocks or panics.
+//! # Layout (arrows point down only; `scripts/module-deps.sh` checks it)
+//! - [`node`]: assembles a node from a config; graceful shutdown. Nothing depends on it.
+//! - [`net`]: every transport — the listener and its accept loop (HTTP deadlines, pending
+//!   caps), HTTP routes, WebSocket connections with their byte-bounded queue and
+//!   subscriptions, SSE, the browser console's files.
+//! - [`api`]: one file per WebFIX method, each a typed command; [`api::dispatch`] hands each
+//!   only the handles it uses. [`webfix`]: the envelope, and every layer's error mapped to a
+//!   status in one place.
+//! - [`auth`]: wallets, login checks, sessions, login limits, and the [`auth::Gate`] every
+//!   method and stream passes.
+//! - [`workers`]: worker records and their repository, validation, minification.
+//! - [`cluster`]: placement, and election and fencing behind [`cluster::coordinator::Coordinator`].
+//! - [`streams`]: the transport-neutral hub — log book, stats board, events, shared feeds.
+//! - [`runtime`]: the JS pool, the engine, the supervisor, the script SDK.
+//! - [`store`]: the [`store::Store`] contract, its fjall backend, expiry leases.
+//! - [`clock`]: the one source of time, pausable in tests. [`config`]: flags, environment,
+//!   TOML. [`logging`]: the node's own log. [`cli`], [`client`]: the command-line client.
 //!
 //! # Limits
 //! Every limit a stranger or a script meets is listed, with its default and setting, in

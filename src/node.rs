@@ -161,13 +161,17 @@ pub async fn start_with_stores(
         addr: config.listen,
         source,
     })?;
-    let stats = Arc::new(StatsBoard::default());
-    let logs = Arc::new(LogBook::persistent(
-        local_store.clone(),
-        config.runtime.log_ring_lines,
-        config.runtime.log_history_lines,
-        config.runtime.log_rate,
-    ));
+    let clock = Clock::system();
+    let stats = Arc::new(StatsBoard::new(clock.clone()));
+    let logs = Arc::new(
+        LogBook::persistent(
+            local_store.clone(),
+            config.runtime.log_ring_lines,
+            config.runtime.log_history_lines,
+            config.runtime.log_rate,
+        )
+        .with_clock(clock.clone()),
+    );
     let pool = JsPool::start_niced(
         config.runtime.js_threads,
         tokio::runtime::Handle::current(),
@@ -175,8 +179,7 @@ pub async fn start_with_stores(
         config.runtime.js_nice,
     );
     tracing::info!(threads = pool.threads(), "JS pool started");
-    let events = Arc::new(crate::streams::EventBus::new(&config.nid));
-    let clock = Clock::system();
+    let events = Arc::new(crate::streams::EventBus::new(&config.nid, clock.clone()));
     // Entries vanish within a reaper interval (at most a second) of their time.
     let granularity = config.reaper_interval.min(Duration::from_secs(1));
     let net_expiry = Arc::new(ExpiryLeases::new(store.clone(), granularity, clock.clone()));
@@ -196,6 +199,7 @@ pub async fn start_with_stores(
         net_expiry: net_expiry.clone(),
         local_expiry,
         coordinator: coordinator.clone(),
+        clock: clock.clone(),
         pool,
         engine: Arc::new(QuickJsEngine::new()),
         stats: stats.clone(),
@@ -239,14 +243,14 @@ pub async fn start_with_stores(
         logs: logs.clone(),
         net_kv: store.clone(),
         local_kv: local_store.clone(),
-        clock,
+        clock: clock.clone(),
     });
     let hub = Hub {
         events,
         logs,
         stats: stats.clone(),
         stats_feed: Default::default(),
-        sonar_feed: SonarFeed::new(&config.network, &config.nid, workers, stats),
+        sonar_feed: SonarFeed::new(&config.network, &config.nid, workers, stats, clock.clone()),
     };
     let shutdown = CancellationToken::new();
     let state = Arc::new(NetState {
@@ -261,6 +265,7 @@ pub async fn start_with_stores(
     state.tasks.spawn(expire_periodically(
         vec![store.clone(), local_store.clone()],
         state.config.reaper_interval,
+        state.api.clock.clone(),
         shutdown.clone(),
     ));
     let settings = net::ServeSettings {
@@ -320,7 +325,12 @@ fn adopt_first_owner(config: &mut NodeConfig) -> Result<Option<String>, NodeErro
 
 /// Every `every` until `stop`: expired sessions, login replay marks and scripts' expiring keys
 /// are deleted (not only hidden), and expired script entries leave their worker's KV quota.
-async fn expire_periodically(stores: Vec<Arc<dyn Store>>, every: Duration, stop: CancellationToken) {
+async fn expire_periodically(
+    stores: Vec<Arc<dyn Store>>,
+    every: Duration,
+    clock: Clock,
+    stop: CancellationToken,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -330,7 +340,7 @@ async fn expire_periodically(stores: Vec<Arc<dyn Store>>, every: Duration, stop:
         }
         for store in &stores {
             crate::store::reap_all_expired(store.as_ref(), &stop).await;
-            crate::runtime::sdk::kv_quota::sweep_round(store.as_ref()).await;
+            crate::runtime::sdk::kv_quota::sweep_round(store.as_ref(), clock.wall_ms()).await;
         }
     }
 }

@@ -40,7 +40,9 @@ impl SetWorker {
         let sid = uuid::Uuid::new_v4().to_string();
         let timestamp = clock.wall_ms();
         let note = settings.note.filter(|n| !n.is_empty()).unwrap_or_else(|| {
-            let iso = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let iso = chrono::DateTime::from_timestamp_millis(timestamp)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
             format!("Worker script Stels SDK {sid} - {iso}")
         });
         let raw = WorkerScript {

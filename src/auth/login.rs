@@ -187,7 +187,10 @@ fn check_freshness(timestamp: i64, now: i64, window: Duration) -> Result<(), Log
 mod tests {
     use super::*;
     use crate::auth::gliesereum::{Wallet, create_signed_transaction};
-    use crate::workers::model::now_ms;
+
+    fn now_ms() -> i64 {
+        crate::clock::Clock::system().wall_ms()
+    }
     use serde_json::json;
 
     const WINDOW: Duration = Duration::from_secs(300);

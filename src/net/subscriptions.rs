@@ -219,7 +219,7 @@ async fn stats_task(node: Arc<NetState>, tx: Outbound, cancel: CancellationToken
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {
                 // A full queue skips this snapshot: the next one is newer (W-STR-4).
-                let frame = node.hub.stats_feed.frame(&node.api.info.nid, &node.hub.stats);
+                let frame = node.hub.stats_feed.frame(&node.api.info.nid, &node.hub.stats, &node.api.clock);
                 if let Err(TrySendError::Closed) = tx.try_send(text_message(frame)) {
                     break;
                 }
@@ -270,7 +270,8 @@ async fn logs_task(
         let full = lines.len() == LOG_BATCH;
         for line in lines {
             cursor = line.cursor;
-            let frame = text_message(push_frame(&channel, "logs", line.wire(&sid)));
+            let now = node.api.clock.wall_ms();
+            let frame = text_message(push_frame(&channel, "logs", line.wire(&sid), now));
             // Waiting here slows only this subscription; the ring goes on without it.
             let sent = tokio::select! {
                 _ = cancel.cancelled() => return,

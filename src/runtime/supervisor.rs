@@ -24,6 +24,7 @@ use super::engine::{
 };
 use super::errors::{AfterError, ErrorTracker, classify};
 use super::pool::JsPool;
+use crate::clock::Clock;
 use crate::cluster::coordinator::Coordinator;
 use crate::cluster::leader::{LeaseChange, LeaseTiming, hold_leadership};
 use crate::cluster::placement::{Placement, place_worker};
@@ -32,7 +33,7 @@ use crate::store::{Entry, ExpiryLeases, Revision, Store, StoreError, StoreResult
 use crate::streams::events::EventKind;
 use crate::streams::logs::LogBook;
 use crate::streams::stats::{ErrorKind, StatsBoard, script_hash};
-use crate::workers::model::{entry_json, now_ms};
+use crate::workers::model::entry_json;
 use crate::workers::{Priority, RunMode, WorkerData, WorkerRepo, WorkerScript};
 
 /// The pause between two runs of a `loop` worker, by priority (W-RUN-2).
@@ -148,6 +149,8 @@ pub struct RuntimeShared {
     pub local_expiry: Arc<ExpiryLeases>,
     /// Elections of leader-mode workers.
     pub coordinator: Arc<dyn Coordinator>,
+    /// Wall time for run statistics.
+    pub clock: Clock,
     pub pool: JsPool,
     pub engine: Arc<dyn ScriptEngine>,
     pub stats: Arc<StatsBoard>,
@@ -593,7 +596,7 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
     let hash = script_hash(&spec.script);
     shared.running.fetch_add(1, Ordering::AcqRel);
     shared.stats.update(sid, |w| {
-        w.started = now_ms();
+        w.started = shared.clock.wall_ms();
         w.is_running = true;
         w.script_hash = hash.clone();
         w.consecutive_errors = 0;
@@ -632,7 +635,7 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
                 Err(e) => Err(e),
             },
         };
-        let finished_at = now_ms();
+        let finished_at = shared.clock.wall_ms();
         let duration_ms = u64::try_from(run_started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match result {
             Ok(()) => {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::{Frame, push_frame};
-use crate::workers::model::now_ms;
+use crate::clock::Clock;
 
 /// Events kept for subscribers that fall behind; past it they get a lagged notice.
 const CAPACITY: usize = 1024;
@@ -46,13 +46,16 @@ impl EventKind {
 
 /// The node's event channel.
 pub struct EventBus {
+    /// Stamps the events.
+    clock: Clock,
     channel: String,
     tx: broadcast::Sender<Frame>,
 }
 
 impl EventBus {
-    pub fn new(nid: &str) -> Self {
+    pub fn new(nid: &str, clock: Clock) -> Self {
         EventBus {
+            clock,
             channel: format!("ami.events.{nid}"),
             tx: broadcast::channel(CAPACITY).0,
         }
@@ -63,11 +66,12 @@ impl EventBus {
         if self.tx.receiver_count() == 0 {
             return;
         }
-        let mut raw = json!({"type": kind.as_str(), "sid": sid, "timestamp": now_ms()});
+        let now = self.clock.wall_ms();
+        let mut raw = json!({"type": kind.as_str(), "sid": sid, "timestamp": now});
         if let (Some(raw), Value::Object(detail)) = (raw.as_object_mut(), detail) {
             raw.extend(detail);
         }
-        let _ = self.tx.send(push_frame(&self.channel, "events", raw));
+        let _ = self.tx.send(push_frame(&self.channel, "events", raw, now));
     }
 
     /// Whether anyone listens: callers skip building an event's detail when nobody does.

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::stats::StatsBoard;
 use super::{Frame, push_frame};
-use crate::workers::model::now_ms;
+use crate::clock::Clock;
 use crate::workers::{Scope, WorkerData, WorkerRepo};
 
 /// A cached frame and when it was made.
@@ -35,12 +35,17 @@ impl StatsFeed {
     /// Snapshots are shared for this long, whatever the number of subscribers.
     const MAX_AGE: Duration = Duration::from_millis(50);
 
-    /// The frame of node `nid`'s `stats`.
-    pub fn frame(&self, nid: &str, stats: &StatsBoard) -> Frame {
+    /// The frame of node `nid`'s `stats`, stamped by `clock`.
+    pub fn frame(&self, nid: &str, stats: &StatsBoard, clock: &Clock) -> Frame {
         if let Some(frame) = fresh(&self.cache, Self::MAX_AGE) {
             return frame;
         }
-        let frame = push_frame(&format!("ami.stats.{nid}"), "stats", stats.snapshot());
+        let frame = push_frame(
+            &format!("ami.stats.{nid}"),
+            "stats",
+            stats.snapshot(),
+            clock.wall_ms(),
+        );
         keep(&self.cache, &frame);
         frame
     }
@@ -53,6 +58,7 @@ pub struct SonarFeed {
     nid: String,
     workers: WorkerRepo,
     stats: std::sync::Arc<StatsBoard>,
+    clock: Clock,
 }
 
 impl SonarFeed {
@@ -64,8 +70,10 @@ impl SonarFeed {
         nid: &str,
         workers: WorkerRepo,
         stats: std::sync::Arc<StatsBoard>,
+        clock: Clock,
     ) -> SonarFeed {
         SonarFeed {
+            clock,
             cache: Cached::default(),
             network: network.to_string(),
             nid: nid.to_string(),
@@ -82,6 +90,7 @@ impl SonarFeed {
             &format!("{}.runtime.sonar", self.network),
             "runtime",
             self.summary().await,
+            self.clock.wall_ms(),
         );
         keep(&self.cache, &frame);
         frame
@@ -115,7 +124,7 @@ impl SonarFeed {
         let workers = json!({"active": active, "stopped": total - active, "total": total, "local": local, "network": network});
         let nid = &self.nid;
         let channel = format!("{}.runtime.sonar.{nid}", self.network);
-        let now = now_ms();
+        let now = self.clock.wall_ms();
         json!({
             "timestamp": now,
             "totalNodes": 1,

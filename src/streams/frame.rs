@@ -2,8 +2,6 @@
 
 use bytes::Bytes;
 
-use crate::workers::model::now_ms;
-
 /// A serialised JSON push frame. Always UTF-8 (it is only built from strings), cheap to clone.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Frame(Bytes);
@@ -30,8 +28,9 @@ impl Frame {
     }
 }
 
-/// A pushed frame: `{"value":{channel, module, widget, raw, timestamp}}` (W-WS-4).
-pub fn push_frame(channel: &str, module: &str, raw: impl serde::Serialize) -> Frame {
+/// A pushed frame: `{"value":{channel, module, widget, raw, timestamp}}` (W-WS-4), stamped
+/// `timestamp` (ms since the epoch).
+pub fn push_frame(channel: &str, module: &str, raw: impl serde::Serialize, timestamp: i64) -> Frame {
     #[derive(serde::Serialize)]
     struct Push<'a, R> {
         value: PushValue<'a, R>,
@@ -51,7 +50,7 @@ pub fn push_frame(channel: &str, module: &str, raw: impl serde::Serialize) -> Fr
             module,
             widget: format!("widget.{channel}"),
             raw,
-            timestamp: now_ms(),
+            timestamp,
         },
     };
     Frame::from_json_text(serde_json::to_string(&frame).unwrap_or_default())

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
+use crate::clock::Clock;
 use crate::store::{AtomicWrite, Key, KeyPart, Limits, ListOptions, Store, StoreResult};
 use crate::workers::WorkerRepo;
-use crate::workers::model::now_ms;
 
 /// Severity of a log line written by a script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,11 +180,20 @@ pub struct LogRing {
     newest: watch::Sender<u64>,
     /// Where lines go to be persisted.
     persist: Option<mpsc::Sender<Persist>>,
+    /// Stamps the lines.
+    clock: Clock,
 }
 
 impl LogRing {
-    fn new(sid: &str, capacity: usize, next_cursor: u64, persist: Option<mpsc::Sender<Persist>>) -> Self {
+    fn new(
+        sid: &str,
+        capacity: usize,
+        next_cursor: u64,
+        persist: Option<mpsc::Sender<Persist>>,
+        clock: Clock,
+    ) -> Self {
         LogRing {
+            clock,
             sid: sid.to_string(),
             capacity: capacity.max(1),
             inner: Mutex::new(RingInner {
@@ -210,7 +219,7 @@ impl LogRing {
 
     /// Appends a line and returns it.
     pub fn push(&self, level: LogLevel, message: &str) -> LogLine {
-        let timestamp = now_ms();
+        let timestamp = self.clock.wall_ms();
         let line = {
             let mut inner = self.lock();
             let line = LogLine {
@@ -277,6 +286,8 @@ pub struct LogBook {
     store: Option<Arc<dyn Store>>,
     persist: Option<mpsc::Sender<Persist>>,
     rings: Mutex<HashMap<String, Arc<LogRing>>>,
+    /// Stamps the lines (the system clock unless [`LogBook::with_clock`]).
+    clock: Clock,
 }
 
 impl LogBook {
@@ -289,7 +300,14 @@ impl LogBook {
             store: None,
             persist: None,
             rings: Mutex::new(HashMap::new()),
+            clock: Clock::system(),
         }
+    }
+
+    /// The same book, stamping lines by `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// A log persisted in `store`, keeping `history` lines per worker; spawns its writer task.
@@ -303,6 +321,7 @@ impl LogBook {
             store: Some(store),
             persist: Some(tx),
             rings: Mutex::new(HashMap::new()),
+            clock: Clock::system(),
         }
     }
 
@@ -341,7 +360,7 @@ impl LogBook {
         rings
             .entry(sid.to_string())
             .or_insert_with(|| {
-                let ring = LogRing::new(sid, self.capacity, next, self.persist.clone());
+                let ring = LogRing::new(sid, self.capacity, next, self.persist.clone(), self.clock.clone());
                 {
                     let mut inner = ring.lock();
                     for line in loaded {
@@ -449,7 +468,7 @@ impl LogBook {
         self.rings()
             .get(sid)
             .cloned()
-            .unwrap_or_else(|| Arc::new(LogRing::new(sid, 1, 1, None)))
+            .unwrap_or_else(|| Arc::new(LogRing::new(sid, 1, 1, None, self.clock.clone())))
     }
 
     /// The lines of `sid` held in memory now (none when its log was never opened).

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
-use crate::workers::model::now_ms;
+use crate::clock::Clock;
 
 /// Kind of a failed run (W-RUN-3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,12 +63,20 @@ pub fn script_hash(script: &str) -> String {
 }
 
 /// The statistics of every worker this node runs or has run, by sid.
-#[derive(Default)]
 pub struct StatsBoard {
     workers: Mutex<BTreeMap<String, WorkerStats>>,
+    /// For uptimes.
+    clock: Clock,
 }
 
 impl StatsBoard {
+    pub fn new(clock: Clock) -> StatsBoard {
+        StatsBoard {
+            workers: Mutex::new(BTreeMap::new()),
+            clock,
+        }
+    }
+
     /// Changes the counters of `sid` (creating them if new).
     pub fn update(&self, sid: &str, change: impl FnOnce(&mut WorkerStats)) {
         let mut workers = self
@@ -80,7 +88,7 @@ impl StatsBoard {
 
     /// The `getWorkerStats` result.
     pub fn snapshot(&self) -> Value {
-        let now = now_ms();
+        let now = self.clock.wall_ms();
         let workers = self
             .workers
             .lock()
@@ -139,7 +147,7 @@ mod tests {
 
     #[test]
     fn totals() {
-        let board = StatsBoard::default();
+        let board = StatsBoard::new(Clock::system());
         assert_eq!(board.snapshot()["totalWorkers"], 0);
         board.update("a", |w| {
             w.executions = 4;

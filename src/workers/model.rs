@@ -139,8 +139,3 @@ pub fn entry_json(entry: Entry) -> Value {
     );
     Value::Object(object)
 }
-
-/// Current time in milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}

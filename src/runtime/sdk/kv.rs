@@ -1406,15 +1406,42 @@ mod tests {
             ["short", "long", "huge", "kept"].map(bytes).iter().sum::<u64>()
         );
         tokio::time::sleep(Duration::from_millis(80)).await;
-        assert_eq!(sweep_expired(f.net.as_ref(), Duration::ZERO).await.unwrap(), 1);
+        assert_eq!(
+            sweep_expired(
+                f.net.as_ref(),
+                Duration::ZERO,
+                crate::clock::Clock::system().wall_ms()
+            )
+            .await
+            .unwrap(),
+            1
+        );
         assert_eq!(
             usage_bytes(f.net.as_ref(), "a").await.unwrap(),
             before - bytes("short")
         );
-        assert_eq!(sweep_expired(f.net.as_ref(), Duration::ZERO).await.unwrap(), 0);
+        assert_eq!(
+            sweep_expired(
+                f.net.as_ref(),
+                Duration::ZERO,
+                crate::clock::Clock::system().wall_ms()
+            )
+            .await
+            .unwrap(),
+            0
+        );
         // Overwriting an expiring entry moves it out of the expiry index.
         run(&a, r#"await Stels.net.set(["long"], 2);"#).await;
-        assert_eq!(sweep_expired(f.net.as_ref(), Duration::ZERO).await.unwrap(), 0);
+        assert_eq!(
+            sweep_expired(
+                f.net.as_ref(),
+                Duration::ZERO,
+                crate::clock::Clock::system().wall_ms()
+            )
+            .await
+            .unwrap(),
+            0
+        );
         assert_eq!(
             usage_bytes(f.net.as_ref(), "a").await.unwrap(),
             before - bytes("short")

@@ -35,7 +35,6 @@ use crate::store::{
 };
 pub use crate::workers::kv_usage::usage_bytes;
 use crate::workers::kv_usage::usage_key;
-use crate::workers::model::now_ms;
 
 /// First key part of owner records.
 const OWNER_PREFIX: &str = "ko";
@@ -287,11 +286,11 @@ async fn plan(
     Ok(Some(write))
 }
 
-/// Frees the bytes of expiring entries whose deadline (plus `grace`) has passed.
+/// Frees the bytes of expiring entries whose deadline (plus `grace`) has passed at `now_ms`.
 /// Returns how many entries were released. Safe to run on several nodes at once: each release
 /// checks the records it changes.
-pub async fn sweep_expired(store: &dyn Store, grace: Duration) -> StoreResult<usize> {
-    let now = u64::try_from(now_ms()).unwrap_or(0);
+pub async fn sweep_expired(store: &dyn Store, grace: Duration, now_ms: i64) -> StoreResult<usize> {
+    let now = u64::try_from(now_ms).unwrap_or(0);
     let due = now.saturating_sub(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX));
     let prefix = Key::of(&[EXPIRY_PREFIX]);
     let mut released = 0;
@@ -383,8 +382,8 @@ async fn release_expired(
 
 /// One round of [`sweep_expired`] on `store` with the usual grace; a failure is logged and the
 /// next round retries.
-pub async fn sweep_round(store: &dyn Store) {
-    match sweep_expired(store, EXPIRY_GRACE).await {
+pub async fn sweep_round(store: &dyn Store, now_ms: i64) {
+    match sweep_expired(store, EXPIRY_GRACE, now_ms).await {
         Ok(0) => {}
         Ok(released) => tracing::debug!(released, "expired KV entries released from quotas"),
         Err(error) => tracing::warn!(%error, "KV quota sweep failed"),
