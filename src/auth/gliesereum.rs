@@ -249,7 +249,7 @@ fn address_from_verifying_key(key: &VerifyingKey) -> String {
     payload.push(ADDRESS_VERSION);
     payload.extend_from_slice(&hash160);
     let checksum = Sha256::digest(&payload);
-    payload.extend_from_slice(&checksum[..4]);
+    payload.extend_from_slice(checksum.get(..4).unwrap_or_default());
     bs58::encode(payload).into_string()
 }
 
@@ -262,12 +262,12 @@ pub fn validate_address(address: &str) -> bool {
     let Ok(bytes) = bs58::decode(address).into_vec() else {
         return false;
     };
-    if bytes.len() != ADDRESS_BYTES || bytes[0] != ADDRESS_VERSION {
+    if bytes.len() != ADDRESS_BYTES || bytes.first() != Some(&ADDRESS_VERSION) {
         return false;
     }
     let (payload, checksum) = bytes.split_at(ADDRESS_BYTES - 4);
     let expected = Sha256::digest(payload);
-    constant_time_eq(&expected[..4], checksum)
+    constant_time_eq(expected.get(..4).unwrap_or_default(), checksum)
 }
 
 /// Compares two byte strings without an early exit on the first difference.
@@ -417,8 +417,9 @@ fn write_js_string(out: &mut String, s: &str) {
             c if u32::from(c) < 0x20 => {
                 let b = u32::from(c) as usize;
                 out.push_str("\\u00");
-                out.push(char::from(HEX[b >> 4]));
-                out.push(char::from(HEX[b & 0xf]));
+                for nibble in [b >> 4, b & 0xf] {
+                    out.push(char::from(HEX.get(nibble).copied().unwrap_or(b'0')));
+                }
             }
             c => out.push(c),
         }
@@ -681,7 +682,7 @@ fn random_base36(len: usize) -> String {
     let _ = getrandom::fill(&mut bytes);
     bytes
         .iter()
-        .map(|b| char::from(ALPHABET[usize::from(*b) % 36]))
+        .map(|b| char::from(ALPHABET.get(usize::from(*b) % 36).copied().unwrap_or(b'0')))
         .collect()
 }
 

@@ -112,14 +112,19 @@ impl SharePolicy {
         let top = waiting.iter().position(|&waits| waits)?;
         // Behind = even with this pick the class would not exceed its share of the picks it
         // waited through, so a class gets exactly its share and never runs ahead of it.
-        let behind = (top + 1..CLASSES)
-            .rev()
-            .find(|&c| waiting[c] && self.given[c] + 1.0 <= self.shares[c] * (self.waited[c] + 1.0));
+        let behind = (top + 1..CLASSES).rev().find(|&c| {
+            match (waiting.get(c), self.given.get(c), self.shares.get(c), self.waited.get(c)) {
+                (Some(true), Some(given), Some(share), Some(waited)) => given + 1.0 <= share * (waited + 1.0),
+                _ => false,
+            }
+        });
         let chosen = behind.unwrap_or(top);
         for (waited, _) in self.waited.iter_mut().zip(waiting).filter(|(_, waits)| *waits) {
             *waited += 1.0;
         }
-        self.given[chosen] += 1.0;
+        if let Some(given) = self.given.get_mut(chosen) {
+            *given += 1.0;
+        }
         self.since_decay += 1;
         if self.since_decay >= DECAY_PICKS {
             self.since_decay = 0;
@@ -173,7 +178,10 @@ impl<T> ReadyQueue<T> {
             if state.closed {
                 return Err(item);
             }
-            state.queues[class].push_back(item);
+            match state.queues.get_mut(class) {
+                Some(queue) => queue.push_back(item),
+                None => return Err(item),
+            }
         }
         self.ready.notify_one();
         Ok(())
@@ -225,8 +233,10 @@ impl<T> QueueState<T> {
         let class = self
             .policy
             .pick(self.queues.each_ref().map(|queue| !queue.is_empty()))?;
-        self.served[class] += 1;
-        self.queues[class].pop_front().map(|item| (class, item))
+        if let Some(served) = self.served.get_mut(class) {
+            *served += 1;
+        }
+        self.queues.get_mut(class)?.pop_front().map(|item| (class, item))
     }
 }
 

@@ -423,7 +423,11 @@ fn prepare(write: AtomicWrite, limits: &Limits) -> StoreResult<(Vec<PreparedChec
         };
         request_bytes += prepared.encoded.len() + prepared.set.as_ref().map_or(0, |(_, json, _)| json.len());
         match position.get(&prepared.encoded) {
-            Some(&i) => mutations[i] = prepared,
+            Some(&i) => {
+                if let Some(earlier) = mutations.get_mut(i) {
+                    *earlier = prepared;
+                }
+            }
             None => {
                 position.insert(prepared.encoded.clone(), mutations.len());
                 mutations.push(prepared);
@@ -834,7 +838,7 @@ impl Shared {
                 budget -= 1;
                 let index_key = guard.key()?;
                 batch.remove(&self.lease_keys, index_key.clone());
-                let encoded = &index_key[8..];
+                let encoded = index_key.get(8..).unwrap_or_default();
                 let Some(raw) = self.read(encoded)? else {
                     continue;
                 };

@@ -38,7 +38,7 @@ impl Key {
 
     /// Whether `self` starts with every part of `prefix` and is longer.
     pub fn has_prefix(&self, prefix: &Key) -> bool {
-        self.0.len() > prefix.0.len() && self.0[..prefix.0.len()] == prefix.0[..]
+        self.0.len() > prefix.0.len() && self.0.starts_with(&prefix.0)
     }
 
     /// The last part as a string, if it is one.
@@ -90,7 +90,7 @@ impl Key {
                         bytes = rest;
                         if b == 0 {
                             if bytes.first() == Some(&0xff) {
-                                bytes = &bytes[1..];
+                                bytes = bytes.get(1..).unwrap_or_default();
                                 s.push(0);
                             } else {
                                 break;
@@ -103,7 +103,7 @@ impl Key {
                 }
                 TAG_NUM => {
                     let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
-                    bytes = &bytes[8..];
+                    bytes = bytes.get(8..)?;
                     let ordered = u64::from_be_bytes(raw);
                     let bits = if ordered >> 63 == 1 {
                         ordered & !(1 << 63)

@@ -59,7 +59,7 @@ pub fn error_rate(errors: u64, executions: u64) -> String {
 /// First 8 hex digits of SHA-256 of `script`.
 pub fn script_hash(script: &str) -> String {
     use sha2::Digest;
-    hex::encode(&sha2::Sha256::digest(script.as_bytes())[..4])
+    hex::encode(sha2::Sha256::digest(script.as_bytes()).get(..4).unwrap_or_default())
 }
 
 /// The statistics of every worker this node runs or has run, by sid.

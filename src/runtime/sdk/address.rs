@@ -64,7 +64,13 @@ fn v6_class(ip: Ipv6Addr) -> Option<&'static str> {
     }
     let segments = ip.segments();
     let octets = ip.octets();
-    let embedded = |at: usize| Ipv4Addr::new(octets[at], octets[at + 1], octets[at + 2], octets[at + 3]);
+    let embedded = |at: usize| {
+        let mut four = [0u8; 4];
+        if let Some(part) = octets.get(at..at + 4) {
+            four.copy_from_slice(part);
+        }
+        Ipv4Addr::from(four)
+    };
     // Forms that carry an IPv4 address reach that address: judge it instead.
     if let Some(v4) = ip.to_ipv4_mapped() {
         return v4_class(v4);

@@ -119,7 +119,7 @@ fn owner_key(stored: &Key) -> Key {
 /// after two more parts could pass the key size limit).
 fn expiry_key(expires_at: u64, stored: &Key) -> Key {
     use sha2::Digest;
-    let hash = hex::encode(&sha2::Sha256::digest(stored.encode())[..12]);
+    let hash = hex::encode(sha2::Sha256::digest(stored.encode()).get(..12).unwrap_or_default());
     Key(vec![
         KeyPart::Str(EXPIRY_PREFIX.into()),
         KeyPart::Num(expires_at as f64),
