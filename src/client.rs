@@ -8,11 +8,29 @@ use crate::auth::gliesereum::{Wallet, login_request_body};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach {url}: {source}")]
-    Unreachable { url: String, source: reqwest::Error },
+    /// Nothing answers at the URL.
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// Why.
+        source: reqwest::Error,
+    },
     #[error("{url} is not a heterogen node: {reason}")]
-    NotANode { url: String, reason: String },
+    /// Something answers, but not a node.
+    NotANode {
+        /// The URL tried.
+        url: String,
+        /// What gave it away.
+        reason: String,
+    },
     #[error("login refused ({status}): {message}")]
-    Refused { status: u16, message: String },
+    /// The node refused the login.
+    Refused {
+        /// Its status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
 }
 
 /// Logs in to the node at `url` (its HTTP URL) and returns the session token. The node's

@@ -129,6 +129,7 @@ pub struct RuntimeConfig {
     pub stop_grace: Duration,
     /// Leader lease length and renewal interval (W-LE-1).
     pub lease_duration: Duration,
+    /// How often the holder renews it.
     pub lease_renew_interval: Duration,
     /// Backoff and stop rules (W-RUN-4).
     pub errors: ErrorPolicy,
@@ -151,13 +152,17 @@ pub struct RuntimeConfig {
 pub struct ErrorPolicy {
     /// Wait after the n-th consecutive network error: `base × factor^(n−1)`, at most `cap`.
     pub network_backoff_base: Duration,
+    /// Each further network error multiplies the backoff by this.
     pub network_backoff_factor: f64,
+    /// The longest backoff after network errors.
     pub network_backoff_cap: Duration,
     /// After this many consecutive network errors the worker pauses for `network_pause`.
     pub network_pause_after: u32,
+    /// The pause after the run of network errors that triggers one.
     pub network_pause: Duration,
     /// Wait after the n-th consecutive critical error: `base × 2^(n−1)`, at most `cap`.
     pub critical_backoff_base: Duration,
+    /// The longest backoff after critical errors.
     pub critical_backoff_cap: Duration,
     /// After this many critical errors the worker is stopped on this node.
     pub critical_stop_after: u32,
@@ -249,11 +254,29 @@ impl NodeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    ReadFile { path: PathBuf, source: std::io::Error },
+    /// The config file cannot be read.
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
-    ParseFile { path: PathBuf, message: String },
+    /// The config file is not valid TOML for this node.
+    ParseFile {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
     #[error("invalid --{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    /// A setting has a value the node cannot use.
+    Invalid {
+        /// The flag's name.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Flags of `heterogen serve`. Each also reads `HETEROGEN_<NAME>` and the `--config` file.

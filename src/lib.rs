@@ -32,7 +32,11 @@
 //! `SECURITY.md`. A request or WebSocket message is at most `--max-request-bytes` (1 MiB by
 //! default); a stored entry at most 64 KiB.
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 pub mod api;
 pub mod auth;

@@ -36,17 +36,29 @@ const RESERVED_FDS: u64 = 256;
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    /// The data directory cannot be created.
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     #[error("cannot open the store: {0}")]
+    /// A store could not be opened or flushed.
     Store(#[from] crate::store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
+    /// The listen address cannot be bound.
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// Why.
         source: std::io::Error,
     },
     #[error("server failed: {0}")]
+    /// The accept loop failed.
     Serve(std::io::Error),
     #[error("cannot use the owner key: {0}")]
+    /// The owner key file could not be read or created.
     OwnerKey(#[from] crate::auth::keyfile::KeyFileError),
 }
 

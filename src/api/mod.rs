@@ -31,11 +31,17 @@ use crate::workers::WorkerRepo;
 /// Every method this node answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    /// Creates an inactive worker (W-SET-1..9).
     SetWorker,
+    /// Every worker record (W-LIST-1..2).
     ListWorkers,
+    /// Replaces a worker's `raw` with optimistic locking (W-UPD-1..5).
     UpdateWorker,
+    /// Deactivates every worker (W-STOP-1..3).
     StopAllWorkers,
+    /// What this node runs (W-STATS-1).
     GetWorkerStats,
+    /// Who leads a leader-mode worker (W-LEAD-1..2).
     GetLeaderInfo,
     /// A worker's log lines after a cursor.
     GetWorkerLogs,
@@ -54,8 +60,11 @@ pub enum Method {
 /// What a node tells clients about itself.
 #[derive(Clone, Debug)]
 pub struct NodeInfo {
+    /// This node's id (`--nid`).
     pub nid: String,
+    /// The network it serves (`--network`); logins must name it.
     pub network: String,
+    /// Its display name (`--title`).
     pub title: String,
     /// The URL clients use for HTTP calls.
     pub api_url: String,
@@ -71,18 +80,27 @@ pub struct NodeInfo {
 
 /// The handles the methods work with; [`dispatch`] hands each method only those it uses.
 pub struct Api {
+    /// What the node tells clients about itself.
     pub info: NodeInfo,
+    /// Who may call what.
     pub gate: Gate,
+    /// The worker records.
     pub workers: WorkerRepo,
+    /// Sessions handed out by logins.
     pub sessions: Arc<Sessions>,
+    /// Login limits per source address and wallet.
     pub throttle: Arc<LoginThrottle>,
+    /// Leader elections (`getLeaderInfo`).
     pub coordinator: Arc<dyn Coordinator>,
+    /// What `getWorkerStats` reports.
     pub stats: Arc<StatsBoard>,
+    /// Every worker's log lines (`getWorkerLogs`).
     pub logs: Arc<LogBook>,
     /// The cluster KV (`Stels.net`), for the workers' quota usage.
     pub net_kv: Arc<dyn Store>,
     /// This node's KV (`Stels.local`), for the workers' quota usage.
     pub local_kv: Arc<dyn Store>,
+    /// Wall time for timestamps.
     pub clock: Clock,
 }
 
@@ -106,6 +124,7 @@ impl Method {
         })
     }
 
+    /// Who may call this method.
     pub fn access(self) -> Access {
         match self {
             Method::AssetList | Method::ConnectionNode => Access::Public,

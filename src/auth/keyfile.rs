@@ -11,13 +11,32 @@ use super::gliesereum::Wallet;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("{0} already exists; refusing to overwrite a wallet")]
+    /// The file to create exists already (a key is never overwritten).
     Exists(PathBuf),
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    /// The key file cannot be written.
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    /// The key file cannot be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     #[error("{path} is not a heterogen wallet key file: {reason}")]
-    Invalid { path: PathBuf, reason: String },
+    /// The file is not a key file this program wrote.
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Writes `wallet` to a new file at `path` with mode 0600.

@@ -13,7 +13,9 @@ pub const MAX_LOGIN_DATA_BYTES: usize = 4096;
 /// What a request asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoginAction {
+    /// `connectionNode`: a session for any wallet.
     Login,
+    /// `requestDeveloperAccess`: a session for an owner's wallet.
     DeveloperAccess,
 }
 
@@ -29,6 +31,7 @@ impl LoginAction {
 /// A verified request: the wallet address and what identifies the signed request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VerifiedLogin {
+    /// The wallet that signed.
     pub address: String,
     /// Lower-case hex SHA-256 of the signed data, computed here: the replay mark. Never the
     /// client's `hash` string, which the same login can spell several ways.

@@ -46,7 +46,12 @@ pub enum Principal {
     /// No check was needed (a public method, or a node started with `--open`).
     Anyone,
     /// A logged-in wallet.
-    Wallet { address: String, owner: bool },
+    Wallet {
+        /// The wallet's address.
+        address: String,
+        /// Whether it has the Owner role.
+        owner: bool,
+    },
 }
 
 /// Why a caller may not go on.
@@ -74,6 +79,7 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// A gate over `sessions` for `owners`; with `open`, everyone passes.
     pub fn new(sessions: Arc<Sessions>, owners: impl IntoIterator<Item = String>, open: bool) -> Gate {
         Gate {
             sessions,

@@ -38,7 +38,9 @@ pub struct Session {
 /// A new session's secrets, returned once to the client.
 #[derive(Clone, Debug)]
 pub struct NewSession {
+    /// The session token the client sends back.
     pub session: String,
+    /// A second random value the existing client stores as its token.
     pub token: String,
 }
 

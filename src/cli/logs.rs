@@ -24,6 +24,7 @@ pub struct LogsArgs {
     /// Prints each line as a JSON object (`sid, cursor, level, content, timestamp`).
     #[arg(long)]
     pub json: bool,
+    /// Where the node is and how to log in.
     #[command(flatten)]
     pub connect: ConnectArgs,
 }

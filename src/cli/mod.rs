@@ -53,6 +53,7 @@ pub struct CallArgs {
     pub method: String,
     /// The request body as JSON (`-` reads it from stdin); left out when not given.
     pub body: Option<String>,
+    /// Where the node is and how to log in.
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -78,12 +79,18 @@ pub enum CliError {
     /// Anything else that went wrong: exit 1.
     Failed(String),
     /// The node answered with an error status: exit 1. `frame` is the whole answer frame.
-    Status { status: u16, frame: Value },
+    Status {
+        /// The status the node answered with.
+        status: u16,
+        /// The whole answer frame.
+        frame: Value,
+    },
     /// Stdout was closed by its reader (`… | head`): stop quietly, exit 0.
     StdoutClosed,
 }
 
 impl CliError {
+    /// The process exit code for this error.
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Usage(_) => ExitCode::from(2),

@@ -27,6 +27,7 @@ pub struct StatsArgs {
     /// Prints the statistics as JSON (with `--watch`: one compact line per update).
     #[arg(long)]
     pub json: bool,
+    /// Where the node is and how to log in.
     #[command(flatten)]
     pub connect: ConnectArgs,
 }

@@ -14,12 +14,15 @@ const UPDATE_ATTEMPTS: usize = 3;
 /// `heterogen workers …`.
 #[derive(Args, Debug)]
 pub struct WorkersArgs {
+    /// What to do.
     #[command(subcommand)]
     pub command: WorkersCommand,
+    /// Where the node is and how to log in.
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
 
+/// `heterogen workers <command>`.
 #[derive(Subcommand, Debug)]
 pub enum WorkersCommand {
     /// Lists every worker: sid, active, mode, execution mode, priority, note.
@@ -32,6 +35,7 @@ pub enum WorkersCommand {
     Create(CreateArgs),
     /// Activates a worker.
     Start {
+        /// The worker's id.
         sid: String,
         /// Prints the updated entry as JSON.
         #[arg(long)]
@@ -39,6 +43,7 @@ pub enum WorkersCommand {
     },
     /// Deactivates a worker.
     Stop {
+        /// The worker's id.
         sid: String,
         /// Prints the updated entry as JSON.
         #[arg(long)]
@@ -46,7 +51,9 @@ pub enum WorkersCommand {
     },
     /// Replaces a worker's script with a file (`-`: stdin); a running worker hot-reloads.
     Edit {
+        /// The worker's id.
         sid: String,
+        /// The new script (`-`: stdin).
         file: PathBuf,
         /// Prints the updated entry as JSON.
         #[arg(long)]

@@ -35,6 +35,7 @@ fn epoch_key(sid: &str) -> Key {
 pub struct LeaderRecord {
     /// The leading node's id.
     pub leader: String,
+    /// The worker it leads.
     pub worker_id: String,
     /// When this node was elected (ms since the epoch; kept across renewals).
     pub timestamp: i64,
@@ -49,6 +50,7 @@ pub struct LeaderRecord {
 /// One term of leadership held by this node.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Term {
+    /// The worker led.
     pub sid: String,
     /// The fencing number (`Stels.config.leaseEpoch`).
     pub epoch: u64,
@@ -83,7 +85,12 @@ pub enum Campaign {
     /// This node now leads.
     Elected(Term),
     /// Another node leads; its lease ends in about `ends_in` unless renewed.
-    Held { leader: String, ends_in: Duration },
+    Held {
+        /// The leading node's id (empty when the race was lost to a candidate not known yet).
+        leader: String,
+        /// When its term could end, unless renewed.
+        ends_in: Duration,
+    },
 }
 
 /// Leader election and fencing for leader-mode workers. Every method makes a bounded number
@@ -118,6 +125,7 @@ pub struct StoreCoordinator {
 }
 
 impl StoreCoordinator {
+    /// Elections on `store` for node `nid`, with terms lasting `lease` unless renewed.
     pub fn new(store: Arc<dyn Store>, nid: String, lease: Duration, clock: Clock) -> StoreCoordinator {
         StoreCoordinator {
             store,

@@ -42,6 +42,7 @@ impl LeaseTiming {
 /// A change of this node's hold on one lease.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LeaseChange {
+    /// The worker.
     pub sid: String,
     /// `Some(epoch)`: this node now holds the lease; `None`: it no longer does.
     pub epoch: Option<u64>,

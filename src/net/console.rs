@@ -41,8 +41,11 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
         .iter()
         .map(|&(path, bytes)| {
             let digest = Sha256::digest(bytes);
-            let etag = HeaderValue::from_str(&format!("\"{}\"", hex::encode(digest.get(..16).unwrap_or_default())))
-                .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+            let etag = HeaderValue::from_str(&format!(
+                "\"{}\"",
+                hex::encode(digest.get(..16).unwrap_or_default())
+            ))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
             let asset = Asset {
                 bytes,
                 content_type: content_type(path),

@@ -25,6 +25,7 @@ pub struct Closed;
 pub enum TrySendError {
     /// No room now; the caller follows its lag policy.
     Full,
+    /// The connection is gone.
     Closed,
 }
 
@@ -75,6 +76,7 @@ pub fn payload_len(message: &Message) -> usize {
 }
 
 impl Outbound {
+    /// A queue of at most `budget_bytes`, whose frames must leave within `write_timeout`.
     pub fn new(budget_bytes: usize, write_timeout: Duration) -> Self {
         let budget = u32::try_from(budget_bytes).unwrap_or(u32::MAX).max(1);
         Outbound(Arc::new(Shared {

@@ -46,13 +46,16 @@ pub struct ServeSettings {
     pub header_timeout: Duration,
     /// From the end of an answer to the first byte of the next request.
     pub idle_timeout: Duration,
+    /// Caps on connections still doing HTTP.
     pub pending: PendingLimits,
 }
 
 /// The caps on pending connections in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PendingLimits {
+    /// Per source address.
     pub per_ip: usize,
+    /// In all.
     pub total: usize,
 }
 

@@ -33,8 +33,11 @@ fn event(value: Value) -> Bytes {
 /// (`session`) are not its business.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamQuery {
+    /// The worker.
     pub sid: String,
+    /// Keep the stream open for new lines.
     pub follow: bool,
+    /// The cursor to start after.
     pub since: u64,
 }
 

@@ -116,6 +116,7 @@ pub fn owner_reserve(max: usize, percent: u8) -> usize {
 }
 
 impl ConnectionSlots {
+    /// At most `max` WebSockets at once.
     pub fn new(max: usize) -> Self {
         ConnectionSlots {
             open: AtomicUsize::new(0),

@@ -18,16 +18,23 @@ pub use crate::streams::logs::{LogLevel, LogSink};
 /// `Stels.config` of one worker (S-6). Read-only for the script.
 #[derive(Clone, Debug)]
 pub struct ScriptConfig {
+    /// The node's id.
     pub nid: String,
+    /// The node's network.
     pub network: String,
     /// Node title shown to clients.
     pub title: String,
     /// Updates per second the node aims for (informational).
     pub tick: u32,
+    /// The worker's id.
     pub sid: String,
+    /// Where the worker runs.
     pub execution_mode: ExecutionMode,
+    /// Its class on the JS pool.
     pub priority: Priority,
+    /// Once or in a loop.
     pub mode: RunMode,
+    /// The worker's SDK version.
     pub version: String,
     /// Fencing number of the lease this node holds for a leader-mode worker.
     pub lease_epoch: Option<u64>,
@@ -47,6 +54,7 @@ pub struct FetchPolicy {
 /// Everything the SDK of one worker needs from its node.
 #[derive(Clone)]
 pub struct WorkerEnv {
+    /// `Stels.config`.
     pub config: ScriptConfig,
     /// Workers running on this node now (`Stels.config.workers`).
     pub running_workers: Arc<AtomicUsize>,
@@ -56,8 +64,11 @@ pub struct WorkerEnv {
     pub local: Arc<dyn Store>,
     /// The shared expiry leases of `net` and `local` (`expireIn`).
     pub net_expiry: Arc<ExpiryLeases>,
+    /// The shared expiry leases of `local`.
     pub local_expiry: Arc<ExpiryLeases>,
+    /// Where the script's log lines go.
     pub log: Arc<dyn LogSink>,
+    /// What `fetch` may reach.
     pub fetch: FetchPolicy,
     /// Bytes this worker may hold in each of `net` and `local` (keys and values).
     pub kv_quota_bytes: u64,
@@ -77,6 +88,7 @@ pub struct IsolateLimits {
 pub struct RunError {
     /// The JS error's `name` (`TypeError`, `NetworkError`, …); `Error` when unnamed.
     pub name: String,
+    /// What went wrong, as the script's error said it.
     pub message: String,
     /// JS stack, when there is one.
     pub stack: Option<String>,

@@ -75,6 +75,7 @@ fn backoff(base: Duration, factor: f64, n: u32, cap: Duration) -> Duration {
 }
 
 impl ErrorTracker {
+    /// A run succeeded: backoff starts over.
     pub fn on_success(&mut self) {
         self.consecutive = 0;
         self.consecutive_network = 0;

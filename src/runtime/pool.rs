@@ -38,8 +38,11 @@ const DECAY_PICKS: u32 = 1024;
 /// scaled down to sum 1.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MinShares {
+    /// Least share of the pool for the `high` class when lower classes wait.
     pub high: f64,
+    /// Least share for the `normal` class.
     pub normal: f64,
+    /// Least share for the `low` class.
     pub low: f64,
 }
 
@@ -113,7 +116,12 @@ impl SharePolicy {
         // Behind = even with this pick the class would not exceed its share of the picks it
         // waited through, so a class gets exactly its share and never runs ahead of it.
         let behind = (top + 1..CLASSES).rev().find(|&c| {
-            match (waiting.get(c), self.given.get(c), self.shares.get(c), self.waited.get(c)) {
+            match (
+                waiting.get(c),
+                self.given.get(c),
+                self.shares.get(c),
+                self.waited.get(c),
+            ) {
                 (Some(true), Some(given), Some(share), Some(waited)) => given + 1.0 <= share * (waited + 1.0),
                 _ => false,
             }
@@ -330,6 +338,7 @@ impl JsPool {
         self.queue.queued()
     }
 
+    /// Threads running JavaScript.
     pub fn threads(&self) -> usize {
         self.threads
     }

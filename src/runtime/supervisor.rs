@@ -138,22 +138,29 @@ struct Tracked {
 
 /// What every run on this node shares.
 pub struct RuntimeShared {
+    /// The node's settings (runtime limits, lease timing, nid).
     pub config: NodeConfig,
     /// The worker records this node follows.
     pub workers: WorkerRepo,
     /// The cluster KV (`Stels.net`).
     pub store: Arc<dyn Store>,
+    /// This node's KV (`Stels.local`).
     pub local: Arc<dyn Store>,
     /// Expiry leases of `store` and `local`, shared by every run (`expireIn`).
     pub net_expiry: Arc<ExpiryLeases>,
+    /// The shared expiry leases of `local`.
     pub local_expiry: Arc<ExpiryLeases>,
     /// Elections of leader-mode workers.
     pub coordinator: Arc<dyn Coordinator>,
     /// Wall time for run statistics.
     pub clock: Clock,
+    /// Where runs execute.
     pub pool: JsPool,
+    /// Creates isolates.
     pub engine: Arc<dyn ScriptEngine>,
+    /// Run statistics.
     pub stats: Arc<StatsBoard>,
+    /// Every run's log lines.
     pub logs: Arc<LogBook>,
     /// Runs in progress on this node (`Stels.config.workers`).
     pub running: Arc<AtomicUsize>,

@@ -14,8 +14,11 @@ const TAG_TRUE: u8 = 0x27;
 /// One part of a key. Order between kinds: strings < numbers < booleans.
 #[derive(Clone, Debug, PartialEq)]
 pub enum KeyPart {
+    /// A string part.
     Str(String),
+    /// A number part (ordered numerically).
     Num(f64),
+    /// A boolean part.
     Bool(bool),
 }
 

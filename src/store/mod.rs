@@ -104,8 +104,11 @@ impl fmt::Display for Revision {
 /// One stored entry.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
+    /// Where it is stored.
     pub key: Key,
+    /// The stored JSON.
     pub value: Value,
+    /// The commit that wrote it.
     pub versionstamp: Versionstamp,
 }
 
@@ -135,7 +138,9 @@ pub struct Page {
 pub enum Check {
     /// The key currently holds exactly this versionstamp; `None` means "the key is absent".
     Versionstamp {
+        /// The key checked.
         key: Key,
+        /// Its versionstamp at commit time; `None`: absent.
         expected: Option<Versionstamp>,
     },
 }
@@ -145,22 +150,31 @@ pub enum Check {
 pub enum Mutation {
     /// Store `value` under `key`; with a `lease`, the entry is deleted when the lease ends.
     Set {
+        /// Where to store it.
         key: Key,
+        /// What to store.
         value: Value,
+        /// The lease the entry lives as long as, if any.
         lease: Option<LeaseId>,
     },
     /// Remove `key` (a no-op when absent).
-    Delete { key: Key },
+    Delete {
+        /// The key removed.
+        key: Key,
+    },
 }
 
 /// Checks and mutations applied all-or-nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AtomicWrite {
+    /// Preconditions, all of which must hold.
     pub checks: Vec<Check>,
+    /// Changes, applied in order (the last one of a key wins).
     pub mutations: Vec<Mutation>,
 }
 
 impl AtomicWrite {
+    /// A write with no checks and no changes.
     pub fn new() -> Self {
         Self::default()
     }
@@ -171,6 +185,7 @@ impl AtomicWrite {
         self
     }
 
+    /// Stores `value` under `key`.
     pub fn set(mut self, key: Key, value: Value) -> Self {
         self.mutations.push(Mutation::Set {
             key,
@@ -192,6 +207,7 @@ impl AtomicWrite {
         self
     }
 
+    /// Removes `key` (a no-op when absent).
     pub fn delete(mut self, key: Key) -> Self {
         self.mutations.push(Mutation::Delete { key });
         self
@@ -253,7 +269,12 @@ pub enum WatchEvent {
     /// `entry.key` was set.
     Put(Entry),
     /// `key` was deleted by the commit with this versionstamp.
-    Delete { key: Key, versionstamp: Versionstamp },
+    Delete {
+        /// The key removed.
+        key: Key,
+        /// The commit that removed it.
+        versionstamp: Versionstamp,
+    },
 }
 
 impl WatchEvent {
@@ -350,10 +371,22 @@ pub enum StoreError {
     /// A watch asked for changes the store no longer keeps: list again, then watch from the
     /// list's revision.
     #[error("revision {requested} is compacted (history starts after {oldest})")]
-    Compacted { requested: Revision, oldest: Revision },
+    Compacted {
+        /// The revision asked to watch after.
+        requested: Revision,
+        /// The revision before the oldest change still kept.
+        oldest: Revision,
+    },
     /// The request is over a limit of the contract; nothing was written.
     #[error("{}", too_large_message(*limit, *size, *max))]
-    TooLarge { limit: Limit, size: usize, max: usize },
+    TooLarge {
+        /// Which limit.
+        limit: Limit,
+        /// How much the request had.
+        size: usize,
+        /// How much the limit allows.
+        max: usize,
+    },
     /// The lease a write or keep-alive names has expired or was revoked (or never existed).
     #[error("lease {0} not found (expired or revoked)")]
     LeaseNotFound(LeaseId),
@@ -362,7 +395,12 @@ pub enum StoreError {
     Corrupt(String),
     /// Any other failure of the backend.
     #[error("{backend} failed: {message}")]
-    Backend { backend: &'static str, message: String },
+    Backend {
+        /// Which backend (`fjall`, `etcd`).
+        backend: &'static str,
+        /// What it said.
+        message: String,
+    },
 }
 
 fn too_large_message(limit: Limit, size: usize, max: usize) -> String {
@@ -400,6 +438,7 @@ impl StoreError {
     }
 }
 
+/// The result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The store interface. Implementations: [`fjall::FjallStore`] (embedded) and etcd (cluster).

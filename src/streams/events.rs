@@ -15,19 +15,30 @@ const CAPACITY: usize = 1024;
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
+    /// A run began on this node.
     Started,
+    /// A run was stopped.
     Stopped,
+    /// A run was replaced by one with the new script (hot reload).
     Reloaded,
+    /// A `single` run returned.
     Finished,
+    /// The error rules stopped the worker (W-RUN-4).
     AutoStopped,
+    /// This node took the worker's leader lease.
     LeaderGained,
+    /// This node lost or gave up the worker's leader lease.
     LeaderLost,
+    /// A worker record was written (with the record).
     Saved,
+    /// A worker record was deleted.
     Deleted,
+    /// The node re-read every record after its watch failed: views should reload.
     Resync,
 }
 
 impl EventKind {
+    /// The `type` of the event.
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Started => "started",
@@ -53,6 +64,7 @@ pub struct EventBus {
 }
 
 impl EventBus {
+    /// The events of node `nid`, stamped by `clock`.
     pub fn new(nid: &str, clock: Clock) -> Self {
         EventBus {
             clock,
@@ -79,6 +91,7 @@ impl EventBus {
         self.tx.receiver_count() > 0
     }
 
+    /// Every event from now on (a receiver that falls behind is told how many it missed).
     pub fn subscribe(&self) -> broadcast::Receiver<Frame> {
         self.tx.subscribe()
     }

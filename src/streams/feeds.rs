@@ -82,6 +82,7 @@ impl SonarFeed {
         }
     }
 
+    /// The current summary frame, made at most once per period.
     pub async fn frame(&self) -> Frame {
         if let Some(frame) = fresh(&self.cache, Self::MAX_AGE) {
             return frame;

@@ -27,9 +27,13 @@ use crate::workers::WorkerRepo;
 /// Severity of a log line written by a script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogLevel {
+    /// Details for debugging.
     Debug,
+    /// Normal progress.
     Info,
+    /// Something worth a look.
     Warn,
+    /// A failure.
     Error,
 }
 
@@ -82,6 +86,7 @@ enum Persist {
 pub struct LogLine {
     /// Position of the line in its worker's log, from 1, never reused.
     pub cursor: u64,
+    /// Its severity.
     pub level: LogLevel,
     /// The whole line, `[2025-10-18T02:00:20.498Z] [INFO] message\n`.
     pub content: String,

@@ -18,8 +18,11 @@ use std::sync::Arc;
 
 /// What a node publishes, as the transports read it.
 pub struct Hub {
+    /// Node events for `events` subscribers.
     pub events: Arc<EventBus>,
+    /// Every worker's log lines.
     pub logs: Arc<logs::LogBook>,
+    /// What `stats` subscribers see.
     pub stats: Arc<stats::StatsBoard>,
     /// The shared frame of `stats` subscribers.
     pub stats_feed: StatsFeed,

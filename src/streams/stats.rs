@@ -11,11 +11,14 @@ use crate::clock::Clock;
 /// Kind of a failed run (W-RUN-3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// A failure reaching something outside (fetch, WebSocket, timeout).
     Network,
+    /// A failure of the script itself.
     Critical,
 }
 
 impl ErrorKind {
+    /// The name `getWorkerStats` uses.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Network => "network",
@@ -29,17 +32,25 @@ impl ErrorKind {
 pub struct WorkerStats {
     /// When the current run started (ms since epoch).
     pub started: i64,
+    /// Runs of the script (each loop iteration is one).
     pub executions: u64,
+    /// Runs that threw.
     pub errors: u64,
+    /// Runs that failed with a network error.
     pub network_errors: u64,
+    /// Runs that failed with a critical error.
     pub critical_errors: u64,
+    /// Failed runs since the last success.
     pub consecutive_errors: u64,
+    /// The message of the last error.
     pub last_error: Option<String>,
+    /// The kind of the last error.
     pub last_error_type: Option<ErrorKind>,
     /// End of the last run (ms since epoch).
     pub last_run: Option<i64>,
     /// First 8 hex digits of SHA-256 of the running script (W-STATS-3).
     pub script_hash: String,
+    /// Whether a run is in progress now.
     pub is_running: bool,
     /// Why the error rules stopped the worker on this node (W-RUN-4); `None` while it may run.
     pub halted_reason: Option<String>,
@@ -59,7 +70,11 @@ pub fn error_rate(errors: u64, executions: u64) -> String {
 /// First 8 hex digits of SHA-256 of `script`.
 pub fn script_hash(script: &str) -> String {
     use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(script.as_bytes()).get(..4).unwrap_or_default())
+    hex::encode(
+        sha2::Sha256::digest(script.as_bytes())
+            .get(..4)
+            .unwrap_or_default(),
+    )
 }
 
 /// The statistics of every worker this node runs or has run, by sid.
@@ -70,6 +85,7 @@ pub struct StatsBoard {
 }
 
 impl StatsBoard {
+    /// An empty board whose uptimes are measured by `clock`.
     pub fn new(clock: Clock) -> StatsBoard {
         StatsBoard {
             workers: Mutex::new(BTreeMap::new()),

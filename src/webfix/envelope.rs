@@ -7,11 +7,14 @@ use super::ApiError;
 /// A WebSocket request id: a string or a number chosen by the client (W-WS-2).
 #[derive(Clone, Debug, PartialEq)]
 pub enum RequestId {
+    /// A string id.
     Str(String),
+    /// A numeric id.
     Num(serde_json::Number),
 }
 
 impl RequestId {
+    /// The id as JSON.
     pub fn to_json(&self) -> Value {
         match self {
             RequestId::Str(s) => Value::String(s.clone()),
@@ -25,7 +28,9 @@ impl RequestId {
 pub struct Envelope {
     /// The `webfix` field as sent (`"1.0"` on HTTP; the existing client sends `"testnet"` on WS).
     pub webfix: String,
+    /// The method name.
     pub method: String,
+    /// Positional parameters (unused by every method here; kept as sent).
     pub params: Vec<Value>,
     /// The body object; an absent or `null` body is an empty object.
     pub body: Map<String, Value>,
@@ -44,6 +49,7 @@ pub struct InvalidEnvelope {
 }
 
 impl InvalidEnvelope {
+    /// The error to answer with.
     pub fn error(&self) -> ApiError {
         ApiError::invalid_structure()
     }

@@ -7,8 +7,12 @@ use super::{RequestId, WEBFIX_VERSION};
 /// How an error body is shaped on HTTP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorShape {
-    /// Protocol-level: `{"webfix":"1.0","error":{"code":…,"message":…}}`.
-    Protocol { code: u16 },
+    /// Protocol-level, a failure of the envelope rather than of a method:
+    /// `{"webfix":"1.0","error":{"code":…,"message":…}}`.
+    Protocol {
+        /// The `code` in the body.
+        code: u16,
+    },
     /// Method-level: `{"error":"<text>", …extra}`.
     Method,
 }
@@ -16,9 +20,13 @@ pub enum ErrorShape {
 /// A failed request: status code, message and optional extra fields (`details`, `missing`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiError {
+    /// The HTTP status (and `status` of a WebSocket error frame).
     pub status: u16,
+    /// What the client reads.
     pub message: String,
+    /// More fields beside the message (`details`, `missing`, `retryAfter`).
     pub extra: Map<String, Value>,
+    /// How the body is shaped.
     pub shape: ErrorShape,
 }
 
@@ -39,6 +47,7 @@ impl ApiError {
         self
     }
 
+    /// A 400 with `message`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, message)
     }
@@ -100,6 +109,7 @@ impl ApiError {
         Self::new(if error.is_malformed() { 400 } else { 401 }, error.to_string())
     }
 
+    /// A 500 that tells the client nothing more (the cause is logged).
     pub fn internal(message: impl std::fmt::Display) -> Self {
         tracing::error!(error = %message, "internal error");
         Self::new(500, "Internal server error")
@@ -133,6 +143,7 @@ impl ApiError {
         )
     }
 
+    /// A 413: the body is over `limit` bytes.
     pub fn too_large(limit: usize) -> Self {
         Self::protocol(
             413,

@@ -9,8 +9,11 @@ use crate::store::Entry;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionMode {
+    /// Runs on every node.
     Parallel,
+    /// Runs on the one node that holds its leader lease.
     Leader,
+    /// Runs only on its `assignedNode`.
     Exclusive,
 }
 
@@ -18,9 +21,13 @@ pub enum ExecutionMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
+    /// Served first on the JS pool; 1 ms between loop runs.
     Critical,
+    /// 10 ms between loop runs.
     High,
+    /// The default; 100 ms between loop runs.
     Normal,
+    /// Served last; 1 s between loop runs.
     Low,
 }
 
@@ -28,7 +35,9 @@ pub enum Priority {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunMode {
+    /// Runs again after each run, with a gap set by its priority.
     Loop,
+    /// Runs once per start.
     Single,
 }
 
@@ -36,7 +45,9 @@ pub enum RunMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
+    /// Shown as this node's (the client's `local` scope).
     Local,
+    /// Shown as the network's (the client's `network` scope).
     Network,
 }
 
@@ -68,21 +79,31 @@ named_values!(Scope { Local => "local", Network => "network" });
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerScript {
+    /// The worker's id (a UUID), also the last part of its key.
     pub sid: String,
     /// The node that created the worker (editable by clients).
     pub nid: String,
+    /// Whether it should run.
     pub active: bool,
+    /// Once or in a loop.
     pub mode: RunMode,
+    /// How the existing client groups it.
     pub scope: Scope,
+    /// Where it runs.
     pub execution_mode: ExecutionMode,
+    /// Its class on the JS pool.
     pub priority: Priority,
+    /// An exchange account the client associates with it (kept, not used here).
     pub account_id: Option<String>,
     /// Set only for `exclusive` workers.
     pub assigned_node: Option<String>,
+    /// Free text for people.
     pub note: String,
     /// The minified script.
     pub script: String,
+    /// SDK modules the script declares (e.g. `gliesereum`).
     pub dependencies: Vec<String>,
+    /// The SDK version the script was written for.
     pub version: String,
     /// Milliseconds since the epoch of the last write, set by the server.
     pub timestamp: i64,
@@ -91,10 +112,15 @@ pub struct WorkerScript {
 /// `value` of a worker record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorkerData {
+    /// `ami.worker.{sid}`.
     pub channel: String,
+    /// Always `worker`.
     pub module: String,
+    /// `widget.ami.worker.{sid}`.
     pub widget: String,
+    /// The worker itself.
     pub raw: WorkerScript,
+    /// When the record was written (ms since the epoch).
     pub timestamp: i64,
 }
 
@@ -123,6 +149,7 @@ impl WorkerData {
         serde_json::from_value(entry.value.clone()).ok()
     }
 
+    /// The stored JSON form.
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }

@@ -32,6 +32,7 @@ pub struct RecordTooLarge {
 /// A record ready to store: the value, checked against the entry limit.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkerRecord {
+    /// The worker.
     pub sid: String,
     value: Value,
 }
@@ -56,6 +57,7 @@ pub struct WorkerRepo {
 }
 
 impl WorkerRepo {
+    /// The worker records of `store`.
     pub fn new(store: Arc<dyn Store>) -> WorkerRepo {
         WorkerRepo { store }
     }

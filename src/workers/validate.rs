@@ -13,7 +13,9 @@ pub const KNOWN_DEPENDENCIES: &[&str] = &["gliesereum"];
 /// A field with a wrong type or value: `field` as the client spelled it, `reason` in words.
 #[derive(Debug, PartialEq)]
 pub struct FieldError {
+    /// The field, as the client named it.
     pub field: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 
@@ -66,20 +68,30 @@ impl<'a> Fields<'a> {
 /// Everything about a worker except its identity, script and activity.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
+    /// Once or in a loop (default `loop`).
     pub mode: RunMode,
+    /// The client's grouping (default `local`).
     pub scope: Scope,
+    /// Where it runs (default `parallel`).
     pub execution_mode: ExecutionMode,
+    /// Its class on the JS pool (default `normal`).
     pub priority: Priority,
+    /// An exchange account, if any.
     pub account_id: Option<String>,
+    /// The node of an `exclusive` worker.
     pub assigned_node: Option<String>,
+    /// SDK modules the script declares.
     pub dependencies: Vec<String>,
+    /// The SDK version, if given.
     pub version: Option<String>,
+    /// Free text, if given.
     pub note: Option<String>,
 }
 
 /// Why [`Settings::read`] refused the input.
 #[derive(Debug, PartialEq)]
 pub enum SettingsError {
+    /// One field is invalid.
     Field(FieldError),
     /// A rule across fields, with its fixed message (W-SET-5, W-SET-7, W-SET-9).
     Rule(String),
@@ -160,7 +172,10 @@ pub enum ScriptError {
     Empty,
     /// Longer than [`MAX_SCRIPT_BYTES`] (the source before minification, or a script to print).
     #[error("Script exceeds {} KiB{}", MAX_SCRIPT_BYTES / 1024, if *.before_minification { " before minification" } else { "" })]
-    TooLarge { before_minification: bool },
+    TooLarge {
+        /// Whether the text was a source to minify (else a script to print).
+        before_minification: bool,
+    },
     /// It does not parse; the details name the line and column (W-SET-3).
     #[error("Script minification failed")]
     Syntax(#[from] MinifyError),

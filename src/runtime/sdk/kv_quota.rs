@@ -51,27 +51,43 @@ const SWEEP_PAGE: usize = 500;
 /// Why a quota-checked commit failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QuotaError {
+    /// The write would take the worker over its quota; nothing was written.
     #[error(
         "quota exceeded: this worker holds {usage} of its {limit} bytes here and the write needs {more} more"
     )]
-    Exceeded { usage: u64, more: u64, limit: u64 },
+    Exceeded {
+        /// Bytes the worker holds in this store now.
+        usage: u64,
+        /// Bytes the write would add.
+        more: u64,
+        /// The quota.
+        limit: u64,
+    },
     #[error("the KV records kept changing under concurrent writes ({MAX_ATTEMPTS} attempts); try again")]
+    /// Other writers kept changing the same records.
     Contended,
     #[error(transparent)]
+    /// The store failed.
     Store(#[from] StoreError),
 }
 
 /// One change a script asked for, on a stored key (`["kv", ...k]`).
 #[derive(Clone, Debug)]
 pub enum UserMutation {
+    /// Store `value` under `key`.
     Set {
+        /// The stored key (`["kv", ...k]`).
         key: Key,
+        /// The script's value.
         value: Value,
         /// What the entry counts: encoded key plus JSON value.
         bytes: u64,
+        /// `expireIn`: the entry vanishes after this long.
         expire_in_ms: Option<u64>,
     },
+    /// Remove `key`.
     Delete {
+        /// The stored key (`["kv", ...k]`).
         key: Key,
     },
 }
@@ -119,7 +135,11 @@ fn owner_key(stored: &Key) -> Key {
 /// after two more parts could pass the key size limit).
 fn expiry_key(expires_at: u64, stored: &Key) -> Key {
     use sha2::Digest;
-    let hash = hex::encode(sha2::Sha256::digest(stored.encode()).get(..12).unwrap_or_default());
+    let hash = hex::encode(
+        sha2::Sha256::digest(stored.encode())
+            .get(..12)
+            .unwrap_or_default(),
+    );
     Key(vec![
         KeyPart::Str(EXPIRY_PREFIX.into()),
         KeyPart::Num(expires_at as f64),
