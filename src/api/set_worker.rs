@@ -6,7 +6,7 @@ use super::worker_record;
 use crate::clock::Clock;
 use crate::webfix::{ApiError, Reply};
 use crate::workers::model::entry_json;
-use crate::workers::validate::{Settings, SettingsError, prepare_script};
+use crate::workers::validate::{Settings, prepare_script};
 use crate::workers::{WorkerRepo, WorkerScript};
 
 /// The script of a worker created without one.
@@ -22,10 +22,7 @@ pub struct SetWorker {
 
 impl SetWorker {
     pub fn parse(body: &Map<String, Value>) -> Result<SetWorker, ApiError> {
-        let settings = Settings::read(body).map_err(|e| match e {
-            SettingsError::Field(f) => ApiError::bad_request(format!("Invalid {}: {}", f.field, f.reason)),
-            SettingsError::Rule(message) => ApiError::bad_request(message),
-        })?;
+        let settings = Settings::read(body).map_err(ApiError::settings)?;
         let script = body
             .get("scriptContent")
             .cloned()

@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::store::Versionstamp;
 use crate::webfix::{ApiError, Reply};
 use crate::workers::model::entry_json;
-use crate::workers::validate::{Settings, SettingsError, prepare_script};
+use crate::workers::validate::{Settings, prepare_script};
 use crate::workers::{WorkerRepo, WorkerScript};
 
 /// Fields `raw` must carry: a missing one would be lost by the replacement (W-UPD-2).
@@ -88,10 +88,7 @@ impl UpdateWorker {
         let Some(active) = raw.get("active").and_then(Value::as_bool) else {
             return Err(ApiError::invalid_body("raw.active must be a boolean"));
         };
-        let settings = Settings::read(raw).map_err(|e| match e {
-            SettingsError::Field(f) => ApiError::invalid_body(format!("raw.{} {}", f.field, f.reason)),
-            SettingsError::Rule(message) => ApiError::bad_request(message),
-        })?;
+        let settings = Settings::read(raw).map_err(ApiError::raw_settings)?;
         Ok(UpdateWorker {
             sid: sid.to_string(),
             expected,

@@ -233,7 +233,18 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::fjall::FjallStore;
+    use crate::store::fjall::{FjallOptions, FjallStore};
+
+    /// A store for tests on tokio's paused clock: without a call deadline, which the paused
+    /// clock would reach while a disk thread works.
+    fn paused_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        let options = FjallOptions {
+            fsync: false,
+            call_timeout: None,
+            ..FjallOptions::default()
+        };
+        Arc::new(FjallStore::open_with(dir.path(), options).unwrap())
+    }
 
     /// Wall time that follows tokio's paused clock, from the real time now.
     fn paused_clock() -> Clock {
@@ -253,7 +264,7 @@ mod tests {
     async fn sessions_persist_expire_and_are_url_safe() {
         let clock = paused_clock();
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
+        let store = paused_store(&dir);
         let sessions = sessions_on(store.clone(), Duration::from_millis(300), &clock);
         let new = sessions.create("gAddr").await.unwrap();
         assert!(new.session.bytes().all(|b| b.is_ascii_hexdigit()) && new.session.len() == 64);
@@ -293,7 +304,7 @@ mod tests {
     async fn activity_keeps_a_session_alive() {
         let clock = paused_clock();
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
+        let store = paused_store(&dir);
         let sessions = sessions_on(store.clone(), Duration::from_millis(400), &clock);
         let new = sessions.create("gAddr").await.unwrap();
         for _ in 0..6 {

@@ -137,10 +137,12 @@ pub struct FjallOptions {
     pub history_commits: usize,
     /// Most bytes (keys and serialised values) the watch history keeps.
     pub history_bytes: usize,
-    /// How long a call may take, queueing for a disk thread included. A call whose work has
-    /// not started by then does nothing and fails with [`StoreError::Timeout`]; one that has
-    /// started may still complete after its caller got `Timeout`, as with any remote store.
-    pub call_timeout: Duration,
+    /// How long a call may take, queueing for a disk thread included; past it the caller gets
+    /// [`StoreError::Timeout`]. Work that had not started by then is skipped; work already
+    /// under way (a stalled disk) may still complete after the caller got `Timeout`, as with any
+    /// remote store. `None`: no deadline — only for tests on tokio's paused clock, which would
+    /// jump to the deadline while a disk thread works (it cannot see blocking tasks).
+    pub call_timeout: Option<Duration>,
 }
 
 impl Default for FjallOptions {
@@ -150,7 +152,7 @@ impl Default for FjallOptions {
             limits: Limits::DEFAULT,
             history_commits: 10_000,
             history_bytes: 64 * 1024 * 1024,
-            call_timeout: Duration::from_secs(10),
+            call_timeout: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -158,7 +160,8 @@ impl Default for FjallOptions {
 /// The embedded [`Store`]: one fjall database in a directory, exclusively locked by this process.
 ///
 /// Cheap to share behind an `Arc`; dropping it ends every [`watch`](Store::watch) stream and makes
-/// fjall persist its journal (`SyncAll`).
+/// fjall persist its journal (`SyncAll`). Its calls carry deadlines, so they need a tokio runtime
+/// with timers enabled.
 pub struct FjallStore {
     /// State shared with the blocking tasks that do the fjall work.
     shared: Arc<Shared>,
@@ -628,27 +631,31 @@ impl FjallStore {
     }
 
     /// Runs `work` on tokio's blocking pool, so disk I/O and fsync never stall network threads,
-    /// within [`FjallOptions::call_timeout`]: work still queued at the deadline is skipped.
-    ///
-    /// The deadline is measured on the real clock, not tokio's: a blocking task is invisible to
-    /// a paused tokio clock, which would otherwise jump past the deadline while the disk works.
+    /// within [`FjallOptions::call_timeout`]: the caller waits no longer, and work still queued
+    /// at the deadline (measured on the real clock by the disk thread) is skipped.
     async fn blocking<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Shared) -> Result<T, FjallError> + Send + 'static,
     {
         let shared = Arc::clone(&self.shared);
-        let timeout = shared.options.call_timeout;
+        let deadline = shared.options.call_timeout;
         let sent = Instant::now();
-        let result = tokio::task::spawn_blocking(move || {
-            if sent.elapsed() >= timeout {
-                return Err(FjallError::Timeout(timeout));
+        let task = tokio::task::spawn_blocking(move || {
+            if let Some(limit) = deadline
+                && sent.elapsed() >= limit
+            {
+                return Err(FjallError::Timeout(limit));
             }
             work(&shared)
-        })
-        .await
-        .map_err(FjallError::from)?;
-        Ok(result?)
+        });
+        let joined = match deadline {
+            Some(limit) => tokio::time::timeout(limit, task)
+                .await
+                .map_err(|_| StoreError::Timeout(limit))?,
+            None => task.await,
+        };
+        Ok(joined.map_err(FjallError::from)??)
     }
 }
 
@@ -1523,7 +1530,7 @@ mod tests {
         {
             let options = FjallOptions {
                 fsync: false,
-                call_timeout: Duration::ZERO,
+                call_timeout: Some(Duration::ZERO),
                 ..FjallOptions::default()
             };
             let store = FjallStore::open_with(dir.path(), options).unwrap();
@@ -1576,7 +1583,10 @@ mod tests {
         let Ok(dir) = std::env::var(CRASH_DIR_ENV) else {
             return;
         };
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async {
             let store = FjallStore::open(Path::new(&dir), false).unwrap();
             for i in 0..CRASH_COMMITS {

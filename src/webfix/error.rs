@@ -94,6 +94,24 @@ impl ApiError {
         }
     }
 
+    /// Settings of a new worker that cannot be used (`setWorker`): 400 naming the field.
+    pub fn settings(error: crate::workers::validate::SettingsError) -> Self {
+        use crate::workers::validate::SettingsError;
+        match error {
+            SettingsError::Field(f) => Self::bad_request(format!("Invalid {}: {}", f.field, f.reason)),
+            SettingsError::Rule(message) => Self::bad_request(message),
+        }
+    }
+
+    /// Settings inside an `updateWorker` `raw` that cannot be used: 400 naming `raw.<field>`.
+    pub fn raw_settings(error: crate::workers::validate::SettingsError) -> Self {
+        use crate::workers::validate::SettingsError;
+        match error {
+            SettingsError::Field(f) => Self::invalid_body(format!("raw.{} {}", f.field, f.reason)),
+            SettingsError::Rule(message) => Self::bad_request(message),
+        }
+    }
+
     /// A caller who may not go on: 401, 403, or the store's failure.
     pub fn auth(error: crate::auth::AuthError) -> Self {
         use crate::auth::AuthError;
