@@ -5,9 +5,9 @@ use serde_json::{Map, Value};
 use super::worker_record;
 use crate::clock::Clock;
 use crate::webfix::{ApiError, Reply};
+use crate::workers::WorkerRepo;
 use crate::workers::model::entry_json;
-use crate::workers::validate::{Settings, prepare_script};
-use crate::workers::{WorkerRepo, WorkerScript};
+use crate::workers::validate::{Identity, Settings, prepare_script};
 
 /// The script of a worker created without one.
 const DEFAULT_SCRIPT: &str = "\nlogger.info(\"Worker script initialized!\");\n";
@@ -36,28 +36,26 @@ impl SetWorker {
         let script = prepare_script(Some(&script)).await.map_err(ApiError::script)?;
         let sid = uuid::Uuid::new_v4().to_string();
         let timestamp = clock.wall_ms();
-        let note = settings.note.filter(|n| !n.is_empty()).unwrap_or_else(|| {
-            let iso = chrono::DateTime::from_timestamp_millis(timestamp)
-                .unwrap_or_default()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            format!("Worker script Stels SDK {sid} - {iso}")
-        });
-        let raw = WorkerScript {
+        let note = settings
+            .note
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| {
+                let iso = chrono::DateTime::from_timestamp_millis(timestamp)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                format!("Worker script Stels SDK {sid} - {iso}")
+            });
+        let version = settings.version.clone().unwrap_or_else(|| DEFAULT_VERSION.into());
+        let raw = settings.into_worker(Identity {
             sid: sid.clone(),
             nid: nid.to_string(),
             active: false,
-            mode: settings.mode,
-            scope: settings.scope,
-            execution_mode: settings.execution_mode,
-            priority: settings.priority,
-            account_id: settings.account_id,
-            assigned_node: settings.assigned_node,
             note,
             script,
-            dependencies: settings.dependencies,
-            version: settings.version.unwrap_or_else(|| DEFAULT_VERSION.into()),
+            version,
             timestamp,
-        };
+        });
         match workers
             .put(worker_record(raw)?, None)
             .await

@@ -6,9 +6,9 @@ use super::worker_record;
 use crate::clock::Clock;
 use crate::store::Versionstamp;
 use crate::webfix::{ApiError, Reply};
+use crate::workers::WorkerRepo;
 use crate::workers::model::entry_json;
-use crate::workers::validate::{Settings, prepare_script};
-use crate::workers::{WorkerRepo, WorkerScript};
+use crate::workers::validate::{Identity, Settings, prepare_script};
 
 /// Fields `raw` must carry: a missing one would be lost by the replacement (W-UPD-2).
 const REQUIRED: &[&str] = &[
@@ -114,22 +114,15 @@ impl UpdateWorker {
             script,
         } = self;
         let script = prepare_script(script.as_ref()).await.map_err(ApiError::script)?;
-        let new_raw = WorkerScript {
+        let new_raw = settings.into_worker(Identity {
             sid: sid.clone(),
             nid,
             active,
-            mode: settings.mode,
-            scope: settings.scope,
-            execution_mode: settings.execution_mode,
-            priority: settings.priority,
-            account_id: settings.account_id,
-            assigned_node: settings.assigned_node,
             note,
             script,
-            dependencies: settings.dependencies,
             version,
             timestamp: clock.wall_ms(),
-        };
+        });
         let record = worker_record(new_raw)?;
         let expected = match expected {
             Some(stamp) => stamp,

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::minify::{MAX_SCRIPT_BYTES, MinifyError, format_script, minify_script};
-use super::model::{ExecutionMode, Priority, RunMode, Scope};
+use super::model::{ExecutionMode, Priority, RunMode, Scope, WorkerScript};
 
 /// Dependencies a script may declare (the SDK modules this node provides).
 pub const KNOWN_DEPENDENCIES: &[&str] = &["gliesereum"];
@@ -103,7 +103,46 @@ impl From<FieldError> for SettingsError {
     }
 }
 
+/// What a worker record holds besides its [`Settings`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identity {
+    /// The worker's id.
+    pub sid: String,
+    /// The node that created it.
+    pub nid: String,
+    /// Whether it should run.
+    pub active: bool,
+    /// Free text for people.
+    pub note: String,
+    /// The minified script.
+    pub script: String,
+    /// The SDK version.
+    pub version: String,
+    /// When the record is written (ms since the epoch).
+    pub timestamp: i64,
+}
+
 impl Settings {
+    /// The worker record of `identity` with these settings.
+    pub fn into_worker(self, identity: Identity) -> WorkerScript {
+        WorkerScript {
+            sid: identity.sid,
+            nid: identity.nid,
+            active: identity.active,
+            mode: self.mode,
+            scope: self.scope,
+            execution_mode: self.execution_mode,
+            priority: self.priority,
+            account_id: self.account_id,
+            assigned_node: self.assigned_node,
+            note: identity.note,
+            script: identity.script,
+            dependencies: self.dependencies,
+            version: identity.version,
+            timestamp: identity.timestamp,
+        }
+    }
+
     /// Reads and checks the settings fields of `map`; absent fields take their defaults.
     pub fn read(map: &Map<String, Value>) -> Result<Settings, SettingsError> {
         let f = Fields { map };

@@ -46,10 +46,13 @@ impl TestNode {
         let mut config = test_config(dir.path());
         change(&mut config);
         let node = heterogen::start(config).await.unwrap();
-        let addr = node.local_addr();
+        Self::started(node, dir)
+    }
+
+    fn started(node: RunningNode, dir: tempfile::TempDir) -> TestNode {
         TestNode {
+            addr: node.local_addr(),
             node: Some(node),
-            addr,
             dir,
             http: reqwest::Client::new(),
         }
@@ -65,13 +68,7 @@ impl TestNode {
         let mut config = test_config(dir.path());
         change(&mut config);
         let node = heterogen::start_with_store(config, store).await.unwrap();
-        let addr = node.local_addr();
-        TestNode {
-            node: Some(node),
-            addr,
-            dir,
-            http: reqwest::Client::new(),
-        }
+        Self::started(node, dir)
     }
 
     pub fn running(&self) -> &RunningNode {

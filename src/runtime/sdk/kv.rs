@@ -1398,6 +1398,10 @@ mod tests {
                await Stels.net.set(["kept"], 1);"#,
         )
         .await;
+        let sweep_now = || async {
+            let now = crate::clock::Clock::system().wall_ms();
+            sweep_expired(f.net.as_ref(), Duration::ZERO, now).await.unwrap()
+        };
         // Key ["kv", name] (4 + 2 + letters) and the value `1`.
         let bytes = |name: &str| 4 + 2 + name.len() as u64 + 1;
         let before = usage_bytes(f.net.as_ref(), "a").await.unwrap();
@@ -1406,42 +1410,15 @@ mod tests {
             ["short", "long", "huge", "kept"].map(bytes).iter().sum::<u64>()
         );
         tokio::time::sleep(Duration::from_millis(80)).await;
-        assert_eq!(
-            sweep_expired(
-                f.net.as_ref(),
-                Duration::ZERO,
-                crate::clock::Clock::system().wall_ms()
-            )
-            .await
-            .unwrap(),
-            1
-        );
+        assert_eq!(sweep_now().await, 1);
         assert_eq!(
             usage_bytes(f.net.as_ref(), "a").await.unwrap(),
             before - bytes("short")
         );
-        assert_eq!(
-            sweep_expired(
-                f.net.as_ref(),
-                Duration::ZERO,
-                crate::clock::Clock::system().wall_ms()
-            )
-            .await
-            .unwrap(),
-            0
-        );
+        assert_eq!(sweep_now().await, 0);
         // Overwriting an expiring entry moves it out of the expiry index.
         run(&a, r#"await Stels.net.set(["long"], 2);"#).await;
-        assert_eq!(
-            sweep_expired(
-                f.net.as_ref(),
-                Duration::ZERO,
-                crate::clock::Clock::system().wall_ms()
-            )
-            .await
-            .unwrap(),
-            0
-        );
+        assert_eq!(sweep_now().await, 0);
         assert_eq!(
             usage_bytes(f.net.as_ref(), "a").await.unwrap(),
             before - bytes("short")
