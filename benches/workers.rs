@@ -498,6 +498,7 @@ async fn baseline_child(kind: &str, count: usize) {
                 local: store.clone(),
                 net_expiry: expiry.clone(),
                 local_expiry: expiry.clone(),
+                net_fence: None,
                 log: Arc::new(NoLog),
                 fetch: FetchPolicy {
                     allowed_hosts: None,

@@ -79,6 +79,43 @@ impl Term {
     }
 }
 
+/// What a leader's writes are checked against: the versionstamp of its worker's epoch record as
+/// its term began. Another node's election rewrites that record, so a write that still checks
+/// it is refused anywhere in the cluster once a newer term has begun (W-LE-4).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fence {
+    /// The term's fencing number.
+    pub epoch: u64,
+    /// The epoch record's key.
+    key: Key,
+    /// Its versionstamp as the term began.
+    versionstamp: Versionstamp,
+}
+
+impl Fence {
+    /// The check a fenced commit adds.
+    pub fn check(&self) -> (Key, Versionstamp) {
+        (self.key.clone(), self.versionstamp)
+    }
+
+    /// Whether a newer term has begun, read from `store` now.
+    pub async fn is_stale(&self, store: &dyn Store) -> StoreResult<bool> {
+        let current = store.get(&self.key).await?.entry.map(|e| e.versionstamp);
+        Ok(current != Some(self.versionstamp))
+    }
+}
+
+impl Term {
+    /// The fence of this term's writes.
+    pub fn fence(&self) -> Fence {
+        Fence {
+            epoch: self.epoch,
+            key: epoch_key(&self.sid),
+            versionstamp: self.fence,
+        }
+    }
+}
+
 /// What a campaign found.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Campaign {
@@ -259,17 +296,13 @@ impl Coordinator for StoreCoordinator {
     }
 
     async fn fenced_commit(&self, term: &Term, write: AtomicWrite) -> StoreResult<CommitOutcome> {
-        let fence_key = epoch_key(&term.sid);
-        let fenced = write.check(fence_key.clone(), Some(term.fence));
-        match self.store.commit(fenced).await? {
-            CommitOutcome::CheckFailed => {
-                let fence = self.store.get(&fence_key).await?.entry.map(|e| e.versionstamp);
-                if fence != Some(term.fence) {
-                    return Err(lost(&term.sid, "a newer term has begun"));
-                }
-                Ok(CommitOutcome::CheckFailed)
+        let fence = term.fence();
+        let (key, versionstamp) = fence.check();
+        match self.store.commit(write.check(key, Some(versionstamp))).await? {
+            CommitOutcome::CheckFailed if fence.is_stale(self.store.as_ref()).await? => {
+                Err(lost(&term.sid, "a newer term has begun"))
             }
-            committed => Ok(committed),
+            outcome => Ok(outcome),
         }
     }
 }

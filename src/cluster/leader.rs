@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::coordinator::{Campaign, Coordinator, Term};
+use super::coordinator::{Campaign, Coordinator, Fence, Term};
 use crate::store::StoreError;
 
 /// Timing of leases.
@@ -44,8 +44,9 @@ impl LeaseTiming {
 pub struct LeaseChange {
     /// The worker.
     pub sid: String,
-    /// `Some(epoch)`: this node now holds the lease; `None`: it no longer does.
-    pub epoch: Option<u64>,
+    /// `Some(fence)`: this node now holds the lease, and its run's writes carry this fence;
+    /// `None`: it no longer does.
+    pub fence: Option<Fence>,
 }
 
 /// The term this node holds and until when its run may go on.
@@ -115,10 +116,10 @@ pub async fn hold_leadership(
     changes: mpsc::UnboundedSender<LeaseChange>,
     cancel: CancellationToken,
 ) {
-    let report = |epoch: Option<u64>| {
+    let report = |fence: Option<Fence>| {
         let _ = changes.send(LeaseChange {
             sid: sid.clone(),
-            epoch,
+            fence,
         });
     };
     let mut holding: Option<Holding> = None;
@@ -137,7 +138,7 @@ pub async fn hold_leadership(
                             sent + timing.renew_interval
                         } else {
                             tracing::info!(%sid, epoch = term.epoch, "leader lease acquired");
-                            report(Some(term.epoch));
+                            report(Some(term.fence()));
                             holding = Some(Holding { term, deadline });
                             sent + timing.renew_interval
                         }
@@ -316,7 +317,7 @@ mod tests {
         /// The next change and how long after the start it came.
         async fn next(&mut self) -> (Option<u64>, Duration) {
             let change = self.changes.recv().await.unwrap();
-            (change.epoch, self.started.elapsed())
+            (change.fence.map(|f| f.epoch), self.started.elapsed())
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::coordinator::Fence;
 use crate::store::{ExpiryLeases, Store};
 use crate::workers::{ExecutionMode, Priority, RunMode};
 
@@ -66,6 +67,8 @@ pub struct WorkerEnv {
     pub net_expiry: Arc<ExpiryLeases>,
     /// The shared expiry leases of `local`.
     pub local_expiry: Arc<ExpiryLeases>,
+    /// For a leader-mode run: its term's fence, checked by every `Stels.net` write (S-22).
+    pub net_fence: Option<Fence>,
     /// Where the script's log lines go.
     pub log: Arc<dyn LogSink>,
     /// What `fetch` may reach.
@@ -207,6 +210,7 @@ pub(crate) mod testing {
                 Duration::from_millis(10),
                 crate::clock::Clock::system(),
             )),
+            net_fence: None,
             net,
             local,
             log: Arc::new(NoLog),

@@ -556,6 +556,7 @@ mod tests {
                 Duration::from_secs(1),
                 Clock::system(),
             )),
+            net_fence: None,
             log: lines.clone(),
             fetch: FetchPolicy::default(),
             kv_quota_bytes: 1 << 20,

@@ -25,7 +25,7 @@ use super::engine::{
 use super::errors::{AfterError, ErrorTracker, classify};
 use super::pool::JsPool;
 use crate::clock::Clock;
-use crate::cluster::coordinator::Coordinator;
+use crate::cluster::coordinator::{Coordinator, Fence};
 use crate::cluster::leader::{LeaseChange, LeaseTiming, hold_leadership};
 use crate::cluster::placement::{Placement, place_worker};
 use crate::config::{NodeConfig, RuntimeConfig};
@@ -52,8 +52,8 @@ struct RunSpec {
     script: String,
     priority: Priority,
     mode: RunMode,
-    /// The lease epoch for leader-mode runs.
-    lease_epoch: Option<u64>,
+    /// The fence of the term a leader-mode run belongs to (its epoch is `leaseEpoch`).
+    fence: Option<Fence>,
     record: WorkerScript,
 }
 
@@ -62,7 +62,7 @@ impl RunSpec {
         self.script == other.script
             && self.priority == other.priority
             && self.mode == other.mode
-            && self.lease_epoch == other.lease_epoch
+            && self.fence == other.fence
             && self.record.execution_mode == other.record.execution_mode
     }
 }
@@ -128,8 +128,8 @@ struct Tracked {
     record: Option<WorkerScript>,
     /// The lease task of a leader-mode worker, while it is active.
     lease: Option<LeaseTask>,
-    /// This node's epoch while it holds the worker's lease.
-    lease_epoch: Option<u64>,
+    /// This node's term while it holds the worker's lease.
+    fence: Option<Fence>,
     running: Option<Running>,
     /// A run that ended by itself, and whether it was halted by the error rules: it is not
     /// started again for the same spec (single) or the same script (halted).
@@ -302,7 +302,8 @@ async fn supervise(shared: Arc<RuntimeShared>, cancel: CancellationToken) {
                     shared.events.emit(EventKind::Deleted, sid, serde_json::json!({}));
                 }
             }
-            Event::Lease(LeaseChange { sid, epoch }) => {
+            Event::Lease(LeaseChange { sid, fence }) => {
+                let epoch = fence.as_ref().map(|f| f.epoch);
                 let kind = if epoch.is_some() {
                     EventKind::LeaderGained
                 } else {
@@ -312,7 +313,7 @@ async fn supervise(shared: Arc<RuntimeShared>, cancel: CancellationToken) {
                     .events
                     .emit(kind, &sid, serde_json::json!({"epoch": epoch}));
                 if let Some(tracked) = state.workers.get_mut(&sid) {
-                    tracked.lease_epoch = epoch;
+                    tracked.fence = fence;
                     state.reconcile(&sid);
                 }
             }
@@ -411,13 +412,13 @@ impl State {
         } else if let Some(lease) = tracked.lease.take() {
             // The task releases the lease and ends by itself.
             drop(lease.release());
-            tracked.lease_epoch = None;
+            tracked.fence = None;
         }
 
         let desired = match (&tracked.record, placement) {
             (Some(record), Placement::Run) => Some(spec_of(record, None)),
             (Some(record), Placement::RunWhileLeader) => {
-                tracked.lease_epoch.map(|e| spec_of(record, Some(e)))
+                tracked.fence.clone().map(|f| spec_of(record, Some(f)))
             }
             _ => None,
         };
@@ -525,12 +526,12 @@ impl State {
     }
 }
 
-fn spec_of(record: &WorkerScript, lease_epoch: Option<u64>) -> RunSpec {
+fn spec_of(record: &WorkerScript, fence: Option<Fence>) -> RunSpec {
     RunSpec {
         script: record.script.clone(),
         priority: record.priority,
         mode: record.mode,
-        lease_epoch,
+        fence,
         record: record.clone(),
     }
 }
@@ -549,13 +550,14 @@ fn env_for(shared: &RuntimeShared, sid: &str, spec: &RunSpec, log: Arc<dyn LogSi
             priority: spec.priority,
             mode: spec.mode,
             version: spec.record.version.clone(),
-            lease_epoch: spec.lease_epoch,
+            lease_epoch: spec.fence.as_ref().map(|f| f.epoch),
         },
         running_workers: shared.running.clone(),
         net: shared.store.clone(),
         local: shared.local.clone(),
         net_expiry: shared.net_expiry.clone(),
         local_expiry: shared.local_expiry.clone(),
+        net_fence: spec.fence.clone(),
         log,
         fetch: FetchPolicy {
             allowed_hosts: rt.fetch_allowed_hosts.clone(),

@@ -32,7 +32,9 @@
 //! `expireIn` (not a finite, non-negative number; huge values saturate) or `limit`, and atomic
 //! commits of more than [`MAX_CHECKS`] checks or [`MAX_MUTATIONS`] mutations reject with
 //! `TypeError`; a write past the worker's quota (see [`kv_quota`](super::kv_quota)) rejects with
-//! an `Error` named `QuotaExceeded`; store failures (a full disk included) reject with `Error`
+//! an `Error` named `QuotaExceeded`; a leader-mode run's `Stels.net` write after another node's
+//! term began rejects with an `Error` named `StaleLeader` (S-22: every such write checks the
+//! term's fence in the same commit); store failures (a full disk included) reject with `Error`
 //! and nothing was written. Messages start with the call, e.g.
 //! `Stels.net.set: value exceeds 64 KiB (70002 bytes as JSON)`.
 
@@ -45,6 +47,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::kv_quota::{QuotaError, UserMutation, commit_with_quota};
+use crate::cluster::coordinator::Fence;
 use crate::runtime::engine::WorkerEnv;
 use crate::store::{
     CommitOutcome, Entry, ExpiryLeases, Key, KeyPart, ListOptions, MAX_KEY_BYTES, MAX_VALUE_BYTES, Store,
@@ -355,8 +358,11 @@ pub fn install_kv<'js>(ctx: &Ctx<'js>, stels: &Object<'js>, env: &WorkerEnv) -> 
     limits.set("maxChecks", MAX_CHECKS)?;
     limits.set("maxMutations", MAX_MUTATIONS)?;
     let api: Object<'js> = factory.call((
-        natives(ctx, Scope::new(&env.net, &env.net_expiry, env))?,
-        natives(ctx, Scope::new(&env.local, &env.local_expiry, env))?,
+        natives(
+            ctx,
+            Scope::new(&env.net, &env.net_expiry, env.net_fence.clone(), env),
+        )?,
+        natives(ctx, Scope::new(&env.local, &env.local_expiry, None, env))?,
         limits,
     ))?;
     for name in ["net", "local", "webfix"] {
@@ -370,6 +376,9 @@ struct Scope {
     store: Arc<dyn Store>,
     /// `store`'s shared leases for `expireIn`.
     expiry: Arc<ExpiryLeases>,
+    /// A leader-mode run's term on the cluster store: its writes are refused once another term
+    /// has begun (S-22).
+    fence: Option<Fence>,
     /// The worker whose writes these are (quota attribution).
     sid: String,
     quota_bytes: u64,
@@ -379,10 +388,16 @@ struct Scope {
 }
 
 impl Scope {
-    fn new(store: &Arc<dyn Store>, expiry: &Arc<ExpiryLeases>, env: &WorkerEnv) -> Arc<Scope> {
+    fn new(
+        store: &Arc<dyn Store>,
+        expiry: &Arc<ExpiryLeases>,
+        fence: Option<Fence>,
+        env: &WorkerEnv,
+    ) -> Arc<Scope> {
         Arc::new(Scope {
             store: Arc::clone(store),
             expiry: Arc::clone(expiry),
+            fence,
             sid: env.config.sid.clone(),
             quota_bytes: env.kv_quota_bytes,
             commits: tokio::sync::Mutex::new(()),
@@ -444,6 +459,7 @@ impl KvError {
         match self {
             KvError::Type(_) | KvError::Store(StoreError::TooLarge { .. }) => "TypeError",
             KvError::Quota(QuotaError::Exceeded { .. }) => "QuotaExceeded",
+            KvError::Quota(QuotaError::StaleLeader { .. }) => "StaleLeader",
             KvError::Quota(_) | KvError::Store(_) => "Error",
         }
     }
@@ -650,6 +666,7 @@ async fn commit(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
     let outcome = commit_with_quota(
         scope.store.as_ref(),
         &scope.expiry,
+        scope.fence.as_ref(),
         &scope.sid,
         scope.quota_bytes,
         &checks,

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::cluster::coordinator::Fence;
 use crate::store::{
     AtomicWrite, CommitOutcome, ExpiryLease, ExpiryLeases, Key, KeyPart, ListOptions, Store, StoreError,
     StoreResult, Versionstamp,
@@ -62,6 +63,14 @@ pub enum QuotaError {
         more: u64,
         /// The quota.
         limit: u64,
+    },
+    /// A leader-mode run wrote after another node's term began; nothing was written (S-22).
+    #[error(
+        "this run's leader term (epoch {epoch}) is over: another node leads now, and the write was refused"
+    )]
+    StaleLeader {
+        /// The run's epoch.
+        epoch: u64,
     },
     #[error("the KV records kept changing under concurrent writes ({MAX_ATTEMPTS} attempts); try again")]
     /// Other writers kept changing the same records.
@@ -173,6 +182,7 @@ async fn read_usage(store: &dyn Store, sid: &str) -> StoreResult<Read<u64>> {
 pub async fn commit_with_quota(
     store: &dyn Store,
     expiry: &ExpiryLeases,
+    fence: Option<&Fence>,
     sid: &str,
     limit: u64,
     checks: &[(Key, Option<Versionstamp>)],
@@ -195,12 +205,23 @@ pub async fn commit_with_quota(
             tokio::time::sleep(Duration::from_millis(millis)).await;
         }
         let write = match plan(store, sid, limit, checks, mutations, &leases).await? {
-            Some(write) => write,
+            Some(write) => match fence {
+                Some(fence) => {
+                    let (key, versionstamp) = fence.check();
+                    write.check(key, Some(versionstamp))
+                }
+                None => write,
+            },
             None => return Ok(CommitOutcome::CheckFailed),
         };
         match store.commit(write).await? {
             CommitOutcome::Committed(stamp) => return Ok(CommitOutcome::Committed(stamp)),
             CommitOutcome::CheckFailed => {
+                if let Some(fence) = fence
+                    && fence.is_stale(store).await?
+                {
+                    return Err(QuotaError::StaleLeader { epoch: fence.epoch });
+                }
                 if !script_checks_hold(store, checks).await? {
                     return Ok(CommitOutcome::CheckFailed);
                 }
