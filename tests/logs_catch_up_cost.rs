@@ -117,6 +117,10 @@ async fn catching_up_lists_each_stored_line_about_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::test_config(dir.path());
     quick_runtime(&mut config);
+    // The script writes its lines in one go without yielding: on a loaded machine (a debug
+    // build on 2 busy cores) that takes longer than quick_runtime's 300 ms slice, and an
+    // interrupted run would start again and write the lines twice.
+    config.runtime.cpu_limit = Duration::from_secs(60);
     config.runtime.log_rate = 1_000_000;
     config.runtime.log_history_lines = 2 * LINES;
     let cluster = Arc::new(FjallStore::open(&dir.path().join("cluster"), false).unwrap());
