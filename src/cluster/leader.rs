@@ -159,15 +159,22 @@ pub async fn hold_leadership(
             }
             Some(held) => {
                 let sent = Instant::now();
-                let attempt = tokio::time::timeout_at(held.deadline, coordinator.renew(&mut held.term)).await;
-                let outcome = attempt.as_ref().ok().map(|r| r.as_ref().map(|_| ()));
+                // Woken at the deadline (or past it): no renewal can help any more.
+                let attempt = if sent < held.deadline {
+                    tokio::time::timeout_at(held.deadline, coordinator.renew(&mut held.term))
+                        .await
+                        .ok()
+                } else {
+                    None
+                };
+                let outcome = attempt.as_ref().map(|r| r.as_ref().map(|_| ()));
                 match after_renewal(&timing, held.deadline, sent, Instant::now(), outcome) {
                     AfterRenewal::Extended { deadline, next } => {
                         held.deadline = deadline;
                         next
                     }
                     AfterRenewal::Retry { next } => {
-                        if let Ok(Err(e)) = &attempt {
+                        if let Some(Err(e)) = &attempt {
                             tracing::warn!(%sid, error = %e, "leader lease renewal failed; retrying");
                         }
                         next
@@ -197,15 +204,6 @@ pub async fn hold_leadership(
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep_until(wake) => {}
-        }
-        if let Some(held) = &holding
-            && Instant::now() >= held.deadline
-        {
-            tracing::warn!(%sid, "leader lease not renewed in time; stopping the run");
-            if let Some(held) = holding.take() {
-                report(None);
-                resign(&*coordinator, &held.term, &timing).await;
-            }
         }
     }
     if let Some(held) = holding {
