@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # The Rust toolchain (cargo, rustfmt, clippy) comes with the machine. The process tests also use
 # util-linux's `prlimit` and coreutils' `mkfifo` (both in every Debian install); the browser
 # console's end-to-end tests use Debian's `chromium` driven by `playwright-core` from npm (with
-# Node.js). Anything missing is installed here.
+# Node.js); the cluster tests run real `etcd` processes (Debian's `etcd-server`), and the etcd
+# backend (cargo feature `etcd`) needs `protoc` to build. Anything missing is installed here.
 for tool in cargo rustfmt cargo-clippy; do
     command -v "$tool" >/dev/null || { echo "scripts/test.sh: $tool is missing" >&2; exit 1; }
 done
@@ -19,6 +20,8 @@ command -v mkfifo >/dev/null || missing+=(coreutils)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     apt-get update -q && apt-get install -y -q "${missing[@]}"
@@ -28,13 +31,15 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== module dependencies point one way (ARCHITECTURE.md, Layers)"
 scripts/module-deps.sh --check
-echo "== cargo clippy --all-targets -- -D warnings"
-cargo clippy --locked --all-targets -- -D warnings
-echo "== cargo test"
-cargo test --locked --no-fail-fast
+echo "== cargo clippy --all-targets --all-features -- -D warnings"
+cargo clippy --locked --all-targets --all-features -- -D warnings
+echo "== the single-node binary builds without the etcd feature (no protoc needed)"
+cargo check --locked --bin heterogen
+echo "== cargo test --all-features"
+cargo test --locked --all-features --no-fail-fast
 echo "== web-console: committed vendor bundles match package-lock.json"
 web-console/vendor-src/build.sh --check
 echo "== web-console: end-to-end in chromium against real nodes"
 (cd web-console/e2e && npm ci --no-audit --no-fund --loglevel=error)
-cargo build --locked
+cargo build --locked --all-features
 HETEROGEN_BIN="$PWD/target/debug/heterogen" node --test --test-concurrency=1 web-console/e2e/

@@ -1,6 +1,6 @@
 //! The store contract (architecture.md §5): what every `Store` backend promises, so that code
 //! that works on one node works on a cluster. Each case takes a fresh [`Subject`]; the macro at
-//! the end runs every case on fjall, and the etcd backend will add one line for itself.
+//! the end runs every case on fjall and, with the `etcd` feature, on a real etcd process.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +19,11 @@ struct Subject {
     compact: Box<dyn Fn(Revision) + Send + Sync>,
     /// A lease TTL this backend honours that keeps the lease cases quick.
     short_ttl: Duration,
-    _dir: tempfile::TempDir,
+    /// What must live as long as the store (its directory, its etcd process).
+    _keep: Box<dyn std::any::Any + Send>,
 }
 
-fn fjall() -> Subject {
+async fn fjall() -> Subject {
     let dir = tempfile::tempdir().unwrap();
     let options = FjallOptions {
         fsync: false,
@@ -34,7 +35,32 @@ fn fjall() -> Subject {
         store,
         compact: Box::new(move |revision| compacting.compact_history(revision)),
         short_ttl: Duration::from_millis(100),
-        _dir: dir,
+        _keep: Box::new(dir),
+    }
+}
+
+#[cfg(feature = "etcd")]
+#[path = "common/etcd.rs"]
+mod etcd_cluster;
+
+/// A fresh single-member etcd of its own (revisions start from scratch), under a prefix.
+#[cfg(feature = "etcd")]
+async fn etcd() -> Subject {
+    use heterogen::store::etcd::EtcdStore;
+    let cluster = etcd_cluster::EtcdCluster::start(1).await;
+    let store = Arc::new(EtcdStore::connect(cluster.options("/contract/")).await.unwrap());
+    let compacting = Arc::clone(&store);
+    Subject {
+        store,
+        compact: Box::new(move |revision| {
+            let compacting = Arc::clone(&compacting);
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(compacting.compact_history(revision))
+            })
+            .unwrap();
+        }),
+        short_ttl: Duration::from_secs(1),
+        _keep: Box::new(cluster),
     }
 }
 
@@ -410,6 +436,10 @@ async fn writes_over_the_limits_are_refused_whole(s: Subject) {
         ),
         "{refused:?}"
     );
+    let full = (0..limits.max_request_bytes / MAX_VALUE_BYTES - 1).fold(AtomicWrite::new(), |w, i| {
+        w.set(Key::of(&["full", &i.to_string()]), json!(big))
+    });
+    committed(store, full).await;
     let big_key = Key::of(&[&"k".repeat(MAX_KEY_BYTES)]);
     let refused = store
         .commit(
@@ -628,26 +658,34 @@ macro_rules! contract {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::$case(super::$backend()).await;
+                    super::$case(super::$backend().await).await;
                 }
             )+
         }
     };
 }
 
-contract!(fjall:
-    reads_carry_the_revision_they_saw,
-    the_last_mutation_of_a_key_wins,
-    checks_pass_or_write_nothing,
-    concurrent_commits_on_one_versionstamp_have_one_winner,
-    lists_keep_key_order_prefix_and_say_when_more_remain,
-    pages_resume_after_a_key_both_ways,
-    a_watch_from_a_list_revision_misses_nothing,
-    a_watch_reports_puts_and_deletes_of_its_prefix_only,
-    a_compacted_start_is_an_error_and_a_relist_recovers,
-    writes_over_the_limits_are_refused_whole,
-    keys_of_an_ended_lease_vanish_and_watchers_see_the_deletes,
-    a_kept_alive_lease_keeps_its_keys,
-    revoking_a_lease_deletes_its_keys_at_once,
-    a_watch_ends_with_an_error_when_its_store_goes,
-);
+macro_rules! every_case {
+    ($backend:ident) => {
+        contract!($backend:
+            reads_carry_the_revision_they_saw,
+            the_last_mutation_of_a_key_wins,
+            checks_pass_or_write_nothing,
+            concurrent_commits_on_one_versionstamp_have_one_winner,
+            lists_keep_key_order_prefix_and_say_when_more_remain,
+            pages_resume_after_a_key_both_ways,
+            a_watch_from_a_list_revision_misses_nothing,
+            a_watch_reports_puts_and_deletes_of_its_prefix_only,
+            a_compacted_start_is_an_error_and_a_relist_recovers,
+            writes_over_the_limits_are_refused_whole,
+            keys_of_an_ended_lease_vanish_and_watchers_see_the_deletes,
+            a_kept_alive_lease_keeps_its_keys,
+            revoking_a_lease_deletes_its_keys_at_once,
+            a_watch_ends_with_an_error_when_its_store_goes,
+        );
+    };
+}
+
+every_case!(fjall);
+#[cfg(feature = "etcd")]
+every_case!(etcd);

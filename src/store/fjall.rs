@@ -23,7 +23,7 @@
 
 mod leases;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
@@ -34,10 +34,11 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use super::prepared::{PreparedCheck, PreparedMutation, encode_key, prepare};
 use super::{
-    AtomicWrite, Check, CommitOutcome, Entry, Got, Key, Lease, LeaseId, Limit, Limits, ListOptions,
-    MAX_KEY_BYTES, MAX_LEASE_TTL, MAX_VALUE_BYTES, Mutation, Page, REAP_BATCH, Reaped, Revision, Store,
-    StoreError, StoreResult, Versionstamp, WatchEvent, WatchStream,
+    AtomicWrite, CommitOutcome, Entry, Got, Key, Lease, LeaseId, Limit, Limits, ListOptions, MAX_LEASE_TTL,
+    Page, REAP_BATCH, Reaped, Revision, Store, StoreError, StoreResult, Versionstamp, WatchEvent,
+    WatchStream,
 };
 use leases::{LeaseState, LeaseTable, MAX_LEASES, lease_key_index};
 
@@ -353,98 +354,11 @@ impl<'a> StoredValue<'a> {
     }
 }
 
-/// A mutation validated and serialised outside the commit lock.
-struct PreparedMutation {
-    /// The key, for watchers.
-    key: Key,
-    /// [`Key::encode`] of `key`.
-    encoded: Vec<u8>,
-    /// `Some((value, json, lease))` for a set, `None` for a delete.
-    set: Option<(Value, Vec<u8>, Option<LeaseId>)>,
-}
-
-/// A check validated outside the commit lock: encoded key and expected versionstamp.
-type PreparedCheck = (Vec<u8>, Option<Versionstamp>);
-
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Encodes `key`, refusing keys over [`MAX_KEY_BYTES`].
-fn encode_key(key: &Key) -> StoreResult<Vec<u8>> {
-    let encoded = key.encode();
-    if encoded.len() > MAX_KEY_BYTES {
-        return Err(StoreError::key_too_large(encoded.len()));
-    }
-    Ok(encoded)
-}
-
-/// Validates and serialises a write within `limits`; for duplicate keys only the last
-/// mutation counts.
-fn prepare(write: AtomicWrite, limits: &Limits) -> StoreResult<(Vec<PreparedCheck>, Vec<PreparedMutation>)> {
-    let operations = write.operations();
-    if operations > limits.max_operations {
-        return Err(StoreError::TooLarge {
-            limit: Limit::Operations,
-            size: operations,
-            max: limits.max_operations,
-        });
-    }
-    let mut request_bytes = 0usize;
-    let mut checks = Vec::with_capacity(write.checks.len());
-    for Check::Versionstamp { key, expected } in write.checks {
-        let encoded = encode_key(&key)?;
-        request_bytes += encoded.len();
-        checks.push((encoded, expected));
-    }
-    let mut mutations: Vec<PreparedMutation> = Vec::with_capacity(write.mutations.len());
-    let mut position: HashMap<Vec<u8>, usize> = HashMap::with_capacity(write.mutations.len());
-    for mutation in write.mutations {
-        let prepared = match mutation {
-            Mutation::Set { key, value, lease } => {
-                let json = serde_json::to_vec(&value).map_err(|e| StoreError::Backend {
-                    backend: "fjall",
-                    message: format!("value does not serialise: {e}"),
-                })?;
-                if json.len() > MAX_VALUE_BYTES {
-                    return Err(StoreError::value_too_large(json.len()));
-                }
-                PreparedMutation {
-                    encoded: encode_key(&key)?,
-                    key,
-                    set: Some((value, json, lease)),
-                }
-            }
-            Mutation::Delete { key } => PreparedMutation {
-                encoded: encode_key(&key)?,
-                key,
-                set: None,
-            },
-        };
-        request_bytes += prepared.encoded.len() + prepared.set.as_ref().map_or(0, |(_, json, _)| json.len());
-        match position.get(&prepared.encoded) {
-            Some(&i) => {
-                if let Some(earlier) = mutations.get_mut(i) {
-                    *earlier = prepared;
-                }
-            }
-            None => {
-                position.insert(prepared.encoded.clone(), mutations.len());
-                mutations.push(prepared);
-            }
-        }
-    }
-    if request_bytes > limits.max_request_bytes {
-        return Err(StoreError::TooLarge {
-            limit: Limit::RequestBytes,
-            size: request_bytes,
-            max: limits.max_request_bytes,
-        });
-    }
-    Ok((checks, mutations))
 }
 
 /// The commit counter as stored in `meta` (0 for a new store).
@@ -534,19 +448,6 @@ fn attach_legacy_expiries(db: &Database, data: &Keyspace, meta: &Keyspace) -> Re
         );
     }
     Ok(())
-}
-
-/// The scan bounds of the keys strictly under `prefix`.
-///
-/// Every part encoding starts with a tag byte in `0x02..=0x27`, so `[p ++ 0x01, p ++ 0xff)` holds
-/// exactly the longer keys: it excludes `p` itself and `p ++ 0xff …`, which is a string part of
-/// `p` continuing with an escaped NUL (`["a\0"]` is not under `["a"]`).
-fn prefix_bounds(prefix: &Key) -> (Vec<u8>, Vec<u8>) {
-    let mut lo = prefix.encode();
-    let mut hi = lo.clone();
-    lo.push(0x01);
-    hi.push(0xff);
-    (lo, hi)
 }
 
 impl FjallStore {
@@ -963,7 +864,7 @@ impl Shared {
             return Ok(empty);
         }
         let now = now_ms();
-        let (lo, hi) = prefix_bounds(prefix);
+        let (lo, hi) = Key::child_bounds(prefix);
         let (lo, hi) = match &options.start_after {
             None => (Bound::Included(lo), Bound::Excluded(hi)),
             Some(after) => {
@@ -1087,7 +988,7 @@ impl Store for FjallStore {
     }
 
     async fn commit(&self, write: AtomicWrite) -> StoreResult<CommitOutcome> {
-        let (checks, mutations) = prepare(write, &self.shared.options.limits)?;
+        let (checks, mutations) = prepare(write, &self.shared.options.limits, "fjall")?;
         self.blocking(move |shared| shared.commit(checks, mutations))
             .await
     }

@@ -52,6 +52,19 @@ impl Key {
         }
     }
 
+    /// The encoded range `[start, end)` of the keys strictly under `self`.
+    ///
+    /// Every part encoding starts with a tag byte in `0x02..=0x27`, so `[p ++ 0x01, p ++ 0xff)`
+    /// holds exactly the longer keys: it excludes `p` itself and `p ++ 0xff …`, which is a string
+    /// part of `p` continuing with an escaped NUL (`["a\0"]` is not under `["a"]`).
+    pub fn child_bounds(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut start = self.encode();
+        let mut end = start.clone();
+        start.push(0x01);
+        end.push(0xff);
+        (start, end)
+    }
+
     /// Order-preserving byte encoding.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32);

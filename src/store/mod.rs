@@ -8,9 +8,12 @@
 //! Hard limits: a key is at most [`MAX_KEY_BYTES`] encoded bytes and a value at most
 //! [`MAX_VALUE_BYTES`] bytes of JSON (W-T-2, S-20).
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod expiry;
 pub mod fjall;
 mod key;
+mod prepared;
 
 use std::fmt;
 use std::pin::Pin;
