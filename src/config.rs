@@ -29,6 +29,11 @@ pub struct NodeConfig {
     pub public_url: Option<String>,
     /// fdatasync every commit (W-T-3). Off: a commit survives a crash of the process, not of the OS.
     pub fsync: bool,
+    /// Where worker records, leases and sessions live: the embedded store or a shared etcd.
+    pub store: StoreChoice,
+    /// How long this node's membership record outlives its last keep-alive (a dead node leaves
+    /// `listNodes` within it).
+    pub membership_ttl: Duration,
     /// Largest request body or WebSocket message accepted (W-ENV-4).
     pub max_request_bytes: usize,
     /// Interval of protocol pings on WebSockets; a peer that misses one is closed (W-WS-7).
@@ -220,6 +225,8 @@ impl NodeConfig {
             network: "testnet".into(),
             public_url: None,
             fsync: true,
+            store: StoreChoice::Fjall,
+            membership_ttl: Duration::from_secs(10),
             max_request_bytes: 1024 * 1024,
             ws_ping_interval: Duration::from_secs(30),
             ws_max_in_flight: 64,
@@ -279,6 +286,80 @@ pub enum ConfigError {
     },
 }
 
+/// Which store holds the cluster's data (`--store`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoreChoice {
+    /// The embedded fjall store under `--data-dir/cluster` (one node).
+    Fjall,
+    /// A shared etcd cluster (several nodes).
+    Etcd(EtcdSettings),
+}
+
+/// How a node reaches etcd (`--store etcd://…` and the `--etcd-*` flags).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EtcdSettings {
+    /// `host:port` of each member.
+    pub endpoints: Vec<String>,
+    /// Key prefix of this cluster in etcd (`--etcd-prefix`, default `/heterogen/<network>/`).
+    pub prefix: String,
+    /// CA certificate (PEM) that signed the members' certificates; any TLS setting makes the
+    /// connection TLS.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) this node presents.
+    pub cert: Option<PathBuf>,
+    /// The key of `cert`.
+    pub key: Option<PathBuf>,
+    /// User and password, from `HETEROGEN_ETCD_USER` / `HETEROGEN_ETCD_PASSWORD` only (a
+    /// password on a command line is visible to every user of the machine).
+    pub user: Option<(String, String)>,
+    /// Longest wait of one etcd call.
+    pub call_timeout: Duration,
+}
+
+impl EtcdSettings {
+    /// Whether the connection uses TLS.
+    pub fn tls(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some()
+    }
+}
+
+/// Parses `--store`: `fjall`, or `etcd://HOST:PORT[,HOST:PORT…]`.
+fn parse_store(text: &str, network: &str) -> Result<StoreChoice, ConfigError> {
+    if text == "fjall" {
+        return Ok(StoreChoice::Fjall);
+    }
+    let Some(list) = text.strip_prefix("etcd://") else {
+        return Err(invalid(
+            "store",
+            format!("{text:?} is neither `fjall` nor `etcd://HOST:PORT[,HOST:PORT…]`"),
+        ));
+    };
+    let endpoints: Vec<String> = list
+        .split(',')
+        .map(|e| e.trim().trim_end_matches('/').to_string())
+        .collect();
+    for endpoint in &endpoints {
+        let port_ok = endpoint
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        if !port_ok {
+            return Err(invalid(
+                "store",
+                format!("{endpoint:?} in {text:?} is not HOST:PORT (etcd://127.0.0.1:2379,10.0.0.2:2379)"),
+            ));
+        }
+    }
+    Ok(StoreChoice::Etcd(EtcdSettings {
+        endpoints,
+        prefix: format!("/heterogen/{network}/"),
+        ca: None,
+        cert: None,
+        key: None,
+        user: None,
+        call_timeout: Duration::from_secs(5),
+    }))
+}
+
 /// Flags of `heterogen serve`. Each also reads `HETEROGEN_<NAME>` and the `--config` file.
 #[derive(Args, Debug, Default, Clone)]
 pub struct ServeArgs {
@@ -317,6 +398,29 @@ pub struct ServeArgs {
     /// fdatasync every store commit [default: true]; false survives a process crash, not power loss.
     #[arg(long, env = "HETEROGEN_FSYNC", value_name = "BOOL")]
     pub fsync: Option<bool>,
+    /// Where worker records, leases and sessions live: `fjall` (embedded, one node) or
+    /// `etcd://HOST:PORT[,HOST:PORT…]` (a cluster; needs the `etcd` build) [default: fjall].
+    #[arg(long, env = "HETEROGEN_STORE", value_name = "fjall|etcd://…")]
+    pub store: Option<String>,
+    /// Key prefix of this cluster in etcd [default: /heterogen/<network>/].
+    #[arg(long, env = "HETEROGEN_ETCD_PREFIX", value_name = "PREFIX")]
+    pub etcd_prefix: Option<String>,
+    /// CA certificate (PEM) of the etcd members; makes the etcd connection TLS.
+    #[arg(long, env = "HETEROGEN_ETCD_CA", value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) this node presents to etcd (with --etcd-key).
+    #[arg(long, env = "HETEROGEN_ETCD_CERT", value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Key (PEM) of --etcd-cert.
+    #[arg(long, env = "HETEROGEN_ETCD_KEY", value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+    /// Longest wait of one etcd call, in ms [default: 5000].
+    #[arg(long, env = "HETEROGEN_ETCD_TIMEOUT_MS", value_name = "MS")]
+    pub etcd_timeout_ms: Option<u64>,
+    /// A node that stops renewing its membership leaves the node list after this, in ms
+    /// [default: 10000; etcd counts whole seconds].
+    #[arg(long, env = "HETEROGEN_MEMBERSHIP_TTL_MS", value_name = "MS")]
+    pub membership_ttl_ms: Option<u64>,
     /// Largest request body / WebSocket message in bytes [default: 1048576].
     #[arg(long, env = "HETEROGEN_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -447,6 +551,19 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
     listen: Option<String>,
+    store: Option<String>,
+    #[serde(alias = "etcd_prefix")]
+    etcd_prefix: Option<String>,
+    #[serde(alias = "etcd_ca")]
+    etcd_ca: Option<PathBuf>,
+    #[serde(alias = "etcd_cert")]
+    etcd_cert: Option<PathBuf>,
+    #[serde(alias = "etcd_key")]
+    etcd_key: Option<PathBuf>,
+    #[serde(alias = "etcd_timeout_ms")]
+    etcd_timeout_ms: Option<u64>,
+    #[serde(alias = "membership_ttl_ms")]
+    membership_ttl_ms: Option<u64>,
     #[serde(alias = "data_dir")]
     data_dir: Option<PathBuf>,
     nid: Option<String>,
@@ -548,6 +665,22 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
+/// etcd's user and password from `HETEROGEN_ETCD_USER` and `HETEROGEN_ETCD_PASSWORD`.
+fn etcd_user_from_env() -> Result<Option<(String, String)>, ConfigError> {
+    let user = std::env::var("HETEROGEN_ETCD_USER")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let password = std::env::var("HETEROGEN_ETCD_PASSWORD").ok();
+    match (user, password) {
+        (None, None) => Ok(None),
+        (Some(user), Some(password)) => Ok(Some((user, password))),
+        _ => Err(invalid(
+            "etcd-user",
+            "HETEROGEN_ETCD_USER and HETEROGEN_ETCD_PASSWORD go together: set both or neither",
+        )),
+    }
+}
+
 fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field,
@@ -605,6 +738,54 @@ impl ServeArgs {
         config.public_url = self.public_url.clone().or(file.public_url);
         if let Some(fsync) = self.fsync.or(file.fsync) {
             config.fsync = fsync;
+        }
+        if let Some(ms) = self.membership_ttl_ms.or(file.membership_ttl_ms) {
+            config.membership_ttl = Duration::from_millis(ms);
+        }
+        let store = self.store.clone().or(file.store);
+        config.store = match store {
+            None => StoreChoice::Fjall,
+            Some(text) => parse_store(&text, &config.network)?,
+        };
+        let etcd_ca = self.etcd_ca.clone().or(file.etcd_ca);
+        let etcd_cert = self.etcd_cert.clone().or(file.etcd_cert);
+        let etcd_key = self.etcd_key.clone().or(file.etcd_key);
+        let etcd_prefix = self.etcd_prefix.clone().or(file.etcd_prefix);
+        let etcd_timeout_ms = self.etcd_timeout_ms.or(file.etcd_timeout_ms);
+        match &mut config.store {
+            StoreChoice::Etcd(etcd) => {
+                if let Some(prefix) = etcd_prefix {
+                    if prefix.is_empty() {
+                        return Err(invalid(
+                            "etcd-prefix",
+                            "is empty: several clusters could not share one etcd",
+                        ));
+                    }
+                    etcd.prefix = prefix;
+                }
+                if etcd_cert.is_some() != etcd_key.is_some() {
+                    return Err(invalid(
+                        "etcd-cert",
+                        "and --etcd-key go together: give both or neither",
+                    ));
+                }
+                (etcd.ca, etcd.cert, etcd.key) = (etcd_ca, etcd_cert, etcd_key);
+                if let Some(ms) = etcd_timeout_ms {
+                    etcd.call_timeout = Duration::from_millis(ms.max(1));
+                }
+                etcd.user = etcd_user_from_env()?;
+            }
+            StoreChoice::Fjall => {
+                let given = [
+                    ("etcd-prefix", etcd_prefix.is_some()),
+                    ("etcd-ca", etcd_ca.is_some()),
+                    ("etcd-cert", etcd_cert.is_some()),
+                    ("etcd-key", etcd_key.is_some()),
+                ];
+                if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+                    return Err(invalid(flag, "only applies with --store etcd://…"));
+                }
+            }
         }
         if let Some(n) = self.max_request_bytes.or(file.max_request_bytes) {
             config.max_request_bytes = n;

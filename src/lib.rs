@@ -55,4 +55,4 @@ pub mod webfix;
 pub mod workers;
 
 pub use config::NodeConfig;
-pub use node::{RunningNode, start, start_with_store, start_with_stores};
+pub use node::{NodeError, RunningNode, start, start_with_store, start_with_stores};

@@ -176,6 +176,10 @@ fn serve(args: ServeArgs) -> ExitCode {
     runtime.block_on(async {
         let node = match heterogen::start(config).await {
             Ok(node) => node,
+            Err(e @ (heterogen::NodeError::StoreUnreachable(_) | heterogen::NodeError::NidTaken { .. })) => {
+                complain(&e);
+                return ExitCode::from(2);
+            }
             Err(e) => {
                 complain(&e);
                 return ExitCode::FAILURE;

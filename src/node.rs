@@ -14,7 +14,8 @@ use crate::auth::session::Sessions;
 use crate::auth::throttle::LoginThrottle;
 use crate::clock::Clock;
 use crate::cluster::coordinator::{Coordinator, StoreCoordinator};
-use crate::config::NodeConfig;
+use crate::cluster::membership::{JoinError, Membership, NodeList, NodeLoad, NodeRecord};
+use crate::config::{NodeConfig, StoreChoice};
 use crate::net::{self, ConnectionSlots, NetState};
 use crate::runtime::pool::{JsPool, MinShares};
 use crate::runtime::quickjs::QuickJsEngine;
@@ -46,6 +47,18 @@ pub enum NodeError {
     #[error("cannot open the store: {0}")]
     /// A store could not be opened or flushed.
     Store(#[from] crate::store::StoreError),
+    #[error("cannot use the cluster store: {0}")]
+    /// The configured cluster store cannot be used (etcd does not answer, a TLS file is
+    /// unreadable, the binary lacks etcd support): a setup problem, not a crash.
+    StoreUnreachable(String),
+    #[error("node id {nid:?} is taken: {detail}")]
+    /// Another live node of the cluster already uses this nid.
+    NidTaken {
+        /// The nid asked for.
+        nid: String,
+        /// Who holds it.
+        detail: String,
+    },
     #[error("cannot listen on {addr}: {source}")]
     /// The listen address cannot be bound.
     Bind {
@@ -79,6 +92,8 @@ pub struct RunningNode {
     server: JoinHandle<()>,
     /// Runs the workers placed on this node.
     supervisor: Supervisor,
+    /// This node's record in the cluster's node list.
+    membership: Arc<Membership>,
 }
 
 /// Raises the soft descriptor limit to the hard one; returns the limit now in force.
@@ -94,19 +109,65 @@ fn raise_fd_limit() -> u64 {
     }
 }
 
-/// Opens the embedded stores under `config.data_dir` (`cluster/`: worker records, leases and
-/// `Stels.net`; `local/`: `Stels.local`), binds the listener and starts serving.
+/// Opens the cluster store `config.store` chose (the embedded one under `data_dir/cluster`, or
+/// etcd) and the node-local store under `data_dir/local` (`Stels.local`), binds the listener
+/// and starts serving.
 pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
-    let store = open_fjall(&config, "cluster").await?;
-    if config.fsync {
-        tracing::info!(dir = %config.data_dir.display(), "store open; every commit is fsynced");
-    } else {
-        tracing::warn!(
-            dir = %config.data_dir.display(),
-            "store open with fsync OFF: acknowledged writes survive a process crash, not a power loss"
-        );
-    }
+    let store = match &config.store {
+        StoreChoice::Fjall => {
+            let store = open_fjall(&config, "cluster").await?;
+            if config.fsync {
+                tracing::info!(dir = %config.data_dir.display(), "store: embedded fjall; every commit is fsynced");
+            } else {
+                tracing::warn!(
+                    dir = %config.data_dir.display(),
+                    "store: embedded fjall with fsync OFF: acknowledged writes survive a process crash, not a power loss"
+                );
+            }
+            store
+        }
+        StoreChoice::Etcd(settings) => open_etcd(settings).await?,
+    };
     start_with_store(config, store).await
+}
+
+#[cfg(feature = "etcd")]
+async fn open_etcd(settings: &crate::config::EtcdSettings) -> Result<Arc<dyn Store>, NodeError> {
+    use crate::store::etcd::{EtcdOptions, EtcdStore, EtcdTls};
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read(path)
+            .map_err(|e| NodeError::StoreUnreachable(format!("cannot read {}: {e}", path.display())))
+    };
+    let mut options = EtcdOptions::new(settings.endpoints.clone(), settings.prefix.clone());
+    options.call_timeout = settings.call_timeout;
+    options.user = settings.user.clone();
+    if settings.tls() {
+        let identity_pem = match (&settings.cert, &settings.key) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        };
+        options.tls = Some(EtcdTls {
+            ca_pem: settings.ca.as_ref().map(read).transpose()?,
+            identity_pem,
+        });
+    }
+    let store = EtcdStore::connect(options)
+        .await
+        .map_err(|e| NodeError::StoreUnreachable(e.to_string()))?;
+    tracing::info!(
+        endpoints = %settings.endpoints.join(","),
+        prefix = %settings.prefix,
+        tls = settings.tls(),
+        "store: etcd"
+    );
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn open_etcd(_: &crate::config::EtcdSettings) -> Result<Arc<dyn Store>, NodeError> {
+    Err(NodeError::StoreUnreachable(
+        "this binary was built without etcd support: build it with `cargo build --release --features etcd` (needs protoc)".into(),
+    ))
 }
 
 async fn open_fjall(config: &NodeConfig, name: &str) -> Result<Arc<dyn Store>, NodeError> {
@@ -173,6 +234,13 @@ pub async fn start_with_stores(
         addr: config.listen,
         source,
     })?;
+    let api_url = config.api_url(local_addr);
+    let ws_url = match api_url.strip_prefix("https://") {
+        Some(rest) => format!("wss://{rest}"),
+        None => format!("ws://{}", api_url.trim_start_matches("http://")),
+    };
+    // Before anything runs: a node whose nid a live node holds must not start workers.
+    let membership = join_cluster(&config, &store, &api_url, &ws_url).await?;
     let clock = Clock::system();
     let stats = Arc::new(StatsBoard::new(clock.clone()));
     let logs = Arc::new(
@@ -230,11 +298,6 @@ pub async fn start_with_stores(
         config.logins_per_ip,
     ));
     let workers = WorkerRepo::new(store.clone());
-    let api_url = config.api_url(local_addr);
-    let ws_url = match api_url.strip_prefix("https://") {
-        Some(rest) => format!("wss://{rest}"),
-        None => format!("ws://{}", api_url.trim_start_matches("http://")),
-    };
     let api = Arc::new(Api {
         info: NodeInfo {
             nid: config.nid.clone(),
@@ -250,6 +313,7 @@ pub async fn start_with_stores(
         workers: workers.clone(),
         sessions: sessions.clone(),
         throttle,
+        nodes: NodeList::new(store.clone()),
         coordinator,
         stats: stats.clone(),
         logs: logs.clone(),
@@ -262,7 +326,14 @@ pub async fn start_with_stores(
         logs,
         stats: stats.clone(),
         stats_feed: Default::default(),
-        sonar_feed: SonarFeed::new(&config.network, &config.nid, workers, stats, clock.clone()),
+        sonar_feed: SonarFeed::new(
+            &config.network,
+            &config.nid,
+            workers,
+            NodeList::new(store.clone()),
+            stats,
+            clock.clone(),
+        ),
     };
     let shutdown = CancellationToken::new();
     let state = Arc::new(NetState {
@@ -278,6 +349,11 @@ pub async fn start_with_stores(
         vec![store.clone(), local_store.clone()],
         state.config.reaper_interval,
         state.api.clock.clone(),
+        shutdown.clone(),
+    ));
+    state.tasks.spawn(keep_membership(
+        membership.clone(),
+        state.clone(),
         shutdown.clone(),
     ));
     let settings = net::ServeSettings {
@@ -309,7 +385,63 @@ pub async fn start_with_stores(
         console_link,
         server,
         supervisor,
+        membership,
     })
+}
+
+/// Puts this node in the cluster's node list; refused when a live node holds its nid.
+async fn join_cluster(
+    config: &NodeConfig,
+    store: &Arc<dyn Store>,
+    api_url: &str,
+    ws_url: &str,
+) -> Result<Arc<Membership>, NodeError> {
+    let now = Clock::system().wall_ms();
+    let record = NodeRecord {
+        nid: config.nid.clone(),
+        api_url: api_url.into(),
+        ws_url: ws_url.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_at: now,
+        updated_at: now,
+        boot: uuid::Uuid::new_v4().to_string(),
+        load: NodeLoad::default(),
+    };
+    // Only a shared store can hold a record of a live node with this nid; in the embedded one,
+    // which this process alone opens, such a record is left from an earlier run.
+    let shared = matches!(config.store, StoreChoice::Etcd(_));
+    match Membership::join(store.clone(), record, config.membership_ttl, shared).await {
+        Ok(membership) => Ok(Arc::new(membership)),
+        Err(e @ JoinError::Taken { .. }) => Err(NodeError::NidTaken {
+            nid: config.nid.clone(),
+            detail: format!("{e}; give this node another --nid"),
+        }),
+        Err(JoinError::Store(e)) => Err(NodeError::Store(e)),
+    }
+}
+
+/// Renews this node's membership and publishes its load, until shutdown.
+async fn keep_membership(membership: Arc<Membership>, state: Arc<NetState>, shutdown: CancellationToken) {
+    let interval = membership.refresh_interval();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let stats = state.hub.stats.snapshot();
+        let count = |field: &str| stats.get(field).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let load = NodeLoad {
+            connections: u64::try_from(state.connections.open()).unwrap_or(u64::MAX),
+            running_workers: count("runningWorkers"),
+            executions: count("totalExecutions"),
+            errors: count("totalErrors"),
+            network_errors: count("totalNetworkErrors"),
+            critical_errors: count("totalCriticalErrors"),
+        };
+        if let Err(e) = membership.refresh(load, state.api.clock.wall_ms()).await {
+            tracing::warn!(error = %e, "could not renew this node's membership; retrying");
+        }
+    }
 }
 
 /// A node nobody could log in to (no owners, not `--open`) takes the wallet of
@@ -407,6 +539,7 @@ impl RunningNode {
         }
         self.supervisor.shutdown().await;
         tracing::info!("workers stopped");
+        self.membership.leave().await;
         self.store.flush().await?;
         self.local_store.flush().await?;
         tracing::info!("stores flushed; node stopped");

@@ -9,6 +9,7 @@ mod format_script;
 mod get_leader_info;
 mod get_worker_logs;
 mod get_worker_stats;
+mod list_nodes;
 mod list_workers;
 mod set_worker;
 mod stop_all_workers;
@@ -22,6 +23,7 @@ use crate::auth::throttle::LoginThrottle;
 use crate::auth::{Access, Caller, Gate};
 use crate::clock::Clock;
 use crate::cluster::coordinator::Coordinator;
+use crate::cluster::membership::NodeList;
 use crate::store::Store;
 use crate::streams::logs::LogBook;
 use crate::streams::stats::StatsBoard;
@@ -45,6 +47,8 @@ pub enum Method {
     GetLeaderInfo,
     /// A worker's log lines after a cursor.
     GetWorkerLogs,
+    /// Every live node of the cluster.
+    ListNodes,
     /// A script printed for reading (the console's view of a minified script).
     FormatScript,
     /// The existing client calls it at start-up; this node holds no assets.
@@ -90,6 +94,8 @@ pub struct Api {
     pub sessions: Arc<Sessions>,
     /// Login limits per source address and wallet.
     pub throttle: Arc<LoginThrottle>,
+    /// The cluster's live nodes (`listNodes`).
+    pub nodes: NodeList,
     /// Leader elections (`getLeaderInfo`).
     pub coordinator: Arc<dyn Coordinator>,
     /// What `getWorkerStats` reports.
@@ -115,6 +121,7 @@ impl Method {
             "getWorkerStats" => Method::GetWorkerStats,
             "getLeaderInfo" => Method::GetLeaderInfo,
             "getWorkerLogs" => Method::GetWorkerLogs,
+            "listNodes" => Method::ListNodes,
             "formatScript" => Method::FormatScript,
             "assetList" => Method::AssetList,
             "listAccounts" => Method::ListAccounts,
@@ -196,6 +203,7 @@ async fn run(api: &Api, caller: &Caller, request: &Envelope) -> Reply {
                 .apply(&api.workers, &api.logs)
                 .await
         }
+        Method::ListNodes => list_nodes::apply(&api.nodes, &api.info.nid).await,
         Method::FormatScript => format_script::FormatScript::parse(body)?.apply().await,
         Method::AssetList => compat::asset_list(&api.info.network, &api.clock),
         Method::ListAccounts => compat::list_accounts(),

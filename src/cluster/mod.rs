@@ -2,4 +2,5 @@
 
 pub mod coordinator;
 pub mod leader;
+pub mod membership;
 pub mod placement;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::stats::StatsBoard;
 use super::{Frame, push_frame};
 use crate::clock::Clock;
+use crate::cluster::membership::{NodeList, NodeLoad};
 use crate::workers::{Scope, WorkerData, WorkerRepo};
 
 /// A cached frame and when it was made.
@@ -51,12 +52,13 @@ impl StatsFeed {
     }
 }
 
-/// The existing client's `sonar` summary (stels-client.md §5), for one node.
+/// The existing client's `sonar` summary (stels-client.md §5): every live node of the cluster.
 pub struct SonarFeed {
     cache: Cached,
     network: String,
     nid: String,
     workers: WorkerRepo,
+    nodes: NodeList,
     stats: std::sync::Arc<StatsBoard>,
     clock: Clock,
 }
@@ -64,11 +66,13 @@ pub struct SonarFeed {
 impl SonarFeed {
     const MAX_AGE: Duration = Duration::from_millis(900);
 
-    /// The summary of node `nid` on `network`, from its worker records and its stats.
+    /// The summary seen from node `nid` on `network`: the worker records, this node's own stats
+    /// and the other live nodes' published load.
     pub fn new(
         network: &str,
         nid: &str,
         workers: WorkerRepo,
+        nodes: NodeList,
         stats: std::sync::Arc<StatsBoard>,
         clock: Clock,
     ) -> SonarFeed {
@@ -78,6 +82,7 @@ impl SonarFeed {
             network: network.to_string(),
             nid: nid.to_string(),
             workers,
+            nodes,
             stats,
         }
     }
@@ -116,20 +121,35 @@ impl SonarFeed {
         }
         let stats = self.stats.snapshot();
         let count = |field: &str| stats.get(field).and_then(Value::as_u64).unwrap_or(0);
-        let (operations, errors) = (count("totalExecutions"), count("totalErrors"));
-        let success_rate = if operations == 0 {
-            100.0
-        } else {
-            (operations - errors) as f64 * 100.0 / operations as f64
+        let own = NodeLoad {
+            executions: count("totalExecutions"),
+            errors: count("totalErrors"),
+            network_errors: count("totalNetworkErrors"),
+            critical_errors: count("totalCriticalErrors"),
+            ..NodeLoad::default()
         };
+        let mut loads: Vec<(String, NodeLoad)> = match self.nodes.live().await {
+            Ok(records) => records
+                .into_iter()
+                .filter(|r| r.nid != self.nid)
+                .map(|r| (r.nid, r.load))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "sonar: cannot list nodes");
+                Vec::new()
+            }
+        };
+        loads.push((self.nid.clone(), own));
+        loads.sort_by(|a, b| a.0.cmp(&b.0));
         let workers = json!({"active": active, "stopped": total - active, "total": total, "local": local, "network": network});
-        let nid = &self.nid;
-        let channel = format!("{}.runtime.sonar.{nid}", self.network);
         let now = self.clock.wall_ms();
-        json!({
-            "timestamp": now,
-            "totalNodes": 1,
-            "nodes": {nid.as_str(): {
+        let mut nodes = serde_json::Map::new();
+        let (mut operations, mut errors) = (0u64, 0u64);
+        for (nid, load) in &loads {
+            operations += load.executions;
+            errors += load.errors;
+            let channel = format!("{}.runtime.sonar.{nid}", self.network);
+            let node = json!({
                 "channel": channel,
                 "module": "runtime",
                 "widget": format!("widget.{channel}"),
@@ -137,18 +157,25 @@ impl SonarFeed {
                     "currentNode": {
                         "id": nid,
                         "operations": {
-                            "total": operations,
-                            "errors": errors,
-                            "networkErrors": count("totalNetworkErrors"),
-                            "criticalErrors": count("totalCriticalErrors"),
-                            "successRate": success_rate,
+                            "total": load.executions,
+                            "errors": load.errors,
+                            "networkErrors": load.network_errors,
+                            "criticalErrors": load.critical_errors,
+                            "successRate": success_rate(load.executions, load.errors),
                         },
                         "workers": workers,
                     },
                     "workers": workers,
                 },
                 "timestamp": now,
-            }},
+            });
+            nodes.insert(nid.clone(), node);
+        }
+        let success_rate = success_rate(operations, errors);
+        json!({
+            "timestamp": now,
+            "totalNodes": loads.len(),
+            "nodes": nodes,
             "network": {
                 "totalOperations": operations,
                 "totalErrors": errors,
@@ -157,5 +184,14 @@ impl SonarFeed {
                 "successRate": success_rate,
             },
         })
+    }
+}
+
+/// Percent of runs that did not fail (100 before the first run).
+fn success_rate(operations: u64, errors: u64) -> f64 {
+    if operations == 0 {
+        100.0
+    } else {
+        operations.saturating_sub(errors) as f64 * 100.0 / operations as f64
     }
 }

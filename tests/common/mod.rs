@@ -2,6 +2,10 @@
 //! WebSocket clients.
 #![allow(dead_code)]
 
+#[cfg(feature = "etcd")]
+pub mod cluster;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod process;
 pub mod raw_ws;
 

@@ -1,0 +1,223 @@
+//! Which nodes are alive: each node keeps a record under `["ami","node",nid]` attached to a
+//! lease it keeps alive, so a node that dies leaves the list within the lease's TTL and a second
+//! node cannot take a nid that a live node holds.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::store::{AtomicWrite, CommitOutcome, Key, LeaseId, Store, StoreError, StoreResult, list_all};
+
+/// What a node says about itself in the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRecord {
+    /// The node's id (`--nid`).
+    pub nid: String,
+    /// Where clients reach it over HTTP.
+    pub api_url: String,
+    /// Where clients reach it over WebSocket.
+    pub ws_url: String,
+    /// The heterogen version it runs.
+    pub version: String,
+    /// When it started (ms since the epoch).
+    pub started_at: i64,
+    /// When it last wrote this record (ms since the epoch).
+    pub updated_at: i64,
+    /// Distinguishes this run of the node from an earlier one with the same nid.
+    pub boot: String,
+    /// What changes while it runs: connections, running workers, run counters.
+    pub load: NodeLoad,
+}
+
+/// The changing part of a [`NodeRecord`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeLoad {
+    /// WebSocket connections open.
+    pub connections: u64,
+    /// Workers running on the node.
+    pub running_workers: u64,
+    /// Runs finished since the node started.
+    pub executions: u64,
+    /// Failed runs since the node started.
+    pub errors: u64,
+    /// Of those, network errors.
+    pub network_errors: u64,
+    /// Of those, critical errors.
+    pub critical_errors: u64,
+}
+
+/// Why a node could not join.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// A live node holds the nid.
+    #[error(
+        "node {nid} at {api_url} (started {started_at} ms since the epoch) is alive with it; it leaves the list within {ttl:?} of stopping"
+    )]
+    Taken {
+        /// The nid.
+        nid: String,
+        /// Where the live node is.
+        api_url: String,
+        /// When it started.
+        started_at: i64,
+        /// The membership TTL.
+        ttl: Duration,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The record key of node `nid`.
+fn node_key(nid: &str) -> Key {
+    nodes_prefix().child(nid)
+}
+
+fn nodes_prefix() -> Key {
+    Key::of(&["ami", "node"])
+}
+
+/// This node's place in the cluster's node list.
+pub struct Membership {
+    store: std::sync::Arc<dyn Store>,
+    ttl: Duration,
+    /// The lease the record hangs on (replaced when it was lost and the node joins again).
+    lease: Mutex<LeaseId>,
+    record: Mutex<NodeRecord>,
+}
+
+impl Membership {
+    /// Writes `record` under a new lease of `ttl`. On a `shared` store a record of the same nid
+    /// that is alive refuses the join; on a store only this process opens (the embedded one), such
+    /// a record can only be left from an earlier run and is replaced.
+    pub async fn join(
+        store: std::sync::Arc<dyn Store>,
+        record: NodeRecord,
+        ttl: Duration,
+        shared: bool,
+    ) -> Result<Membership, JoinError> {
+        let key = node_key(&record.nid);
+        let lease = store.grant(ttl).await?;
+        let value = serde_json::to_value(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut write = AtomicWrite::new();
+        if shared {
+            write = write.check(key.clone(), None);
+        }
+        match store
+            .commit(write.set_with_lease(key.clone(), value, lease.id))
+            .await
+        {
+            Ok(CommitOutcome::Committed(_)) => {}
+            Ok(CommitOutcome::CheckFailed) => {
+                let _ = store.revoke(lease.id).await;
+                let holder = store
+                    .get(&key)
+                    .await?
+                    .entry
+                    .and_then(|e| serde_json::from_value::<NodeRecord>(e.value).ok());
+                return Err(JoinError::Taken {
+                    nid: record.nid.clone(),
+                    api_url: holder.as_ref().map_or_else(|| "?".into(), |h| h.api_url.clone()),
+                    started_at: holder.map_or(0, |h| h.started_at),
+                    ttl,
+                });
+            }
+            Err(e) => {
+                let _ = store.revoke(lease.id).await;
+                return Err(e.into());
+            }
+        }
+        Ok(Membership {
+            store,
+            ttl,
+            lease: Mutex::new(lease.id),
+            record: Mutex::new(record),
+        })
+    }
+
+    /// How often [`Membership::refresh`] should run: three times per TTL.
+    pub fn refresh_interval(&self) -> Duration {
+        (self.ttl / 3).max(Duration::from_millis(100))
+    }
+
+    /// Keeps the lease alive and rewrites the record when `load` changed. A lease lost while
+    /// the node could not reach the store (a freeze, a partition) is replaced: the node joins
+    /// again unless another live node took its nid meanwhile.
+    pub async fn refresh(&self, load: NodeLoad, now_ms: i64) -> Result<(), JoinError> {
+        let lease = *self.lease.lock().unwrap_or_else(|p| p.into_inner());
+        let (record, changed) = {
+            let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = record.load != load;
+            if changed {
+                record.load = load;
+                record.updated_at = now_ms;
+            }
+            (record.clone(), changed)
+        };
+        let key = node_key(&record.nid);
+        match self.store.keep_alive(lease).await {
+            Ok(_) => {
+                if changed {
+                    let value =
+                        serde_json::to_value(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    match self
+                        .store
+                        .commit(AtomicWrite::new().set_with_lease(key, value, lease))
+                        .await
+                    {
+                        Ok(_) | Err(StoreError::LeaseNotFound(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(())
+            }
+            Err(StoreError::LeaseNotFound(_)) => {
+                tracing::warn!(nid = %record.nid, "membership lease lost (the node could not renew it in time); joining again");
+                let current = self.store.get(&key).await?.entry;
+                let ours = current
+                    .as_ref()
+                    .and_then(|e| e.value.get("boot"))
+                    .and_then(Value::as_str)
+                    .is_none_or(|boot| boot == record.boot);
+                let again = Membership::join(self.store.clone(), record, self.ttl, !ours).await?;
+                let new_lease = *again.lease.lock().unwrap_or_else(|p| p.into_inner());
+                *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = new_lease;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Leaves the list at once (graceful shutdown).
+    pub async fn leave(&self) {
+        let lease = *self.lease.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = self.store.revoke(lease).await {
+            tracing::warn!(error = %e, "could not leave the node list; this node drops out when its lease ends");
+        }
+    }
+}
+
+/// Reads the cluster's node list (`listNodes`, `sonar`).
+#[derive(Clone)]
+pub struct NodeList(std::sync::Arc<dyn Store>);
+
+impl NodeList {
+    /// The node list kept in `store`.
+    pub fn new(store: std::sync::Arc<dyn Store>) -> NodeList {
+        NodeList(store)
+    }
+
+    /// Every live node's record, in nid order.
+    pub async fn live(&self) -> StoreResult<Vec<NodeRecord>> {
+        let page = list_all(self.0.as_ref(), &nodes_prefix()).await?;
+        Ok(page
+            .entries
+            .into_iter()
+            .filter_map(|e| serde_json::from_value(e.value).ok())
+            .collect())
+    }
+}
