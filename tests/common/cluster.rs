@@ -10,8 +10,6 @@ use super::process::{NodeProcess, spawn_node_logged, spawn_node_with_stderr};
 
 /// The shrunken timings every node of these tests runs with.
 pub const QUICK: &[&str] = &[
-    "--fsync",
-    "false",
     "--js-threads",
     "2",
     "--stop-grace-ms",
@@ -75,8 +73,10 @@ impl Cluster {
         args.extend(self.common_args.iter().map(String::as_str));
         args.extend_from_slice(extra);
         let node = if self.open {
+            args.extend_from_slice(&["--fsync", "false"]);
             spawn_node_with_stderr(dir.path(), &args, Stdio::inherit(), "warn").await
         } else {
+            // Adds `--fsync false` itself.
             spawn_node_logged(dir.path(), &args, &dir.path().join("node.log"), "warn").await
         };
         self.dirs.push(dir);
