@@ -43,6 +43,11 @@ const WATCH_BUFFER: usize = 256;
 const FIRST_REOPEN_PAUSE: Duration = Duration::from_millis(50);
 /// Longest pause between attempts to reopen a broken watch.
 const MAX_REOPEN_PAUSE: Duration = Duration::from_secs(1);
+/// First pause before sending a request again that could not connect; it doubles up to
+/// [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(10);
+/// Longest pause between attempts of a request that could not connect.
+const MAX_RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Client certificates and the CA that signs etcd's, for `https` endpoints.
 #[derive(Clone, Debug, Default)]
@@ -92,6 +97,8 @@ pub struct EtcdStore {
     call_timeout: Duration,
     limits: Limits,
     endpoints: String,
+    /// How many endpoints there are.
+    members: usize,
     /// Cancelled when the store is dropped, which ends its watches.
     closed: CancellationToken,
 }
@@ -137,11 +144,14 @@ impl EtcdStore {
             call_timeout: options.call_timeout,
             limits: options.limits,
             endpoints: endpoints.clone(),
+            members: options.endpoints.len(),
             closed: CancellationToken::new(),
         };
-        let mut maintenance = store.client.maintenance_client();
         store
-            .deadline(maintenance.status())
+            .deadline(|| {
+                let mut maintenance = store.client.maintenance_client();
+                async move { maintenance.status().await }
+            })
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         Ok(store)
@@ -150,14 +160,46 @@ impl EtcdStore {
     /// Forgets the history up to `revision`: a watch from before it then gets
     /// [`StoreError::Compacted`]. Operators compact etcd themselves; tests use this.
     pub async fn compact_history(&self, revision: Revision) -> StoreResult<()> {
-        let mut kv = self.client.kv_client();
-        self.deadline(kv.compact(revision_i64(revision)?, None)).await?;
+        let revision = revision_i64(revision)?;
+        self.deadline(|| {
+            let mut kv = self.client.kv_client();
+            async move { kv.compact(revision, None).await }
+        })
+        .await?;
         Ok(())
     }
 
-    /// Waits for `call` at most the call deadline and reduces its error to a [`StoreError`].
-    async fn deadline<T>(&self, call: impl Future<Output = Result<T, etcd_client::Error>>) -> StoreResult<T> {
-        match tokio::time::timeout(self.call_timeout, call).await {
+    /// Runs `attempt` within the call deadline and reduces its error to a [`StoreError`]. An
+    /// attempt that could not connect to the member the channel picked was never sent, so it is
+    /// tried again — the channel picks members at random — up to twice per member while the
+    /// deadline allows: losing one member of three costs no request, and losing all of them
+    /// fails a call within milliseconds instead of at its deadline.
+    async fn deadline<T, F, Fut>(&self, mut attempt: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let attempts = async {
+            let mut pause = FIRST_RETRY_PAUSE;
+            let mut retries_left = 2 * self.members;
+            loop {
+                match attempt().await {
+                    Err(e)
+                        if never_sent(&e)
+                            && retries_left > 0
+                            && tokio::time::Instant::now() + pause < deadline =>
+                    {
+                        retries_left -= 1;
+                        tracing::debug!(error = %e, "an etcd member is unreachable; trying again");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                    }
+                    other => return other,
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, attempts).await {
             Ok(result) => result.map_err(|e| store_error(e, &self.endpoints, self.call_timeout)),
             Err(_) => Err(StoreError::Timeout(self.call_timeout)),
         }
@@ -210,8 +252,13 @@ impl EtcdStore {
         if reverse {
             options = options.with_sort(SortTarget::Key, SortOrder::Descend);
         }
-        let mut kv = self.client.kv_client().max_decoding_message_size(MAX_REPLY_BYTES);
-        let reply = self.deadline(kv.get(start, Some(options))).await?;
+        let reply = self
+            .deadline(|| {
+                let mut kv = self.client.kv_client().max_decoding_message_size(MAX_REPLY_BYTES);
+                let (start, options) = (start.clone(), options.clone());
+                async move { kv.get(start, Some(options)).await }
+            })
+            .await?;
         let entries = reply
             .kvs()
             .iter()
@@ -226,8 +273,13 @@ impl Store for EtcdStore {
     async fn get(&self, key: &Key) -> StoreResult<Got> {
         // A key over the limit cannot be stored, so it reads as absent like any other.
         let etcd_key = self.etcd_key(&key.encode());
-        let mut kv = self.client.kv_client().max_decoding_message_size(MAX_REPLY_BYTES);
-        let reply = self.deadline(kv.get(etcd_key, None)).await?;
+        let reply = self
+            .deadline(|| {
+                let mut kv = self.client.kv_client().max_decoding_message_size(MAX_REPLY_BYTES);
+                let key = etcd_key.clone();
+                async move { kv.get(key, None).await }
+            })
+            .await?;
         let entry = reply.kvs().first().map(|kv| self.entry(kv)).transpose()?;
         Ok(Got {
             entry,
@@ -335,8 +387,14 @@ impl Store for EtcdStore {
             })
             .collect::<StoreResult<Vec<_>>>()?;
         let txn = Txn::new().when(compares).and_then(operations);
-        let mut kv = self.client.kv_client();
-        let reply = match self.deadline(kv.txn(txn)).await {
+        let sent = self
+            .deadline(|| {
+                let mut kv = self.client.kv_client();
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await;
+        let reply = match sent {
             Err(StoreError::LeaseNotFound(_)) => {
                 let lease = leases.first().copied().unwrap_or(LeaseId(0));
                 return Err(StoreError::LeaseNotFound(lease));
@@ -361,7 +419,7 @@ impl Store for EtcdStore {
             call_timeout: self.call_timeout,
             endpoints: self.endpoints.clone(),
         };
-        let stream = watcher.open(after).await?;
+        let stream = watcher.reopen(after, &self.closed).await?;
         let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
         tokio::spawn(watcher.run(stream, after, sender, self.closed.clone()));
         Ok(Box::pin(tokio_stream_from(receiver)))
@@ -381,8 +439,12 @@ impl Store for EtcdStore {
         let seconds = i64::try_from(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
             .unwrap_or(i64::MAX)
             .max(1);
-        let mut lease = self.client.lease_client();
-        let reply = self.deadline(lease.grant(seconds, None)).await?;
+        let reply = self
+            .deadline(|| {
+                let mut lease = self.client.lease_client();
+                async move { lease.grant(seconds, None).await }
+            })
+            .await?;
         Ok(Lease {
             id: LeaseId(u64::try_from(reply.id()).map_err(|_| corrupt_number("lease id", reply.id()))?),
             ttl: Duration::from_secs(u64::try_from(reply.ttl()).unwrap_or(0)),
@@ -391,12 +453,14 @@ impl Store for EtcdStore {
 
     async fn keep_alive(&self, lease: LeaseId) -> StoreResult<Duration> {
         let id = lease_i64(lease)?;
-        let mut client = self.client.lease_client();
         let renewed = self
-            .deadline(async {
-                let (mut keeper, mut replies) = client.keep_alive(id).await?;
-                keeper.keep_alive().await?;
-                replies.message().await
+            .deadline(|| {
+                let mut client = self.client.lease_client();
+                async move {
+                    let (mut keeper, mut replies) = client.keep_alive(id).await?;
+                    keeper.keep_alive().await?;
+                    replies.message().await
+                }
             })
             .await;
         let renewed = match renewed {
@@ -410,8 +474,14 @@ impl Store for EtcdStore {
     }
 
     async fn revoke(&self, lease: LeaseId) -> StoreResult<()> {
-        let mut client = self.client.lease_client();
-        match self.deadline(client.revoke(lease_i64(lease)?)).await {
+        let id = lease_i64(lease)?;
+        let revoked = self
+            .deadline(|| {
+                let mut client = self.client.lease_client();
+                async move { client.revoke(id).await }
+            })
+            .await;
+        match revoked {
             Ok(_) | Err(StoreError::LeaseNotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -446,7 +516,7 @@ impl Watcher {
         }
     }
 
-    /// Reopens after `after`, retrying with growing pauses until the call deadline.
+    /// Opens (or reopens) after `after`, retrying with growing pauses until the call deadline.
     async fn reopen(
         &self,
         after: Revision,
@@ -603,6 +673,18 @@ fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> StoreResult<
         .map_err(|_| corrupt_number("revision", revision))
 }
 
+/// Whether the request failed before it reached a member (no connection), so sending it again
+/// cannot apply it twice.
+fn never_sent(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() == tonic::Code::Unavailable && status.message().contains("connect")
+        }
+        _ => false,
+    }
+}
+
 /// Reduces an etcd client error to the contract's kinds, naming the cause.
 fn store_error(error: etcd_client::Error, endpoints: &str, call_timeout: Duration) -> StoreError {
     use tonic::Code;
@@ -617,6 +699,10 @@ fn store_error(error: etcd_client::Error, endpoints: &str, call_timeout: Duratio
                     StoreError::Unavailable(format!("etcd at {endpoints}: {message}"))
                 }
                 Code::DeadlineExceeded => StoreError::Timeout(call_timeout),
+                // tonic's code for a connection that broke under the request.
+                Code::Unknown if message.contains("transport error") => {
+                    StoreError::Unavailable(format!("etcd at {endpoints}: the connection broke: {message}"))
+                }
                 Code::ResourceExhausted => {
                     StoreError::Unavailable(format!("etcd refused the write: {message}"))
                 }
@@ -651,6 +737,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_requests_that_never_connected_are_sent_again() {
+        let status = |code, message: &str| etcd_client::Error::GRpcStatus(tonic::Status::new(code, message));
+        assert!(never_sent(&status(tonic::Code::Unavailable, "tcp connect error")));
+        assert!(!never_sent(&status(
+            tonic::Code::Unavailable,
+            "etcdserver: leader changed"
+        )));
+        assert!(!never_sent(&status(tonic::Code::DeadlineExceeded, "connect")));
+        assert!(!never_sent(&etcd_client::Error::WatchError("closed".into())));
+    }
+
+    #[test]
     fn grpc_codes_map_to_the_contracts_kinds() {
         let status = |code, message: &str| etcd_client::Error::GRpcStatus(tonic::Status::new(code, message));
         let t = Duration::from_secs(1);
@@ -665,6 +763,10 @@ mod tests {
         assert!(matches!(
             store_error(status(tonic::Code::Unavailable, "etcdserver: no leader"), "e", t),
             StoreError::Unavailable(m) if m.contains("no leader")
+        ));
+        assert!(matches!(
+            store_error(status(tonic::Code::Unknown, "transport error"), "e", t),
+            StoreError::Unavailable(m) if m.contains("broke")
         ));
         assert!(matches!(
             store_error(status(tonic::Code::DeadlineExceeded, "slow"), "e", t),

@@ -48,7 +48,12 @@ impl Cluster {
 
     /// One etcd member and `size` nodes, `--open` or not, each also given `common_args`.
     pub async fn start_with(size: usize, open: bool, common_args: &[&str]) -> Cluster {
-        let etcd = EtcdCluster::start(1).await;
+        Self::start_on(EtcdCluster::start(1).await, size, open, common_args).await
+    }
+
+    /// `size` nodes on `etcd` (all its members as endpoints), `--open` or not, each also given
+    /// `common_args`.
+    pub async fn start_on(etcd: EtcdCluster, size: usize, open: bool, common_args: &[&str]) -> Cluster {
         let mut cluster = Cluster {
             etcd,
             nodes: Vec::new(),

@@ -1,0 +1,106 @@
+//! Losing etcd under a running cluster of real node processes: leader-mode runs stop before
+//! their lease deadline (no second leader can appear meanwhile), runs that need no store go on,
+//! requests that need the store get 503 naming the cause instead of hanging, and once etcd is
+//! back the nodes elect a leader again and changes reach every node (their watches resumed).
+#![cfg(feature = "etcd")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::Cluster;
+use common::eventually;
+use serde_json::json;
+
+const SCRIPT: &str = "await Stels.sleep(20);";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_rides_out_an_etcd_outage_and_recovers() {
+    let mut cluster = Cluster::start(2).await;
+    let parallel = cluster
+        .start_worker(0, json!({"scriptContent": SCRIPT, "executionMode": "parallel"}))
+        .await;
+    let leader = cluster
+        .start_worker(1, json!({"scriptContent": SCRIPT, "executionMode": "leader"}))
+        .await;
+    eventually(
+        15,
+        "parallel on both nodes and the leader worker on one",
+        || async {
+            let both = cluster.runners(&parallel).await == [0, 1];
+            (both && cluster.runners(&leader).await.len() == 1).then_some(())
+        },
+    )
+    .await;
+
+    cluster.etcd.members[0].kill();
+    let lost = Instant::now();
+    eventually(10, "the leader-mode run to stop without etcd", || async {
+        cluster.runners(&leader).await.is_empty().then_some(())
+    })
+    .await;
+    // It must stop before its lease (2 s) could have ended, or another node could lead meanwhile.
+    assert!(
+        lost.elapsed() < Duration::from_millis(2000) + Duration::from_millis(1500),
+        "stopped after {:?}",
+        lost.elapsed()
+    );
+    assert_eq!(
+        cluster.runners(&parallel).await,
+        [0, 1],
+        "runs that need no store go on"
+    );
+    let asked = Instant::now();
+    let (status, reply) = cluster.call(0, "listWorkers", json!({})).await;
+    assert_eq!(status, 503, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("etcd"), "{reply}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(6),
+        "the request hung for {:?}",
+        asked.elapsed()
+    );
+    for _ in 0..5 {
+        assert!(
+            cluster.runners(&leader).await.is_empty(),
+            "a leader ran without etcd"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    cluster.etcd.members[0].restart();
+    cluster.etcd.wait_ready().await;
+    eventually(20, "a leader again, on one node", || async {
+        (cluster.runners(&leader).await.len() == 1).then_some(())
+    })
+    .await;
+    let (status, list) = cluster.call(1, "listWorkers", json!({})).await;
+    assert_eq!(status, 200, "{list}");
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["value"]["raw"]["sid"] == parallel)
+        .unwrap()
+        .clone();
+    let mut raw = entry["value"]["raw"].clone();
+    raw["active"] = json!(false);
+    let (status, reply) = cluster
+        .call(
+            1,
+            "updateWorker",
+            json!({"channel": entry["value"]["channel"], "raw": raw}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    eventually(10, "the change to reach both nodes", || async {
+        cluster.runners(&parallel).await.is_empty().then_some(())
+    })
+    .await;
+    for index in 0..2 {
+        eventually(10, "both nodes listed again", || async {
+            let (_, nodes) = cluster.call(index, "listNodes", json!({})).await;
+            (nodes["total"] == 2).then_some(())
+        })
+        .await;
+    }
+}
