@@ -437,7 +437,15 @@ async fn keep_membership(membership: Arc<Membership>, state: Arc<NetState>, shut
             errors: count("totalErrors"),
             network_errors: count("totalNetworkErrors"),
             critical_errors: count("totalCriticalErrors"),
-        };
+            ..NodeLoad::default()
+        }
+        .with_workers(
+            stats
+                .get("workers")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
         if let Err(e) = membership.refresh(load, state.api.clock.wall_ms()).await {
             tracing::warn!(error = %e, "could not renew this node's membership; retrying");
         }

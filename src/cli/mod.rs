@@ -1,4 +1,4 @@
-//! The command-line client (issue #5): `call`, `workers`, `logs` and `stats`, over one WebFIX
+//! The command-line client (issue #5): `call`, `workers`, `logs`, `stats` and `nodes`, over one WebFIX
 //! WebSocket per command.
 //!
 //! Every command takes `--url` (`HETEROGEN_URL`, default `ws://127.0.0.1:8088`; `http(s)://`
@@ -15,6 +15,7 @@
 mod conn;
 mod format;
 mod logs;
+mod nodes;
 mod stats;
 mod workers;
 
@@ -26,6 +27,7 @@ use serde_json::Value;
 
 pub use conn::Connection;
 pub use logs::LogsArgs;
+pub use nodes::NodesArgs;
 pub use stats::StatsArgs;
 pub use workers::{WorkersArgs, WorkersCommand};
 
@@ -67,8 +69,10 @@ pub enum ClientCommand {
     Workers(WorkersArgs),
     /// Prints a worker's log lines kept on the node; `-f` keeps following them.
     Logs(LogsArgs),
-    /// Prints this node's worker statistics; `--watch` keeps them live.
+    /// Prints this node's worker statistics; `--watch` keeps them live; `--cluster`: every node's.
     Stats(StatsArgs),
+    /// Lists every live node of the cluster.
+    Nodes(NodesArgs),
 }
 
 /// Why a client command failed; decides the message and the exit code.
@@ -146,6 +150,7 @@ async fn execute(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Workers(args) => workers::run(args).await,
         ClientCommand::Logs(args) => logs::run(args).await,
         ClientCommand::Stats(args) => stats::run(args).await,
+        ClientCommand::Nodes(args) => nodes::run(args).await,
     }
 }
 

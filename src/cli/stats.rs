@@ -1,4 +1,5 @@
-//! `heterogen stats [--watch]`: this node's `getWorkerStats` as a table; `--watch` redraws it
+//! `heterogen stats [--watch | --cluster]`: this node's `getWorkerStats` as a table (`--cluster`:
+//! every node's, from `listNodes`); `--watch` redraws it
 //! on every push of the `stats` stream (a live table on a terminal, one plain line per push
 //! otherwise).
 
@@ -27,6 +28,10 @@ pub struct StatsArgs {
     /// Prints the statistics as JSON (with `--watch`: one compact line per update).
     #[arg(long)]
     pub json: bool,
+    /// Every node's per-worker statistics, as each published them with its membership (not
+    /// with `--watch`).
+    #[arg(long, conflicts_with = "watch")]
+    pub cluster: bool,
     /// Where the node is and how to log in.
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -45,6 +50,16 @@ enum Style {
 }
 
 pub async fn run(args: StatsArgs) -> Result<(), CliError> {
+    if args.cluster {
+        let listed = super::nodes::list_nodes(&args.connect).await?;
+        if args.json {
+            return format::print_json(&listed);
+        }
+        return format::print_raw(&format!(
+            "{}\n",
+            super::nodes::cluster_stats_table(&listed).join("\n")
+        ));
+    }
     let style = match (args.json, args.watch, std::io::stdout().is_terminal()) {
         (true, _, _) => Style::Json,
         (false, false, _) => Style::Table,

@@ -48,6 +48,59 @@ pub struct NodeLoad {
     pub network_errors: u64,
     /// Of those, critical errors.
     pub critical_errors: u64,
+    /// Per-worker statistics of this node (`getWorkerStats` items, trimmed), as many as fit in
+    /// [`WORKER_STATS_BYTES`].
+    pub workers: Vec<Value>,
+    /// Workers left out of `workers` for room.
+    pub workers_omitted: u64,
+}
+
+/// Room for per-worker statistics in a node record, well under the store's 64 KiB a value.
+pub const WORKER_STATS_BYTES: usize = 48 * 1024;
+
+/// The fields of a `getWorkerStats` item a node publishes for the cluster view.
+const PUBLISHED_FIELDS: [&str; 9] = [
+    "sid",
+    "isRunning",
+    "executions",
+    "errors",
+    "networkErrors",
+    "criticalErrors",
+    "lastRun",
+    "scriptHash",
+    "lastError",
+];
+
+/// Longest `lastError` published, in characters.
+const MAX_PUBLISHED_ERROR_CHARS: usize = 200;
+
+impl NodeLoad {
+    /// Fills `workers` from `getWorkerStats` items, in order, trimmed to the published fields,
+    /// until [`WORKER_STATS_BYTES`] is used; the rest are counted in `workers_omitted`.
+    pub fn with_workers<'a>(mut self, items: impl IntoIterator<Item = &'a Value>) -> NodeLoad {
+        let mut room = WORKER_STATS_BYTES;
+        for item in items {
+            let mut published = serde_json::Map::new();
+            for field in PUBLISHED_FIELDS {
+                let mut value = item.get(field).cloned().unwrap_or(Value::Null);
+                if let Value::String(text) = &value
+                    && text.chars().count() > MAX_PUBLISHED_ERROR_CHARS
+                {
+                    value = Value::String(text.chars().take(MAX_PUBLISHED_ERROR_CHARS).collect());
+                }
+                published.insert(field.into(), value);
+            }
+            let published = Value::Object(published);
+            let size = published.to_string().len() + 1;
+            if size > room {
+                self.workers_omitted += 1;
+                continue;
+            }
+            room -= size;
+            self.workers.push(published);
+        }
+        self
+    }
 }
 
 /// Why a node could not join.
@@ -219,5 +272,31 @@ impl NodeList {
             .into_iter()
             .filter_map(|e| serde_json::from_value(e.value).ok())
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn published_worker_stats_are_trimmed_and_bounded() {
+        let long_error = "x".repeat(1000);
+        let items: Vec<Value> = (0..2000)
+            .map(|i| json!({"sid": format!("w{i:05}"), "isRunning": true, "executions": i, "lastError": long_error, "uptime": 5}))
+            .collect();
+        let load = NodeLoad::default().with_workers(&items);
+        let size = serde_json::to_string(&load).unwrap().len();
+        assert!(size <= WORKER_STATS_BYTES + 1024, "{size}");
+        assert_eq!(load.workers.len() as u64 + load.workers_omitted, 2000);
+        assert!(load.workers_omitted > 0);
+        let first = &load.workers[0];
+        assert_eq!(first["sid"], "w00000");
+        assert_eq!(
+            first["lastError"].as_str().unwrap().len(),
+            MAX_PUBLISHED_ERROR_CHARS
+        );
+        assert!(first.get("uptime").is_none());
     }
 }
