@@ -42,7 +42,7 @@ fn nodes(listed: &Value) -> &[Value] {
 fn nodes_table(listed: &Value) -> Vec<String> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut table = Table::new(&[
-        "NID", "URL", "VERSION", "UP", "CONNS", "RUNNING", "EXECS", "ERRORS", "SEEN",
+        "NID", "URL", "VERSION", "UP", "CONNS", "RUNNING", "EXECS", "ERRORS", "UPDATED",
     ]);
     for node in nodes(listed) {
         let load = &node["load"];

@@ -1,20 +1,56 @@
-// The nodes of the cluster as this node sees them (today: itself), with its live totals and
-// the latest node events.
+// The nodes of the cluster: this node with its live totals and latest events, and every other
+// live node as it last published itself with its membership (`listNodes`, polled).
 import { h, clear, ago } from "../ui.js";
+
+/** How often the node list is asked for again. */
+const LIST_EVERY_MS = 2000;
 
 export class NodesView {
   constructor(ctx) {
     this.ctx = ctx;
+    this.members = null;
+    this.listError = null;
     this.onChange = () => this.schedule();
     ctx.state.addEventListener("change", this.onChange);
     this.timer = setInterval(() => this.render(), 1000);
+    this.listTimer = setInterval(() => this.list(), LIST_EVERY_MS);
+    this.list();
     this.render();
   }
 
   destroy() {
     this.ctx.state.removeEventListener("change", this.onChange);
     clearInterval(this.timer);
+    clearInterval(this.listTimer);
     cancelAnimationFrame(this.frame);
+  }
+
+  async list() {
+    try {
+      const { result } = await this.ctx.conn.request("listNodes");
+      this.members = result.nodes;
+      this.listError = null;
+    } catch (e) {
+      this.listError = e.message;
+    }
+    this.schedule();
+  }
+
+  /** A card for another node, from the load it published. */
+  memberCard(member) {
+    const load = member.load ?? {};
+    return h("article", { class: "panel node-card", "aria-label": `Node ${member.nid}` },
+      h("h2", {}, member.nid),
+      h("dl", { class: "stats-list" },
+        h("dt", {}, "Address"), h("dd", {}, member.apiUrl),
+        h("dt", {}, "Version"), h("dd", {}, `heterogen ${member.version}`),
+        h("dt", {}, "Started"), h("dd", {}, ago(member.startedAt)),
+        h("dt", {}, "Connections"), h("dd", {}, String(load.connections ?? 0)),
+        h("dt", {}, "Running there"), h("dd", {}, String(load.runningWorkers ?? 0)),
+        h("dt", {}, "Executions there"), h("dd", {}, (load.executions ?? 0).toLocaleString()),
+        h("dt", {}, "Errors there"), h("dd", {},
+          `${(load.errors ?? 0).toLocaleString()} (network ${load.networkErrors ?? 0}, critical ${load.criticalErrors ?? 0})`),
+        h("dt", {}, "Load as of"), h("dd", {}, ago(member.updatedAt))));
   }
 
   schedule() {
@@ -49,9 +85,15 @@ export class NodesView {
           h("span", { class: `badge ev-${e.type}` }, e.type), " ",
           e.sid ? h("a", { href: `#/workers/${e.sid}` }, e.sid) : null,
           e.reason ? ` — ${e.reason}` : ""))));
+    const others = (this.members ?? []).filter((m) => m.nid !== node.nid);
+    const summary = this.listError
+      ? `The node list could not be read: ${this.listError}`
+      : this.members === null
+        ? "Reading the node list…"
+        : `${this.members.length} live ${this.members.length === 1 ? "node" : "nodes"} in this cluster.`;
     clear(this.ctx.root, h("section", { class: "nodes-view", "aria-label": "Nodes view" },
       h("div", { class: "view-head" }, h("h1", {}, "Nodes")),
-      h("p", { class: "muted" }, "This node's view of the cluster. Nodes sharing an etcd store will be listed here once clustering lands."),
-      h("div", { class: "node-grid" }, card, events)));
+      h("p", { class: "muted", "aria-label": "Cluster summary" }, summary),
+      h("div", { class: "node-grid" }, card, ...others.map((m) => this.memberCard(m)), events)));
   }
 }
