@@ -137,7 +137,11 @@ impl EtcdStore {
         let client = tokio::time::timeout(options.call_timeout, connecting)
             .await
             .map_err(|_| unreachable(format!("no answer within {:?}", options.call_timeout)))?
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| match e {
+                // With a user, connecting authenticates: etcd answered, and refused.
+                etcd_client::Error::GRpcStatus(_) => store_error(e, &endpoints, options.call_timeout),
+                other => unreachable(other.to_string()),
+            })?;
         let store = EtcdStore {
             client,
             prefix: options.prefix,
@@ -147,14 +151,21 @@ impl EtcdStore {
             members: options.endpoints.len(),
             closed: CancellationToken::new(),
         };
-        store
+        // A read under the prefix, not just a status call: it also proves the credentials.
+        let probe = store.prefix.clone();
+        let checked = store
             .deadline(|| {
-                let mut maintenance = store.client.maintenance_client();
-                async move { maintenance.status().await }
+                let mut kv = store.client.kv_client();
+                let options = GetOptions::new().with_prefix().with_count_only();
+                let key = probe.clone();
+                async move { kv.get(key, Some(options)).await }
             })
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        Ok(store)
+            .await;
+        match checked {
+            Ok(_) => Ok(store),
+            Err(e @ StoreError::Backend { .. }) => Err(e),
+            Err(e) => Err(unreachable(e.to_string())),
+        }
     }
 
     /// Forgets the history up to `revision`: a watch from before it then gets
@@ -709,6 +720,16 @@ fn store_error(error: etcd_client::Error, endpoints: &str, call_timeout: Duratio
                 Code::Unauthenticated | Code::PermissionDenied => StoreError::Backend {
                     backend: "etcd",
                     message: format!("etcd refused this node's credentials: {message}"),
+                },
+                Code::InvalidArgument if message.contains("user name is empty") => StoreError::Backend {
+                    backend: "etcd",
+                    message: format!(
+                        "etcd at {endpoints} has authentication on: set HETEROGEN_ETCD_USER and HETEROGEN_ETCD_PASSWORD ({message})"
+                    ),
+                },
+                Code::InvalidArgument if message.contains("authentication failed") => StoreError::Backend {
+                    backend: "etcd",
+                    message: format!("etcd at {endpoints} refused this node's credentials: {message}"),
                 },
                 code => StoreError::Backend {
                     backend: "etcd",

@@ -16,6 +16,10 @@ pub struct EtcdMember {
     child: Option<Child>,
     dir: tempfile::TempDir,
     initial_cluster: String,
+    /// `http` or `https` for the client listener.
+    scheme: &'static str,
+    /// More flags (TLS files).
+    extra: Vec<String>,
 }
 
 /// An etcd cluster of one or more members; every process is killed when it is dropped.
@@ -33,7 +37,7 @@ fn free_port() -> u16 {
 
 impl EtcdMember {
     fn spawn(&mut self, state: &str) {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = format!("{}://127.0.0.1:{}", self.scheme, self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new("etcd")
             .args(["--name", &self.name, "--data-dir"])
@@ -59,6 +63,7 @@ impl EtcdMember {
             ])
             .args(["--heartbeat-interval", "10", "--election-timeout", "100"])
             .args(["--max-request-bytes", "1638400"])
+            .args(&self.extra)
             .args(["--logger", "zap", "--log-level", "error"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -96,6 +101,18 @@ impl Drop for EtcdMember {
 impl EtcdCluster {
     /// Starts `size` members and waits until the cluster answers.
     pub async fn start(size: usize) -> EtcdCluster {
+        let cluster = Self::spawn_members(size, "http", &[]);
+        cluster.wait_ready().await;
+        cluster
+    }
+
+    /// One member whose client listener speaks TLS with the given etcd flags (certificate files);
+    /// the caller waits for it to answer, with its own client settings.
+    pub fn start_tls(extra: &[String]) -> EtcdCluster {
+        Self::spawn_members(1, "https", extra)
+    }
+
+    fn spawn_members(size: usize, scheme: &'static str, extra: &[String]) -> EtcdCluster {
         let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
         let initial_cluster = ports
             .iter()
@@ -113,14 +130,14 @@ impl EtcdCluster {
                 child: None,
                 dir: tempfile::tempdir().unwrap(),
                 initial_cluster: initial_cluster.clone(),
+                scheme,
+                extra: extra.to_vec(),
             })
             .collect();
         for member in &mut members {
             member.spawn("new");
         }
-        let cluster = EtcdCluster { members };
-        cluster.wait_ready().await;
-        cluster
+        EtcdCluster { members }
     }
 
     /// `host:port` of every member.

@@ -52,6 +52,12 @@ pub async fn spawn_node_logged(dir: &Path, args: &[&str], log: &Path, log_filter
     spawn_serve(command, dir, &all, stderr, log_filter).await
 }
 
+/// `command` (the binary, with its environment set by the caller) run as
+/// `serve --listen 127.0.0.1:0 --data-dir DIR ARGS…`, its log to this process's stderr.
+pub async fn spawn_with_command(command: Command, dir: &Path, args: &[&str]) -> NodeProcess {
+    spawn_serve(command, dir, args, Stdio::inherit(), "warn").await
+}
+
 async fn spawn_node_with(
     command: Command,
     dir: &Path,
