@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 # The Rust toolchain (cargo, rustfmt, clippy) comes with the machine. The process tests also use
 # util-linux's `prlimit` and coreutils' `mkfifo` (both in every Debian install); the browser
 # console's end-to-end tests use Debian's `chromium` driven by `playwright-core` from npm (with
-# Node.js); the cluster tests run real `etcd` processes (Debian's `etcd-server`), and the etcd
-# backend (cargo feature `etcd`) needs `protoc` to build. Anything missing is installed here.
+# Node.js); the cluster tests run real `etcd` processes (Debian's `etcd-server`, with `etcdctl`
+# to turn authentication on, `openssl` for TLS certificates and `curl` in the local-cluster
+# script), and the etcd backend (cargo feature `etcd`) needs `protoc` to build. Anything missing
+# is installed here.
 for tool in cargo rustfmt cargo-clippy; do
     command -v "$tool" >/dev/null || { echo "scripts/test.sh: $tool is missing" >&2; exit 1; }
 done
@@ -21,6 +23,9 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v etcd >/dev/null || missing+=(etcd-server)
+command -v etcdctl >/dev/null || missing+=(etcd-client)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"

@@ -14,7 +14,7 @@ use crate::auth::session::Sessions;
 use crate::auth::throttle::LoginThrottle;
 use crate::clock::Clock;
 use crate::cluster::coordinator::{Coordinator, StoreCoordinator};
-use crate::cluster::membership::{JoinError, Membership, NodeList, NodeLoad, NodeRecord};
+use crate::cluster::membership::{Claim, JoinError, Membership, NodeList, NodeLoad, NodeRecord};
 use crate::config::{NodeConfig, StoreChoice};
 use crate::net::{self, ConnectionSlots, NetState};
 use crate::runtime::pool::{JsPool, MinShares};
@@ -240,7 +240,7 @@ pub async fn start_with_stores(
         None => format!("ws://{}", api_url.trim_start_matches("http://")),
     };
     // Before anything runs: a node whose nid a live node holds must not start workers.
-    let membership = join_cluster(&config, &store, &api_url, &ws_url).await?;
+    let membership = join_cluster(&config, &store, &local_store, &api_url, &ws_url).await?;
     let clock = Clock::system();
     let stats = Arc::new(StatsBoard::new(clock.clone()));
     let logs = Arc::new(
@@ -393,6 +393,7 @@ pub async fn start_with_stores(
 async fn join_cluster(
     config: &NodeConfig,
     store: &Arc<dyn Store>,
+    local_store: &Arc<dyn Store>,
     api_url: &str,
     ws_url: &str,
 ) -> Result<Arc<Membership>, NodeError> {
@@ -407,10 +408,26 @@ async fn join_cluster(
         boot: uuid::Uuid::new_v4().to_string(),
         load: NodeLoad::default(),
     };
-    // Only a shared store can hold a record of a live node with this nid; in the embedded one,
-    // which this process alone opens, such a record is left from an earlier run.
-    let shared = matches!(config.store, StoreChoice::Etcd(_));
-    match Membership::join(store.clone(), record, config.membership_ttl, shared).await {
+    // The embedded store is this process's alone; on etcd, only this node's own previous run
+    // (whose boot id its data directory keeps) may be replaced.
+    let boot_key = crate::store::Key::of(&["node", "boot"]);
+    let claim = match config.store {
+        StoreChoice::Fjall => Claim::Exclusive,
+        StoreChoice::Etcd(_) => Claim::Shared {
+            previous_boot: local_store
+                .get(&boot_key)
+                .await?
+                .entry
+                .and_then(|e| e.value.as_str().map(str::to_string)),
+        },
+    };
+    let boot = record.boot.clone();
+    let joined = Membership::join(store.clone(), record, config.membership_ttl, claim).await;
+    if joined.is_ok() {
+        let write = crate::store::AtomicWrite::new().set(boot_key, serde_json::Value::String(boot));
+        local_store.commit(write).await?;
+    }
+    match joined {
         Ok(membership) => Ok(Arc::new(membership)),
         Err(e @ JoinError::Taken { .. }) => Err(NodeError::NidTaken {
             nid: config.nid.clone(),

@@ -125,6 +125,30 @@ pub enum JoinError {
     Store(#[from] StoreError),
 }
 
+/// Which existing record of its nid a joining node may replace.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// Any: the store is this process's alone (the embedded one), so a record there can only be
+    /// left from an earlier run.
+    Exclusive,
+    /// On a store the cluster shares: only a record written by this node's own previous run
+    /// (its `boot` id, kept in the node's data directory), which must be dead since this
+    /// process holds that directory; a live node's record refuses the join.
+    Shared {
+        /// The `boot` id of this node's previous run, if known.
+        previous_boot: Option<String>,
+    },
+}
+
+fn taken(nid: &str, holder: Option<&NodeRecord>, ttl: Duration) -> JoinError {
+    JoinError::Taken {
+        nid: nid.to_string(),
+        api_url: holder.map_or_else(|| "?".into(), |h| h.api_url.clone()),
+        started_at: holder.map_or(0, |h| h.started_at),
+        ttl,
+    }
+}
+
 /// The record key of node `nid`.
 fn node_key(nid: &str) -> Key {
     nodes_prefix().child(nid)
@@ -144,21 +168,37 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Writes `record` under a new lease of `ttl`. On a `shared` store a record of the same nid
-    /// that is alive refuses the join; on a store only this process opens (the embedded one), such
-    /// a record can only be left from an earlier run and is replaced.
+    /// Writes `record` under a new lease of `ttl`, as `claim` allows.
     pub async fn join(
         store: std::sync::Arc<dyn Store>,
         record: NodeRecord,
         ttl: Duration,
-        shared: bool,
+        claim: Claim,
     ) -> Result<Membership, JoinError> {
         let key = node_key(&record.nid);
         let lease = store.grant(ttl).await?;
         let value = serde_json::to_value(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut write = AtomicWrite::new();
-        if shared {
-            write = write.check(key.clone(), None);
+        if let Claim::Shared { previous_boot } = &claim {
+            let current = match store.get(&key).await {
+                Ok(got) => got.entry,
+                Err(e) => {
+                    let _ = store.revoke(lease.id).await;
+                    return Err(e.into());
+                }
+            };
+            let holder = current
+                .as_ref()
+                .and_then(|e| serde_json::from_value::<NodeRecord>(e.value.clone()).ok());
+            let replaceable = match &holder {
+                None => true,
+                Some(holder) => previous_boot.as_deref() == Some(holder.boot.as_str()),
+            };
+            if !replaceable {
+                let _ = store.revoke(lease.id).await;
+                return Err(taken(&record.nid, holder.as_ref(), ttl));
+            }
+            write = write.check(key.clone(), current.map(|e| e.versionstamp));
         }
         match store
             .commit(write.set_with_lease(key.clone(), value, lease.id))
@@ -166,18 +206,14 @@ impl Membership {
         {
             Ok(CommitOutcome::Committed(_)) => {}
             Ok(CommitOutcome::CheckFailed) => {
+                // Another node wrote the record between the read and the commit.
                 let _ = store.revoke(lease.id).await;
                 let holder = store
                     .get(&key)
                     .await?
                     .entry
                     .and_then(|e| serde_json::from_value::<NodeRecord>(e.value).ok());
-                return Err(JoinError::Taken {
-                    nid: record.nid.clone(),
-                    api_url: holder.as_ref().map_or_else(|| "?".into(), |h| h.api_url.clone()),
-                    started_at: holder.map_or(0, |h| h.started_at),
-                    ttl,
-                });
+                return Err(taken(&record.nid, holder.as_ref(), ttl));
             }
             Err(e) => {
                 let _ = store.revoke(lease.id).await;
@@ -230,13 +266,10 @@ impl Membership {
             }
             Err(StoreError::LeaseNotFound(_)) => {
                 tracing::warn!(nid = %record.nid, "membership lease lost (the node could not renew it in time); joining again");
-                let current = self.store.get(&key).await?.entry;
-                let ours = current
-                    .as_ref()
-                    .and_then(|e| e.value.get("boot"))
-                    .and_then(Value::as_str)
-                    .is_none_or(|boot| boot == record.boot);
-                let again = Membership::join(self.store.clone(), record, self.ttl, !ours).await?;
+                let claim = Claim::Shared {
+                    previous_boot: Some(record.boot.clone()),
+                };
+                let again = Membership::join(self.store.clone(), record, self.ttl, claim).await?;
                 let new_lease = *again.lease.lock().unwrap_or_else(|p| p.into_inner());
                 *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = new_lease;
                 Ok(())

@@ -32,7 +32,8 @@ pub const QUICK: &[&str] = &[
 pub struct Cluster {
     pub etcd: EtcdCluster,
     pub nodes: Vec<Option<NodeProcess>>,
-    dirs: Vec<tempfile::TempDir>,
+    /// Each nid's data directory, kept for a restart of that nid.
+    dirs: std::collections::HashMap<String, tempfile::TempDir>,
     pub http: reqwest::Client,
     /// Flags every node of this cluster gets besides the quick timings.
     common_args: Vec<String>,
@@ -57,7 +58,7 @@ impl Cluster {
         let mut cluster = Cluster {
             etcd,
             nodes: Vec::new(),
-            dirs: Vec::new(),
+            dirs: std::collections::HashMap::new(),
             http: reqwest::Client::new(),
             common_args: common_args.iter().map(|a| a.to_string()).collect(),
             open,
@@ -69,9 +70,13 @@ impl Cluster {
         cluster
     }
 
-    /// Starts node `nid` on this cluster's etcd with the quick timings and `extra` flags.
+    /// Starts node `nid` on this cluster's etcd with the quick timings and `extra` flags, in the
+    /// data directory `nid` had before, if any.
     pub async fn spawn(&mut self, nid: &str, extra: &[&str]) -> NodeProcess {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = self
+            .dirs
+            .remove(nid)
+            .unwrap_or_else(|| tempfile::tempdir().unwrap());
         let store = self.etcd.store_url();
         let mut args = vec!["--store", store.as_str(), "--nid", nid];
         args.extend_from_slice(QUICK);
@@ -84,7 +89,7 @@ impl Cluster {
             // Adds `--fsync false` itself.
             spawn_node_logged(dir.path(), &args, &dir.path().join("node.log"), "warn").await
         };
-        self.dirs.push(dir);
+        self.dirs.insert(nid.to_string(), dir);
         node
     }
 
