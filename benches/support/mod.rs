@@ -114,12 +114,18 @@ pub async fn spawn_node(dir: &Path, extra_args: &[&str]) -> Node {
 }
 
 /// Starts `binary` (this build or another, e.g. an older one to compare with) on 127.0.0.1:0
-/// with `--open --fsync false` and `extra_args`, and waits for its "listening" line.
+/// with `--open`, `--fsync false` unless `extra_args` sets `--fsync`, and `extra_args`, and
+/// waits for its "listening" line.
 pub async fn spawn_binary(binary: &str, dir: &Path, extra_args: &[&str]) -> Node {
     let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
-        .args(["--open", "--fsync", "false"])
+        .arg("--open")
+        .args(if extra_args.contains(&"--fsync") {
+            &[][..]
+        } else {
+            &["--fsync", "false"][..]
+        })
         .args(extra_args)
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
