@@ -294,6 +294,66 @@ async fn pages_resume_after_a_key_both_ways(s: Subject) {
     }
 }
 
+/// More entries than one request of a remote store returns: an unlimited list is complete, in
+/// order, and at one revision; limited pages resume where they stopped.
+async fn a_long_list_pages_through_the_store(s: Subject) {
+    let store = s.store.as_ref();
+    let prefix = Key::of(&["many"]);
+    let count = 1000;
+    let padding = "p".repeat(900);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(100) {
+        let write = chunk.iter().fold(AtomicWrite::new(), |w, i| {
+            w.set(
+                prefix.child(&format!("{i:05}")),
+                json!({"i": i, "padding": padding}),
+            )
+        });
+        committed(store, write).await;
+    }
+    let all = list(store, &prefix, ListOptions::default()).await;
+    assert!(!all.more);
+    let names: Vec<String> = all
+        .entries
+        .iter()
+        .map(|e| e.key.last_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = (0..count).map(|i| format!("{i:05}")).collect();
+    assert_eq!(names, expected);
+    assert!(
+        all.entries
+            .iter()
+            .all(|e| Revision::from(e.versionstamp) <= all.revision)
+    );
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let options = ListOptions {
+            limit: Some(300),
+            start_after: after.clone(),
+            ..ListOptions::default()
+        };
+        let page = list(store, &prefix, options).await;
+        paged.extend(keys(&page));
+        after = page.entries.last().map(|e| e.key.clone());
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(paged, keys(&all));
+    let reversed = list(
+        store,
+        &prefix,
+        ListOptions {
+            reverse: true,
+            ..ListOptions::default()
+        },
+    )
+    .await;
+    let mut backwards = keys(&reversed);
+    backwards.reverse();
+    assert_eq!(backwards, keys(&all));
+}
+
 async fn a_watch_from_a_list_revision_misses_nothing(s: Subject) {
     let store = Arc::clone(&s.store);
     let prefix = Key::of(&["w"]);
@@ -674,6 +734,7 @@ macro_rules! every_case {
             concurrent_commits_on_one_versionstamp_have_one_winner,
             lists_keep_key_order_prefix_and_say_when_more_remain,
             pages_resume_after_a_key_both_ways,
+            a_long_list_pages_through_the_store,
             a_watch_from_a_list_revision_misses_nothing,
             a_watch_reports_puts_and_deletes_of_its_prefix_only,
             a_compacted_start_is_an_error_and_a_relist_recovers,
