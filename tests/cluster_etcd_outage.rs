@@ -73,25 +73,9 @@ async fn a_cluster_rides_out_an_etcd_outage_and_recovers() {
         (cluster.runners(&leader).await.len() == 1).then_some(())
     })
     .await;
-    let (status, list) = cluster.call(1, "listWorkers", json!({})).await;
-    assert_eq!(status, 200, "{list}");
-    let entry = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["value"]["raw"]["sid"] == parallel)
-        .unwrap()
-        .clone();
-    let mut raw = entry["value"]["raw"].clone();
-    raw["active"] = json!(false);
-    let (status, reply) = cluster
-        .call(
-            1,
-            "updateWorker",
-            json!({"channel": entry["value"]["channel"], "raw": raw}),
-        )
+    cluster
+        .update(1, &parallel, |raw| raw["active"] = json!(false))
         .await;
-    assert_eq!(status, 200, "{reply}");
     eventually(10, "the change to reach both nodes", || async {
         cluster.runners(&parallel).await.is_empty().then_some(())
     })

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::cluster::refused_start;
 use common::etcd::EtcdCluster;
 use common::process::spawn_node;
 use serde_json::json;
@@ -92,35 +93,6 @@ fn certificates(dir: &Path) {
     }
 }
 
-/// Runs `heterogen serve ARGS` that must refuse to start; returns its exit code and stderr.
-async fn refused(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let output = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_heterogen"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--open",
-                "--fsync",
-                "false",
-                "--data-dir",
-            ])
-            .arg(dir)
-            .args(args)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
-            .output(),
-    )
-    .await
-    .expect("the refused node did not exit")
-    .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 async fn works(node: &common::process::NodeProcess) {
     let client = reqwest::Client::new();
     let (status, reply) =
@@ -170,7 +142,7 @@ async fn tls_with_client_certificates() {
     works(&node).await;
 
     let other = tempfile::tempdir().unwrap();
-    let (code, stderr) = refused(
+    let (code, stderr) = refused_start(
         other.path(),
         &["--store", &store, "--etcd-ca", &ca, "--etcd-timeout-ms", "1000"],
         &[],
@@ -178,7 +150,7 @@ async fn tls_with_client_certificates() {
     .await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains(&etcd.members[0].endpoint()), "{stderr}");
-    let (code, stderr) = refused(
+    let (code, stderr) = refused_start(
         other.path(),
         &["--store", &store, "--etcd-timeout-ms", "1000"],
         &[],
@@ -220,14 +192,14 @@ async fn a_user_and_password_from_the_environment() {
     let store = format!("etcd://{}", etcd.members[0].endpoint());
     let dir = tempfile::tempdir().unwrap();
 
-    let (code, stderr) = refused(dir.path(), &["--store", &store], &[]).await;
+    let (code, stderr) = refused_start(dir.path(), &["--store", &store], &[]).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("HETEROGEN_ETCD_USER"), "{stderr}");
     let wrong = [
         ("HETEROGEN_ETCD_USER", "node"),
         ("HETEROGEN_ETCD_PASSWORD", "guess"),
     ];
-    let (code, stderr) = refused(dir.path(), &["--store", &store], &wrong).await;
+    let (code, stderr) = refused_start(dir.path(), &["--store", &store], &wrong).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("credentials"), "{stderr}");
 

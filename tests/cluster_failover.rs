@@ -24,13 +24,7 @@ async fn another_node_takes_over_a_leader_worker_after_its_holder_is_killed() {
             json!({"scriptContent": "await Stels.sleep(20);", "executionMode": "leader"}),
         )
         .await;
-    let holder = eventually(15, "one node to run the leader worker", || async {
-        match cluster.runners(&sid).await.as_slice() {
-            [one] => Some(*one),
-            _ => None,
-        }
-    })
-    .await;
+    let holder = cluster.single_runner(&sid, 15).await;
 
     cluster.kill(holder).await;
     let killed = Instant::now();

@@ -44,13 +44,7 @@ async fn a_frozen_leader_cannot_write_after_a_takeover_and_stops_its_run() {
     let sid = cluster
         .start_worker(0, json!({"scriptContent": SCRIPT, "executionMode": "leader"}))
         .await;
-    let holder = eventually(15, "one node to run the leader worker", || async {
-        match cluster.runners(&sid).await.as_slice() {
-            [one] => Some(*one),
-            _ => None,
-        }
-    })
-    .await;
+    let holder = cluster.single_runner(&sid, 15).await;
     let other = 1 - holder;
     let holder_nid = format!("n{}", holder + 1);
     let other_nid = format!("n{}", other + 1);

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{Cluster, QUICK};
+use common::cluster::{Cluster, QUICK, refused_start};
 use common::eventually;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
@@ -23,26 +23,6 @@ async fn nids(cluster: &Cluster, index: usize) -> Vec<String> {
         .iter()
         .map(|n| n["nid"].as_str().unwrap().to_string())
         .collect()
-}
-
-/// Runs `heterogen serve ARGS` that must refuse to start; returns its exit code and stderr.
-async fn refused_start(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
-    let output = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_heterogen"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--open", "--data-dir"])
-            .arg(dir)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output(),
-    )
-    .await
-    .expect("the refused node did not exit")
-    .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,7 +52,7 @@ async fn nodes_list_each_other_refuse_a_taken_nid_and_drop_a_dead_node() {
     let store = cluster.etcd.store_url();
     let mut args = vec!["--store", store.as_str(), "--nid", "n2"];
     args.extend_from_slice(QUICK);
-    let (code, stderr) = refused_start(dir.path(), &args).await;
+    let (code, stderr) = refused_start(dir.path(), &args, &[]).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("\"n2\" is taken") && stderr.contains("--nid"),
@@ -135,7 +115,8 @@ async fn a_node_whose_etcd_does_not_answer_refuses_to_start_naming_it() {
         .port();
     let dir = tempfile::tempdir().unwrap();
     let store = format!("etcd://127.0.0.1:{port}");
-    let (code, stderr) = refused_start(dir.path(), &["--store", &store, "--etcd-timeout-ms", "500"]).await;
+    let (code, stderr) =
+        refused_start(dir.path(), &["--store", &store, "--etcd-timeout-ms", "500"], &[]).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
 }

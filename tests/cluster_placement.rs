@@ -82,24 +82,11 @@ async fn workers_are_placed_across_processes_and_changes_reach_every_node() {
         old_hashes.iter().all(|h| h.is_some() && *h == old_hashes[0]),
         "{old_hashes:?}"
     );
-    let (_, list) = cluster.call(2, "listWorkers", json!({})).await;
-    let entry = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["value"]["raw"]["sid"] == parallel)
-        .unwrap()
-        .clone();
-    let mut raw = entry["value"]["raw"].clone();
-    raw["script"] = json!("await Stels.sleep(25);");
-    let (status, updated) = cluster
-        .call(
-            2,
-            "updateWorker",
-            json!({"channel": entry["value"]["channel"], "raw": raw}),
-        )
+    cluster
+        .update(2, &parallel, |raw| {
+            raw["script"] = json!("await Stels.sleep(25);")
+        })
         .await;
-    assert_eq!(status, 200, "{updated}");
     for index in 0..3 {
         eventually(10, &format!("node {index} runs the new script"), || async {
             let hash = script_hash(index).await?;

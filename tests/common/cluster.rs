@@ -115,6 +115,36 @@ impl Cluster {
         raw["sid"].as_str().unwrap().to_string()
     }
 
+    /// Rewrites worker `sid` through node `index`: its record as listed there, changed by
+    /// `change`, sent with `updateWorker`.
+    pub async fn update(&self, index: usize, sid: &str, change: impl FnOnce(&mut Value)) {
+        let (status, list) = self.call(index, "listWorkers", json!({})).await;
+        assert_eq!(status, 200, "{list}");
+        let entry = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["value"]["raw"]["sid"] == sid)
+            .unwrap_or_else(|| panic!("no worker {sid}"))
+            .clone();
+        let mut raw = entry["value"]["raw"].clone();
+        change(&mut raw);
+        let update = json!({"channel": entry["value"]["channel"], "raw": raw});
+        let (status, reply) = self.call(index, "updateWorker", update).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+
+    /// The index of the one node that runs `sid`, once exactly one does (within `secs`).
+    pub async fn single_runner(&self, sid: &str, secs: u64) -> usize {
+        super::eventually(secs, "exactly one node to run the worker", || async {
+            match self.runners(sid).await.as_slice() {
+                [one] => Some(*one),
+                _ => None,
+            }
+        })
+        .await
+    }
+
     /// Whether node `index` runs `sid` now (its `getWorkerStats`).
     pub async fn runs(&self, index: usize, sid: &str) -> bool {
         let (status, stats) = self.call(index, "getWorkerStats", json!({})).await;
@@ -142,4 +172,38 @@ impl Cluster {
         let mut node = self.nodes[index].take().expect("already killed");
         node.child.kill().await.unwrap();
     }
+}
+
+/// Runs `heterogen serve --open ARGS` (with `env`) that must refuse to start; returns its exit
+/// code and stderr.
+pub async fn refused_start(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_heterogen"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--open",
+                "--fsync",
+                "false",
+                "--data-dir",
+            ])
+            .arg(dir)
+            .args(args)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .output(),
+    )
+    .await
+    .expect("the refused node did not exit")
+    .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
