@@ -81,7 +81,11 @@ async fn bad_subscriptions_are_refused() {
     for (body, needle) in [
         (json!({}), "stream must be one of stats, logs, events"),
         (json!({"stream": "weather"}), "stream must be one of"),
-        (json!({"stream": "stats", "interval": 50}), "at least 100"),
+        (json!({"stream": "stats", "interval": 50}), "from 100 to 86400000"),
+        (
+            json!({"stream": "stats", "interval": 86_400_001u64}),
+            "from 100 to 86400000",
+        ),
         (json!({"stream": "logs"}), "sid must be a worker id"),
         (
             json!({"stream": "logs", "sid": uuid::Uuid::new_v4().to_string(), "since": "x"}),

@@ -30,6 +30,9 @@ use crate::webfix::{ApiError, Envelope, Reply};
 pub const MAX_SUBSCRIPTIONS: usize = 64;
 /// Shortest stats interval (W-STR-1).
 pub const MIN_STATS_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest stats interval: a day (the spec sets no maximum; a number without one is not
+/// accepted from a client).
+pub const MAX_STATS_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// Log lines read per step while catching up (each step is one range scan from the cursor, so
 /// a subscription holds at most this many lines besides its connection's queue).
 const LOG_BATCH: usize = 256;
@@ -132,12 +135,15 @@ impl ConnectionStreams {
                 let interval = match body.get("interval") {
                     None | Some(Value::Null) => Duration::from_secs(1),
                     Some(v) => match v.as_u64() {
-                        Some(ms) if Duration::from_millis(ms) >= MIN_STATS_INTERVAL => {
+                        Some(ms)
+                            if (MIN_STATS_INTERVAL..=MAX_STATS_INTERVAL)
+                                .contains(&Duration::from_millis(ms)) =>
+                        {
                             Duration::from_millis(ms)
                         }
                         _ => {
                             return Err(ApiError::invalid_body(
-                                "interval must be a number of milliseconds, at least 100",
+                                "interval must be a number of milliseconds, from 100 to 86400000",
                             ));
                         }
                     },
