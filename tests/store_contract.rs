@@ -24,9 +24,19 @@ struct Subject {
 }
 
 async fn fjall() -> Subject {
+    fjall_with(false)
+}
+
+/// fjall with every commit synced: the group-commit path (commits wait for a shared sync and
+/// are published to watchers only then).
+async fn fjall_fsync() -> Subject {
+    fjall_with(true)
+}
+
+fn fjall_with(fsync: bool) -> Subject {
     let dir = tempfile::tempdir().unwrap();
     let options = FjallOptions {
-        fsync: false,
+        fsync,
         ..FjallOptions::default()
     };
     let store = Arc::new(FjallStore::open_with(dir.path(), options).unwrap());
@@ -749,5 +759,6 @@ macro_rules! every_case {
 }
 
 every_case!(fjall);
+every_case!(fjall_fsync);
 #[cfg(feature = "etcd")]
 every_case!(etcd);

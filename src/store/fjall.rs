@@ -192,6 +192,35 @@ struct Shared {
     /// The revision of the newest commit in `history`; watchers wait on it. Dropped with the
     /// store, which ends every watch with an error.
     latest: watch::Sender<u64>,
+    /// Group commit: with `fsync`, batches are written to the journal unsynced and one sync
+    /// covers every batch written before it started.
+    durability: GroupSync,
+}
+
+/// Group commit with `fsync`: a batch is written to the journal without a sync under the commit
+/// lock (so commits are not held up by each other's syncs); each call then waits until a sync
+/// that started after its batch was written has finished. One caller at a time runs the sync
+/// (`Database::persist`), for everything written so far; the others wait and are covered by it
+/// or by the next. Commits are published to watchers only once synced, in commit order, so a
+/// watcher never sees a change that a crash could take back.
+#[derive(Default)]
+struct GroupSync {
+    /// Batches written to the journal so far (a sequence number per batch).
+    written: std::sync::atomic::AtomicU64,
+    state: Mutex<SyncState>,
+    synced: std::sync::Condvar,
+    /// Journal syncs run so far.
+    syncs: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Every batch up to this sequence number is on disk.
+    durable: u64,
+    /// A caller is running a sync now.
+    syncing: bool,
+    /// Commits written but not yet synced, in commit order, with their batch's sequence number.
+    unpublished: VecDeque<(u64, Arc<CommittedBatch>, u64)>,
 }
 
 /// What one commit changed, as seen by watchers.
@@ -506,8 +535,18 @@ impl FjallStore {
                 options,
                 history: Arc::new(Mutex::new(history)),
                 latest: watch::Sender::new(counter),
+                durability: GroupSync::default(),
             }),
         })
+    }
+
+    /// Journal syncs run so far: with fsync, commits that arrive while one runs share the next
+    /// (group commit), so this grows slower than the number of commits under load.
+    pub fn journal_syncs(&self) -> u64 {
+        self.shared
+            .durability
+            .syncs
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Forgets the watch history up to and including `revision` (etcd's `compact`): a watch
@@ -669,7 +708,7 @@ impl Shared {
         batch.insert(&self.meta, LEASE_COUNTER_KEY, id.to_be_bytes().as_slice());
         // Never handed out again, even if the batch fails after reaching the journal.
         leases.last_id = id;
-        batch.commit()?;
+        self.write(batch)?;
         leases.put(id, state);
         Ok(Lease {
             id: LeaseId(id),
@@ -695,7 +734,7 @@ impl Shared {
             id.to_be_bytes().as_slice(),
             renewed.encode().as_slice(),
         );
-        batch.commit()?;
+        self.write(batch)?;
         leases.put(id, renewed);
         Ok(Duration::from_millis(state.ttl_ms))
     }
@@ -717,7 +756,7 @@ impl Shared {
                 id.to_be_bytes().as_slice(),
                 ended.encode().as_slice(),
             );
-            batch.commit()?;
+            self.write(batch)?;
             self.leases
                 .write()
                 .map_err(|_| FjallError::LockPoisoned)?
@@ -768,7 +807,7 @@ impl Shared {
         let done = finished.len() == ids.len();
         let count = deleted.len();
         if deleted.is_empty() {
-            batch.commit()?;
+            self.write(batch)?;
         } else {
             self.seal(last, batch, || {
                 deleted
@@ -788,19 +827,101 @@ impl Shared {
         Ok(Reaped { deleted: count, done })
     }
 
-    /// A write batch with the store's durability (`SyncData` with fsync, `Buffer` without).
+    /// A write batch written to the journal without a sync; with fsync the caller waits in
+    /// [`Shared::wait_durable`] before it answers (group commit).
     fn batch(&self) -> fjall::OwnedWriteBatch {
-        let mode = if self.options.fsync {
-            PersistMode::SyncData
-        } else {
-            PersistMode::Buffer
-        };
-        self.db.batch().durability(Some(mode))
+        self.db.batch().durability(Some(PersistMode::Buffer))
+    }
+
+    /// Commits `batch` to the journal and numbers it for [`Shared::wait_durable`].
+    fn write(&self, batch: fjall::OwnedWriteBatch) -> Result<u64, FjallError> {
+        batch.commit()?;
+        Ok(self
+            .durability
+            .written
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1)
+    }
+
+    /// With fsync, returns once every batch written so far is on disk (running the sync itself
+    /// when none is under way) and publishes the commits that sync covered; without, at once.
+    fn wait_durable(&self) -> Result<(), FjallError> {
+        if !self.options.fsync {
+            return Ok(());
+        }
+        let target = self.durability.written.load(std::sync::atomic::Ordering::SeqCst);
+        let mut state = self
+            .durability
+            .state
+            .lock()
+            .map_err(|_| FjallError::LockPoisoned)?;
+        loop {
+            if state.durable >= target {
+                return Ok(());
+            }
+            if state.syncing {
+                state = self
+                    .durability
+                    .synced
+                    .wait(state)
+                    .map_err(|_| FjallError::LockPoisoned)?;
+                continue;
+            }
+            state.syncing = true;
+            let covered = self.durability.written.load(std::sync::atomic::Ordering::SeqCst);
+            drop(state);
+            let synced = self.db.persist(PersistMode::SyncData);
+            self.durability
+                .syncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state = self
+                .durability
+                .state
+                .lock()
+                .map_err(|_| FjallError::LockPoisoned)?;
+            state.syncing = false;
+            if let Err(e) = synced {
+                self.durability.synced.notify_all();
+                tracing::error!(error = %e, "fjall journal sync failed");
+                return Err(e.into());
+            }
+            state.durable = state.durable.max(covered);
+            while state
+                .unpublished
+                .front()
+                .is_some_and(|(seq, _, _)| *seq <= covered)
+            {
+                if let Some((_, commit, counter)) = state.unpublished.pop_front() {
+                    self.publish(commit, counter)?;
+                }
+            }
+            self.durability.synced.notify_all();
+        }
+    }
+
+    /// Runs `operation` and, if it wrote to the journal, answers only once that is on disk.
+    fn durably<T>(&self, operation: impl FnOnce(&Shared) -> Result<T, FjallError>) -> Result<T, FjallError> {
+        let before = self.durability.written.load(std::sync::atomic::Ordering::SeqCst);
+        let result = operation(self)?;
+        if self.durability.written.load(std::sync::atomic::Ordering::SeqCst) != before {
+            self.wait_durable()?;
+        }
+        Ok(result)
+    }
+
+    /// Hands a commit to watchers.
+    fn publish(&self, commit: Arc<CommittedBatch>, counter: u64) -> Result<(), FjallError> {
+        self.history
+            .lock()
+            .map_err(|_| FjallError::LockPoisoned)?
+            .push(commit, &self.options);
+        self.latest.send_replace(counter);
+        Ok(())
     }
 
     /// Writes `batch` as the next commit (number `*last + 1`, counter in the same batch), then
-    /// tells watchers what it `changed`. Called with the commit lock held (`last` is its
-    /// guard), so the watch order is the commit order.
+    /// tells watchers what it `changed` — at once without fsync, once synced with it. Called
+    /// with the commit lock held (`last` is its guard), so the watch order is the commit order.
     fn seal(
         &self,
         last: &mut u64,
@@ -813,8 +934,8 @@ impl Shared {
         // Whatever happens below, this counter is never handed out again: after a failed
         // persist the batch may still be in the journal (and fjall refuses further writes).
         *last = counter;
-        batch
-            .commit()
+        let seq = self
+            .write(batch)
             .inspect_err(|e| tracing::error!(error = %e, counter, "fjall commit failed"))?;
         let changes = changed();
         let bytes = changes.iter().map(|c| c.bytes).sum();
@@ -823,11 +944,17 @@ impl Shared {
             changes,
             bytes,
         });
-        self.history
-            .lock()
-            .map_err(|_| FjallError::LockPoisoned)?
-            .push(commit, &self.options);
-        self.latest.send_replace(counter);
+        if self.options.fsync {
+            // Published by the sync that covers it (under the commit lock: commit order).
+            self.durability
+                .state
+                .lock()
+                .map_err(|_| FjallError::LockPoisoned)?
+                .unpublished
+                .push_back((seq, commit, counter));
+        } else {
+            self.publish(commit, counter)?;
+        }
         Ok(versionstamp)
     }
 
@@ -989,7 +1116,7 @@ impl Store for FjallStore {
 
     async fn commit(&self, write: AtomicWrite) -> StoreResult<CommitOutcome> {
         let (checks, mutations) = prepare(write, &self.shared.options.limits, "fjall")?;
-        self.blocking(move |shared| shared.commit(checks, mutations))
+        self.blocking(move |shared| shared.durably(|shared| shared.commit(checks, mutations)))
             .await
     }
 
@@ -1074,15 +1201,18 @@ impl Store for FjallStore {
         let ttl_ms = u64::try_from(ttl.min(MAX_LEASE_TTL).as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        self.blocking(move |shared| shared.grant(ttl_ms)).await
+        self.blocking(move |shared| shared.durably(|shared| shared.grant(ttl_ms)))
+            .await
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> StoreResult<Duration> {
-        self.blocking(move |shared| shared.keep_alive(lease.0)).await
+        self.blocking(move |shared| shared.durably(|shared| shared.keep_alive(lease.0)))
+            .await
     }
 
     async fn revoke(&self, lease: LeaseId) -> StoreResult<()> {
-        self.blocking(move |shared| shared.revoke(lease.0)).await
+        self.blocking(move |shared| shared.durably(|shared| shared.revoke(lease.0)))
+            .await
     }
 
     async fn flush(&self) -> StoreResult<()> {
@@ -1097,7 +1227,8 @@ impl Store for FjallStore {
                 done: false,
             });
         }
-        self.blocking(move |shared| shared.reap_expired(max)).await
+        self.blocking(move |shared| shared.durably(|shared| shared.reap_expired(max)))
+            .await
     }
 }
 
