@@ -446,15 +446,9 @@ async fn keep_membership(membership: Arc<Membership>, state: Arc<NetState>, shut
             () = tokio::time::sleep(interval) => {}
         }
         let stats = state.hub.stats.snapshot();
-        let count = |field: &str| stats.get(field).and_then(serde_json::Value::as_u64).unwrap_or(0);
         let load = NodeLoad {
             connections: u64::try_from(state.connections.open()).unwrap_or(u64::MAX),
-            running_workers: count("runningWorkers"),
-            executions: count("totalExecutions"),
-            errors: count("totalErrors"),
-            network_errors: count("totalNetworkErrors"),
-            critical_errors: count("totalCriticalErrors"),
-            ..NodeLoad::default()
+            ..state.hub.stats.totals()
         }
         .with_workers(
             stats

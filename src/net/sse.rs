@@ -11,6 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -124,9 +125,7 @@ pub async fn logs_stream(
     };
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
     tokio::spawn(produce(node, query, ring, tx));
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|bytes| (Ok::<_, Infallible>(bytes), rx))
-    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>);
     (
         StatusCode::OK,
         [

@@ -23,14 +23,13 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, SortOrder,
     SortTarget, Txn, TxnOp, WatchOptions,
 };
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::prepared::{encode_key, prepare};
 use super::{
-    AtomicWrite, CommitOutcome, Entry, Got, Key, Lease, LeaseId, Limits, ListOptions, MAX_LEASE_TTL,
-    Mutation, Page, Revision, Store, StoreError, StoreResult, Versionstamp, WatchEvent, WatchStream,
+    AtomicWrite, CommitOutcome, Entry, Got, Key, Lease, LeaseId, Limits, ListOptions, MAX_LEASE_TTL, Page,
+    Revision, Store, StoreError, StoreResult, Versionstamp, WatchEvent, WatchStream,
 };
 
 /// Entries one request of an unlimited list asks for (at most 64 KiB each).
@@ -231,20 +230,12 @@ impl EtcdStore {
     }
 
     fn entry(&self, kv: &KeyValue) -> StoreResult<Entry> {
-        let key = self.decode_key(kv.key())?;
-        let value = serde_json::from_slice(kv.value())
-            .map_err(|e| StoreError::Corrupt(format!("the value of {key} in etcd is not JSON: {e}")))?;
+        let key = decode_key(&self.prefix, kv.key())?;
         Ok(Entry {
+            value: decode_value(&key, kv.value())?,
             key,
-            value,
             versionstamp: versionstamp(kv.mod_revision())?,
         })
-    }
-
-    fn decode_key(&self, raw: &[u8]) -> StoreResult<Key> {
-        raw.strip_prefix(self.prefix.as_slice())
-            .and_then(Key::decode)
-            .ok_or_else(|| StoreError::Corrupt(format!("etcd holds a key no entry encodes to: {raw:x?}")))
     }
 
     /// One range request; `revision` 0 reads the latest.
@@ -361,15 +352,11 @@ impl Store for EtcdStore {
     }
 
     async fn commit(&self, write: AtomicWrite) -> StoreResult<CommitOutcome> {
-        let leases: Vec<LeaseId> = write
-            .mutations
-            .iter()
-            .filter_map(|m| match m {
-                Mutation::Set { lease, .. } => *lease,
-                Mutation::Delete { .. } => None,
-            })
-            .collect();
         let (checks, mutations) = prepare(write, &self.limits, "etcd")?;
+        // Named in a refusal: etcd says a lease ended, not which.
+        let first_lease = mutations
+            .iter()
+            .find_map(|m| m.set.as_ref().and_then(|(_, _, lease)| *lease));
         let compares = checks
             .iter()
             .map(|(encoded, expected)| {
@@ -407,8 +394,7 @@ impl Store for EtcdStore {
             .await;
         let reply = match sent {
             Err(StoreError::LeaseNotFound(_)) => {
-                let lease = leases.first().copied().unwrap_or(LeaseId(0));
-                return Err(StoreError::LeaseNotFound(lease));
+                return Err(StoreError::LeaseNotFound(first_lease.unwrap_or(LeaseId(0))));
             }
             other => other?,
         };
@@ -433,7 +419,7 @@ impl Store for EtcdStore {
         let stream = watcher.reopen(after, &self.closed).await?;
         let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
         tokio::spawn(watcher.run(stream, after, sender, self.closed.clone()));
-        Ok(Box::pin(tokio_stream_from(receiver)))
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver)))
     }
 
     fn limits(&self) -> Limits {
@@ -611,37 +597,30 @@ impl Watcher {
         let kv = event
             .kv()
             .ok_or_else(|| StoreError::Corrupt("an etcd watch event without its key".into()))?;
-        let key = kv
-            .key()
-            .strip_prefix(self.prefix.as_slice())
-            .and_then(Key::decode)
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!("etcd holds a key no entry encodes to: {:x?}", kv.key()))
-            })?;
+        let key = decode_key(&self.prefix, kv.key())?;
         let versionstamp = versionstamp(kv.mod_revision())?;
         Ok(match event.event_type() {
-            EventType::Put => {
-                let value = serde_json::from_slice(kv.value()).map_err(|e| {
-                    StoreError::Corrupt(format!("the value of {key} in etcd is not JSON: {e}"))
-                })?;
-                WatchEvent::Put(Entry {
-                    key,
-                    value,
-                    versionstamp,
-                })
-            }
+            EventType::Put => WatchEvent::Put(Entry {
+                value: decode_value(&key, kv.value())?,
+                key,
+                versionstamp,
+            }),
             EventType::Delete => WatchEvent::Delete { key, versionstamp },
         })
     }
 }
 
-fn tokio_stream_from(
-    receiver: mpsc::Receiver<StoreResult<WatchEvent>>,
-) -> impl futures_util::Stream<Item = StoreResult<WatchEvent>> + Send {
-    futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
-    })
-    .fuse()
+/// A key as stored under `prefix`, decoded.
+fn decode_key(prefix: &[u8], raw: &[u8]) -> StoreResult<Key> {
+    raw.strip_prefix(prefix)
+        .and_then(Key::decode)
+        .ok_or_else(|| StoreError::Corrupt(format!("etcd holds a key no entry encodes to: {raw:x?}")))
+}
+
+/// The JSON stored under `key`.
+fn decode_value(key: &Key, raw: &[u8]) -> StoreResult<serde_json::Value> {
+    serde_json::from_slice(raw)
+        .map_err(|e| StoreError::Corrupt(format!("the value of {key} in etcd is not JSON: {e}")))
 }
 
 fn closed_error() -> StoreError {

@@ -119,15 +119,7 @@ impl SonarFeed {
             }
             Err(e) => tracing::warn!(error = %e, "sonar: cannot list workers"),
         }
-        let stats = self.stats.snapshot();
-        let count = |field: &str| stats.get(field).and_then(Value::as_u64).unwrap_or(0);
-        let own = NodeLoad {
-            executions: count("totalExecutions"),
-            errors: count("totalErrors"),
-            network_errors: count("totalNetworkErrors"),
-            critical_errors: count("totalCriticalErrors"),
-            ..NodeLoad::default()
-        };
+        let own = self.stats.totals();
         let mut loads: Vec<(String, NodeLoad)> = match self.nodes.live().await {
             Ok(records) => records
                 .into_iter()

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 
 use crate::clock::Clock;
+use crate::cluster::membership::NodeLoad;
 
 /// Kind of a failed run (W-RUN-3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +101,25 @@ impl StatsBoard {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         change(workers.entry(sid.to_string()).or_default());
+    }
+
+    /// This node's run counters as the cluster sees them (no connections, no per-worker items),
+    /// without building the whole snapshot.
+    pub fn totals(&self) -> NodeLoad {
+        let workers = self
+            .workers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let sum = |f: fn(&WorkerStats) -> u64| workers.values().map(f).sum::<u64>();
+        NodeLoad {
+            running_workers: u64::try_from(workers.values().filter(|w| w.is_running).count())
+                .unwrap_or(u64::MAX),
+            executions: sum(|w| w.executions),
+            errors: sum(|w| w.errors),
+            network_errors: sum(|w| w.network_errors),
+            critical_errors: sum(|w| w.critical_errors),
+            ..NodeLoad::default()
+        }
     }
 
     /// The `getWorkerStats` result.
