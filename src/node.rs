@@ -418,7 +418,7 @@ async fn join_cluster(
                 .get(&boot_key)
                 .await?
                 .entry
-                .and_then(|e| e.value.as_str().map(str::to_string)),
+                .and_then(|e| e.value.deserialize::<String>().ok()),
         },
     };
     let boot = record.boot.clone();

@@ -48,7 +48,7 @@ impl Store for CompetingWriter {
                 .any(|m| matches!(m, Mutation::Set { key: k, .. } if *k == key))
             && let Some(current) = self.inner.get(&key).await?.entry
         {
-            let mut value = current.value.clone();
+            let mut value = current.value.parse().unwrap();
             let n = self.interferences.fetch_add(1, Ordering::SeqCst);
             value["raw"]["note"] = json!(format!("edited by the competitor {n}"));
             self.inner.commit(AtomicWrite::new().set(key, value)).await?;

@@ -257,5 +257,5 @@ async fn the_store_watch_reports_each_update() {
         seen.versionstamp.to_string(),
         updated["versionstamp"].as_str().unwrap()
     );
-    assert_eq!(seen.value["raw"]["active"], true);
+    assert_eq!(seen.value.parse().unwrap()["raw"]["active"], true);
 }

@@ -32,7 +32,7 @@ async fn owner(store: &EtcdStore) -> Option<Value> {
         .await
         .unwrap()
         .entry
-        .map(|e| e.value)
+        .map(|e| e.value.parse().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

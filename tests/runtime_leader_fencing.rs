@@ -79,5 +79,5 @@ async fn a_stale_leaders_net_writes_are_refused() {
         .get(&Key::of(&["kv", "unfenced"]))
         .await
         .unwrap();
-    assert!(local.entry.unwrap().value.as_u64().unwrap() > 0);
+    assert!(local.entry.unwrap().value.deserialize::<u64>().unwrap() > 0);
 }

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use heterogen::store::fjall::{FjallOptions, FjallStore};
 use heterogen::store::{
     AtomicWrite, CommitOutcome, Entry, Key, KeyPart, Limit, ListOptions, MAX_KEY_BYTES, MAX_VALUE_BYTES,
-    Page, Revision, Store, StoreError, Versionstamp, WatchEvent, WatchStream,
+    Page, RawJson, Revision, Store, StoreError, Versionstamp, WatchEvent, WatchStream,
 };
 use serde_json::{Value, json};
 
@@ -126,7 +126,7 @@ async fn reads_carry_the_revision_they_saw(s: Subject) {
     let vs = put(store, &key, json!({"a": 1})).await;
     let got = store.get(&key).await.unwrap();
     let entry = got.entry.unwrap();
-    assert_eq!((entry.value, entry.versionstamp), (json!({"a": 1}), vs));
+    assert_eq!((entry.value, entry.versionstamp), (json!({"a": 1}).into(), vs));
     assert!(got.revision >= Revision::from(vs) && got.revision > empty.revision);
     assert_eq!(vs.to_string().len(), 20);
     let page = list(store, &Key::of(&["ami"]), ListOptions::default()).await;
@@ -423,7 +423,7 @@ async fn a_watch_reports_puts_and_deletes_of_its_prefix_only(s: Subject) {
         [
             WatchEvent::Put(Entry {
                 key: x.clone(),
-                value: json!(1),
+                value: json!(1).into(),
                 versionstamp: vs1
             }),
             WatchEvent::Delete {
@@ -432,7 +432,7 @@ async fn a_watch_reports_puts_and_deletes_of_its_prefix_only(s: Subject) {
             },
             WatchEvent::Put(Entry {
                 key: y,
-                value: json!(3),
+                value: json!(3).into(),
                 versionstamp: vs2
             }),
         ]
@@ -723,6 +723,62 @@ async fn a_watch_ends_with_an_error_when_its_store_goes(s: Subject) {
     assert!(watch.next().await.is_none());
 }
 
+/// A value is kept as the text it was written as: reads, lists and watches hand back the same
+/// bytes (number spellings, escapes, key order), and limits count those bytes.
+async fn values_come_back_as_the_bytes_written(s: Subject) {
+    let store = s.store.as_ref();
+    let prefix = Key::of(&["raw"]);
+    let mut watch = store.watch(&prefix, Revision(0)).await.unwrap();
+    let texts: [&[u8]; 4] = [
+        br#"{"z":1.50,"a":[1e3,-0,1E-7],"s":"\u00e9\n\ud83d\ude00","n":null}"#,
+        "\"caf\u{e9} \u{1F600}\"".as_bytes(),
+        b"12345678901234567890123456789",
+        b"[true,false,{},[]]",
+    ];
+    let mut stamps = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let value = RawJson::from_untrusted(text).unwrap();
+        stamps.push(committed(store, AtomicWrite::new().set(prefix.child(&i.to_string()), value)).await);
+    }
+    for (i, text) in texts.iter().enumerate() {
+        let entry = get(store, &prefix.child(&i.to_string())).await.unwrap();
+        assert_eq!(entry.value.as_str().as_bytes(), *text);
+    }
+    let page = list(store, &prefix, ListOptions::default()).await;
+    let listed: Vec<&[u8]> = page.entries.iter().map(|e| e.value.as_str().as_bytes()).collect();
+    assert_eq!(listed, texts);
+    let events = changes(&mut watch, texts.len()).await;
+    for (event, (text, stamp)) in events.iter().zip(texts.iter().zip(&stamps)) {
+        let WatchEvent::Put(entry) = event else {
+            panic!("expected a put, got {event:?}");
+        };
+        assert_eq!(
+            (entry.value.as_str().as_bytes(), entry.versionstamp),
+            (*text, *stamp)
+        );
+    }
+    // A value of exactly the limit in bytes is accepted; one more byte (of whitespace) is
+    // counted and refused.
+    let body = "x".repeat(MAX_VALUE_BYTES - 2);
+    let exact = RawJson::from_untrusted(format!("\"{body}\"").as_bytes()).unwrap();
+    assert_eq!(exact.len(), MAX_VALUE_BYTES);
+    committed(store, AtomicWrite::new().set(prefix.child("max"), exact)).await;
+    let over = RawJson::from_untrusted(format!(" \"{body}\"").as_bytes()).unwrap();
+    let refused = store
+        .commit(AtomicWrite::new().set(prefix.child("over"), over))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::TooLarge {
+                limit: Limit::ValueBytes,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+}
+
 macro_rules! contract {
     ($backend:ident: $($case:ident),+ $(,)?) => {
         mod $backend {
@@ -754,6 +810,7 @@ macro_rules! every_case {
             a_kept_alive_lease_keeps_its_keys,
             revoking_a_lease_deletes_its_keys_at_once,
             a_watch_ends_with_an_error_when_its_store_goes,
+            values_come_back_as_the_bytes_written,
         );
     };
 }

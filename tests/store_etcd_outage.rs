@@ -67,9 +67,9 @@ async fn a_watch_resumes_after_etcd_restarts_and_calls_meanwhile_fail_quickly() 
     assert_eq!(
         seen,
         [
-            ("a".into(), json!(1)),
-            ("b".into(), json!(2)),
-            ("a".into(), json!(3))
+            ("a".into(), json!(1).into()),
+            ("b".into(), json!(2).into()),
+            ("a".into(), json!(3).into())
         ]
     );
 }

@@ -9,10 +9,10 @@ use crate::webfix::Reply;
 pub fn asset_list(network: &str, clock: &Clock) -> Reply {
     Ok((
         200,
-        json!({"webfix":"1.0","result":{"success":true,"assets":[],"total":0,"network":network,"timestamp":clock.wall_ms()}}),
+        json!({"webfix":"1.0","result":{"success":true,"assets":[],"total":0,"network":network,"timestamp":clock.wall_ms()}}).into(),
     ))
 }
 
 pub fn list_accounts() -> Reply {
-    Ok((200, Value::Array(Vec::new())))
+    Ok((200, Value::Array(Vec::new()).into()))
 }

@@ -150,6 +150,7 @@ async fn verify_and_open(
                 "developer": developer,
                 "address": login.address,
             },
-        }}),
+        }})
+        .into(),
     ))
 }

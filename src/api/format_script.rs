@@ -26,6 +26,6 @@ impl FormatScript {
 
     pub async fn apply(self) -> Reply {
         let script = readable_script(&self.script).await.map_err(ApiError::script)?;
-        Ok((200, json!({ "script": script })))
+        Ok((200, json!({ "script": script }).into()))
     }
 }

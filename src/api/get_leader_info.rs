@@ -27,7 +27,7 @@ impl GetLeaderInfo {
         let Some(record) = record else {
             return Ok((
                 200,
-                json!({"workerId": worker_id, "hasLeader": false, "message": "No leader elected yet"}),
+                json!({"workerId": worker_id, "hasLeader": false, "message": "No leader elected yet"}).into(),
             ));
         };
         let now = clock.wall_ms();
@@ -45,7 +45,8 @@ impl GetLeaderInfo {
                 "epoch": record.epoch,
                 "expiresIn": (record.expires_at - now).max(0),
                 "isExpired": is_expired,
-            }),
+            })
+            .into(),
         ))
     }
 }

@@ -59,7 +59,7 @@ impl GetWorkerLogs {
         let lines: Vec<Value> = lines.iter().map(|l| l.to_json(&sid)).collect();
         Ok((
             200,
-            json!({"sid": sid, "lines": lines, "next": next, "dropped": dropped}),
+            json!({"sid": sid, "lines": lines, "next": next, "dropped": dropped}).into(),
         ))
     }
 }

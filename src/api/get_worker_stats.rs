@@ -41,7 +41,7 @@ pub async fn apply(stats: &StatsBoard, kv: KvUsage<'_>) -> Reply {
     if let (false, Some(fields)) = (failures.is_empty(), snapshot.as_object_mut()) {
         fields.insert("kvUsageError".into(), failures.join("; ").into());
     }
-    Ok((200, snapshot))
+    Ok((200, snapshot.into()))
 }
 
 async fn usage_or_null(store: &dyn Store, sid: &str, failure: &mut Option<String>) -> Value {

@@ -20,5 +20,5 @@ pub async fn apply(nodes: &NodeList, own_nid: &str) -> Reply {
             Some(value)
         })
         .collect();
-    Ok((200, json!({"total": nodes.len(), "nodes": nodes})))
+    Ok((200, json!({"total": nodes.len(), "nodes": nodes}).into()))
 }

@@ -22,7 +22,7 @@ pub async fn apply(repo: &WorkerRepo, clock: &Clock) -> Reply {
     if entries.is_empty() {
         return Ok((
             200,
-            json!({"message":"No workers found","total":0,"stopped":0,"failed":0,"workers":[]}),
+            json!({"message":"No workers found","total":0,"stopped":0,"failed":0,"workers":[]}).into(),
         ));
     }
     let total = entries.len();
@@ -53,7 +53,8 @@ pub async fn apply(repo: &WorkerRepo, clock: &Clock) -> Reply {
     let status = if failed > 0 { 207 } else { 200 };
     Ok((
         status,
-        json!({"total": total, "stopped": stopped, "failed": failed, "errors": errors, "workers": workers}),
+        json!({"total": total, "stopped": stopped, "failed": failed, "errors": errors, "workers": workers})
+            .into(),
     ))
 }
 

@@ -190,13 +190,13 @@ impl Sessions {
                 let Some(entry) = self.store.get(&key(&hash)).await?.entry else {
                     return Ok(None);
                 };
-                let address = entry
-                    .value
+                let value = entry.value.parse().unwrap_or_default();
+                let address = value
                     .get("address")
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string();
-                let last_seen = entry.value.get("lastSeen").and_then(Value::as_i64).unwrap_or(0);
+                let last_seen = value.get("lastSeen").and_then(Value::as_i64).unwrap_or(0);
                 Session {
                     address,
                     last_seen,
@@ -213,6 +213,8 @@ impl Sessions {
             let created = match self.store.get(&key(&hash)).await?.entry {
                 Some(entry) => entry
                     .value
+                    .parse()
+                    .unwrap_or_default()
                     .get("createdAt")
                     .and_then(Value::as_i64)
                     .unwrap_or(now),

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::clock::Clock;
-use crate::store::{AtomicWrite, CommitOutcome, Key, LeaseId, Store, StoreError, StoreResult, Versionstamp};
+use crate::store::{
+    AtomicWrite, CommitOutcome, Key, LeaseId, RawJson, Store, StoreError, StoreResult, Versionstamp,
+};
 
 /// The key of the leader record of worker `sid`.
 pub fn leader_key(sid: &str) -> Key {
@@ -186,8 +188,8 @@ impl StoreCoordinator {
     }
 }
 
-fn parse_record(value: &Value) -> LeaderRecord {
-    serde_json::from_value(value.clone()).unwrap_or_default()
+fn parse_record(value: &RawJson) -> LeaderRecord {
+    value.deserialize().unwrap_or_default()
 }
 
 fn lost(sid: &str, why: &str) -> StoreError {
@@ -213,7 +215,7 @@ impl Coordinator for StoreCoordinator {
         let fence = self.store.get(&fence_key).await?.entry;
         let stored_epoch = fence
             .as_ref()
-            .and_then(|e| e.value.get("epoch").and_then(Value::as_u64))
+            .and_then(|e| e.value.parse().ok()?.get("epoch")?.as_u64())
             .unwrap_or(0);
         let lease = self.store.grant(self.lease).await?;
         let mut write = AtomicWrite::new()

@@ -189,7 +189,7 @@ impl Membership {
             };
             let holder = current
                 .as_ref()
-                .and_then(|e| serde_json::from_value::<NodeRecord>(e.value.clone()).ok());
+                .and_then(|e| e.value.deserialize::<NodeRecord>().ok());
             let replaceable = match &holder {
                 None => true,
                 Some(holder) => previous_boot.as_deref() == Some(holder.boot.as_str()),
@@ -212,7 +212,7 @@ impl Membership {
                     .get(&key)
                     .await?
                     .entry
-                    .and_then(|e| serde_json::from_value::<NodeRecord>(e.value).ok());
+                    .and_then(|e| e.value.deserialize::<NodeRecord>().ok());
                 return Err(taken(&record.nid, holder.as_ref(), ttl));
             }
             Err(e) => {
@@ -303,7 +303,7 @@ impl NodeList {
         Ok(page
             .entries
             .into_iter()
-            .filter_map(|e| serde_json::from_value(e.value).ok())
+            .filter_map(|e| e.value.deserialize().ok())
             .collect())
     }
 }

@@ -48,9 +48,13 @@ pub fn router(node: Arc<NetState>) -> Router {
 
 /// A JSON reply with `status`.
 pub fn json_response(status: u16, body: &Value) -> Response {
+    json_text_response(status, body.to_string())
+}
+
+/// A response whose body is this JSON text.
+fn json_text_response(status: u16, body: String) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn error_response(error: &ApiError) -> Response {
@@ -110,7 +114,7 @@ async fn root_post(
         Err(invalid) => return error_response(&invalid.error()),
     };
     match api::dispatch(&node.api, &caller, &envelope).await {
-        Ok((status, body)) => json_response(status, &body),
+        Ok((status, body)) => json_text_response(status, body.as_str().to_string()),
         Err(error) => error_response(&error),
     }
 }

@@ -117,7 +117,7 @@ impl ConnectionStreams {
         match self.active().remove(id) {
             Some(cancel) => {
                 cancel.cancel();
-                Ok((200, json!({"subscription": id, "unsubscribed": true})))
+                Ok((200, json!({"subscription": id, "unsubscribed": true}).into()))
             }
             None => Err(ApiError::new(
                 404,
@@ -213,7 +213,7 @@ impl ConnectionStreams {
         result.insert("subscription".into(), json!(id));
         result.insert("stream".into(), json!(stream));
         result.extend(extra);
-        Ok((200, Value::Object(result)))
+        Ok((200, Value::Object(result).into()))
     }
 }
 

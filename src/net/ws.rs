@@ -27,7 +27,6 @@ use axum::extract::WebSocketUpgrade;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::{self, error::ProtocolError};
@@ -549,7 +548,7 @@ fn handle_frame(node: &Arc<NetState>, caller: &Arc<Caller>, lanes: &Lanes, bytes
             let frame = ws_frame(invalid.id.as_ref(), Err(invalid.error()));
             let outbound = lanes.outbound.clone();
             tokio::spawn(async move {
-                let _ = outbound.send(text_frame(&frame)).await;
+                let _ = outbound.send(text_frame(frame)).await;
                 drop(slot);
             });
             return;
@@ -575,7 +574,7 @@ fn handle_frame(node: &Arc<NetState>, caller: &Arc<Caller>, lanes: &Lanes, bytes
             Some(streams) => streams.request(&node, &caller, &envelope).await,
             None => api::dispatch(&node.api, &caller, &envelope).await,
         };
-        let frame = text_frame(&ws_frame(envelope.id.as_ref(), reply));
+        let frame = text_frame(ws_frame(envelope.id.as_ref(), reply));
         // The slot is held until the answer is queued: a client that does not read fills its
         // queue, its request tasks wait here, and the connection stops reading from it.
         let _ = outbound.send(frame).await;
@@ -583,8 +582,8 @@ fn handle_frame(node: &Arc<NetState>, caller: &Arc<Caller>, lanes: &Lanes, bytes
     });
 }
 
-fn text_frame(value: &Value) -> Message {
-    Message::Text(Utf8Bytes::from(value.to_string()))
+fn text_frame(frame: String) -> Message {
+    Message::Text(Utf8Bytes::from(frame))
 }
 
 #[cfg(test)]

@@ -33,7 +33,6 @@ use crate::store::{Entry, ExpiryLeases, Revision, Store, StoreError, StoreResult
 use crate::streams::events::EventKind;
 use crate::streams::logs::LogBook;
 use crate::streams::stats::{ErrorKind, StatsBoard, script_hash};
-use crate::workers::model::entry_json;
 use crate::workers::{Priority, RunMode, WorkerData, WorkerRepo, WorkerScript};
 
 /// The pause between two runs of a `loop` worker, by priority (W-RUN-2).
@@ -292,8 +291,7 @@ async fn supervise(shared: Arc<RuntimeShared>, cancel: CancellationToken) {
                 if shared.events.has_subscribers()
                     && let Some(sid) = entry.key.last_str().map(str::to_string)
                 {
-                    let detail = serde_json::json!({"entry": entry_json(entry)});
-                    shared.events.emit(EventKind::Saved, &sid, detail);
+                    shared.events.emit_saved(&sid, &entry);
                 }
             }
             Event::Watch(WatchEvent::Delete { key, .. }) => {

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::prepared::{encode_key, prepare};
 use super::{
     AtomicWrite, CommitOutcome, Entry, Got, Key, Lease, LeaseId, Limits, ListOptions, MAX_LEASE_TTL, Page,
-    Revision, Store, StoreError, StoreResult, Versionstamp, WatchEvent, WatchStream,
+    RawJson, Revision, Store, StoreError, StoreResult, Versionstamp, WatchEvent, WatchStream,
 };
 
 /// Entries one request of an unlimited list asks for (at most 64 KiB each).
@@ -352,11 +352,11 @@ impl Store for EtcdStore {
     }
 
     async fn commit(&self, write: AtomicWrite) -> StoreResult<CommitOutcome> {
-        let (checks, mutations) = prepare(write, &self.limits, "etcd")?;
+        let (checks, mutations) = prepare(write, &self.limits)?;
         // Named in a refusal: etcd says a lease ended, not which.
         let first_lease = mutations
             .iter()
-            .find_map(|m| m.set.as_ref().and_then(|(_, _, lease)| *lease));
+            .find_map(|m| m.set.as_ref().and_then(|(_, lease)| *lease));
         let compares = checks
             .iter()
             .map(|(encoded, expected)| {
@@ -373,12 +373,12 @@ impl Store for EtcdStore {
             .map(|m| {
                 let key = self.etcd_key(&m.encoded);
                 Ok(match m.set {
-                    Some((_, json, lease)) => {
+                    Some((value, lease)) => {
                         let options = match lease {
                             Some(lease) => Some(PutOptions::new().with_lease(lease_i64(lease)?)),
                             None => None,
                         };
-                        TxnOp::put(key, json, options)
+                        TxnOp::put(key, value.as_str(), options)
                     }
                     None => TxnOp::delete(key, None),
                 })
@@ -617,9 +617,10 @@ fn decode_key(prefix: &[u8], raw: &[u8]) -> StoreResult<Key> {
         .ok_or_else(|| StoreError::Corrupt(format!("etcd holds a key no entry encodes to: {raw:x?}")))
 }
 
-/// The JSON stored under `key`.
-fn decode_value(key: &Key, raw: &[u8]) -> StoreResult<serde_json::Value> {
-    serde_json::from_slice(raw)
+/// The JSON stored under `key`, checked (anyone with access to the prefix can write there) but
+/// not parsed into a tree.
+fn decode_value(key: &Key, raw: &[u8]) -> StoreResult<RawJson> {
+    RawJson::from_untrusted(raw)
         .map_err(|e| StoreError::Corrupt(format!("the value of {key} in etcd is not JSON: {e}")))
 }
 

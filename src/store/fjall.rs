@@ -31,13 +31,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
-use serde_json::Value;
 use tokio::sync::watch;
 
 use super::prepared::{PreparedCheck, PreparedMutation, encode_key, prepare};
 use super::{
     AtomicWrite, CommitOutcome, Entry, Got, Key, Lease, LeaseId, Limit, Limits, ListOptions, MAX_LEASE_TTL,
-    Page, REAP_BATCH, Reaped, Revision, Store, StoreError, StoreResult, Versionstamp, WatchEvent,
+    Page, REAP_BATCH, RawJson, Reaped, Revision, Store, StoreError, StoreResult, Versionstamp, WatchEvent,
     WatchStream,
 };
 use leases::{LeaseState, LeaseTable, MAX_LEASES, lease_key_index};
@@ -81,9 +80,6 @@ enum FjallError {
     /// The blocking task doing the fjall work panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
-    /// A thread parsing part of a list panicked.
-    #[error("list parser thread panicked")]
-    ThreadPanicked,
     /// A previous commit panicked while holding the commit lock.
     #[error("commit lock poisoned by an earlier panic")]
     LockPoisoned,
@@ -238,7 +234,7 @@ struct Change {
     /// The changed key.
     key: Key,
     /// The new value, `None` for a delete.
-    value: Option<Value>,
+    value: Option<RawJson>,
     /// The encoded key plus the serialised value, counted against the history's byte bound.
     bytes: usize,
 }
@@ -371,10 +367,11 @@ impl<'a> StoredValue<'a> {
         }
     }
 
-    /// Parses the JSON into an [`Entry`] under `key`.
+    /// The [`Entry`] under `key`, its JSON taken as written (this backend wrote it, and fjall
+    /// checksums what it keeps).
     fn into_entry(self, key: Key) -> Result<Entry, FjallError> {
-        let value = serde_json::from_slice(self.json)
-            .map_err(|e| FjallError::Corrupt(format!("stored value of {key} is not JSON: {e}")))?;
+        let value = RawJson::from_trusted(self.json)
+            .map_err(|e| FjallError::Corrupt(format!("stored value of {key} is not UTF-8: {e}")))?;
         Ok(Entry {
             key,
             value,
@@ -635,7 +632,7 @@ impl Shared {
         let now = now_ms();
         let leases = self.leases()?;
         for m in &mutations {
-            if let Some((_, _, Some(lease))) = &m.set
+            if let Some((_, Some(lease))) = &m.set
                 && !leases.alive(lease.0, now)
             {
                 return Err(FjallError::Refused(StoreError::LeaseNotFound(*lease)));
@@ -651,7 +648,7 @@ impl Shared {
         let versionstamp = Versionstamp::from_counter(*last + 1);
         let mut batch = self.batch();
         for m in &mutations {
-            let lease = m.set.as_ref().and_then(|(_, _, lease)| lease.map(|l| l.0));
+            let lease = m.set.as_ref().and_then(|(_, lease)| lease.map(|l| l.0));
             // The index follows the key: it holds exactly the keys each lease will delete.
             if let Some(old) = self.read(&m.encoded)?
                 && let Some(old_lease) = StoredValue::decode(&old)?.lease()
@@ -660,8 +657,9 @@ impl Shared {
                 batch.remove(&self.lease_keys, lease_key_index(old_lease, &m.encoded));
             }
             match &m.set {
-                Some((_, json, _)) => {
-                    let stored = StoredValue::encode(versionstamp, lease.map(LeaseId), json);
+                Some((value, _)) => {
+                    let stored =
+                        StoredValue::encode(versionstamp, lease.map(LeaseId), value.as_str().as_bytes());
                     batch.insert(&self.data, m.encoded.as_slice(), stored);
                     if let Some(id) = lease {
                         batch.insert(&self.lease_keys, lease_key_index(id, &m.encoded), [].as_slice());
@@ -674,9 +672,9 @@ impl Shared {
             mutations
                 .into_iter()
                 .map(|m| Change {
-                    bytes: m.encoded.len() + m.set.as_ref().map_or(0, |(_, json, _)| json.len()),
+                    bytes: m.encoded.len() + m.set.as_ref().map_or(0, |(value, _)| value.len()),
                     key: m.key,
-                    value: m.set.map(|(value, _, _)| value),
+                    value: m.set.map(|(value, _)| value),
                 })
                 .collect()
         })?;
@@ -1013,71 +1011,33 @@ impl Shared {
         } else {
             Box::new(iter)
         };
-        // Collect the raw pairs first (cheap: reference-counted slices), parse them after.
-        let mut live = Vec::new();
-        let mut live_bytes = 0;
+        let mut entries = Vec::new();
         let mut more = false;
         for guard in iter {
             let (raw_key, raw_value) = guard.into_inner()?;
-            if !StoredValue::decode(&raw_value)?.is_live(&leases, now) {
+            let stored = StoredValue::decode(&raw_value)?;
+            if !stored.is_live(&leases, now) {
                 continue;
             }
-            if live.len() >= limit {
+            if entries.len() >= limit {
                 more = true;
                 break;
             }
-            live_bytes += raw_value.len();
-            live.push((raw_key, raw_value));
+            entries.push(stored.into_entry(decode_key(&raw_key)?)?);
         }
         drop(leases);
         Ok(Page {
-            entries: parse_entries(&live, live_bytes)?,
+            entries,
             revision,
             more,
         })
     }
 }
 
-/// Below this many bytes of values, a list is parsed on the calling thread only.
-const PARALLEL_PARSE_BYTES: usize = 1 << 20;
-
-/// Decodes raw `(key, value)` pairs into entries, in order.
-///
-/// Parsing JSON into [`Value`]s dominates a large list (~40 ms for 10,000 values of 2 KiB on
-/// one core), so big lists are parsed in chunks on scoped threads, one per core.
-fn parse_entries(raw: &[(fjall::Slice, fjall::Slice)], total_bytes: usize) -> Result<Vec<Entry>, FjallError> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let threads = cores
-        .min(total_bytes / PARALLEL_PARSE_BYTES + 1)
-        .min(raw.len())
-        .max(1);
-    if threads == 1 {
-        return raw.iter().map(parse_entry).collect();
-    }
-    let chunk_len = raw.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut chunks = raw.chunks(chunk_len);
-        let first = chunks.next().unwrap_or_default();
-        let helpers: Vec<_> = chunks
-            .map(|chunk| scope.spawn(move || chunk.iter().map(parse_entry).collect::<Result<Vec<_>, _>>()))
-            .collect();
-        let mut entries = Vec::with_capacity(raw.len());
-        for entry in first {
-            entries.push(parse_entry(entry)?);
-        }
-        for helper in helpers {
-            let part = helper.join().map_err(|_| FjallError::ThreadPanicked)?;
-            entries.extend(part?);
-        }
-        Ok(entries)
-    })
-}
-
-/// Decodes one raw `(key, value)` pair of the `data` keyspace.
-fn parse_entry((raw_key, raw_value): &(fjall::Slice, fjall::Slice)) -> Result<Entry, FjallError> {
-    let key = Key::decode(raw_key)
-        .ok_or_else(|| FjallError::Corrupt(format!("undecodable key {}", hex::encode(raw_key))))?;
-    StoredValue::decode(raw_value)?.into_entry(key)
+/// Decodes a key of the `data` keyspace.
+fn decode_key(raw_key: &[u8]) -> Result<Key, FjallError> {
+    Key::decode(raw_key)
+        .ok_or_else(|| FjallError::Corrupt(format!("undecodable key {}", hex::encode(raw_key))))
 }
 
 #[async_trait]
@@ -1115,7 +1075,7 @@ impl Store for FjallStore {
     }
 
     async fn commit(&self, write: AtomicWrite) -> StoreResult<CommitOutcome> {
-        let (checks, mutations) = prepare(write, &self.shared.options.limits, "fjall")?;
+        let (checks, mutations) = prepare(write, &self.shared.options.limits)?;
         self.blocking(move |shared| shared.durably(|shared| shared.commit(checks, mutations)))
             .await
     }
@@ -1245,7 +1205,7 @@ mod tests {
         FjallStore::open(dir.path(), false).unwrap()
     }
 
-    async fn put(store: &FjallStore, key: &Key, value: Value) -> Versionstamp {
+    async fn put(store: &FjallStore, key: &Key, value: serde_json::Value) -> Versionstamp {
         match store
             .commit(AtomicWrite::new().set(key.clone(), value))
             .await
@@ -1290,10 +1250,10 @@ mod tests {
         }
         let store = open(&dir);
         let entry = store.get(&Key::of(&["k", "4"])).await.unwrap().entry.unwrap();
-        assert_eq!((entry.value, entry.versionstamp), (json!(2), last));
+        assert_eq!((entry.value, entry.versionstamp), (json!(2).into(), last));
     }
 
-    async fn leased(store: &FjallStore, key: &Key, value: Value, lease: LeaseId) -> Versionstamp {
+    async fn leased(store: &FjallStore, key: &Key, value: serde_json::Value, lease: LeaseId) -> Versionstamp {
         match store
             .commit(AtomicWrite::new().set_with_lease(key.clone(), value, lease))
             .await

@@ -12,6 +12,7 @@
 pub mod etcd;
 mod expiry;
 pub mod fjall;
+mod json;
 mod key;
 mod prepared;
 
@@ -20,10 +21,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::Stream;
-use serde_json::Value;
-
 pub use expiry::{ExpiryLease, ExpiryLeases, bucket_end};
+use futures_util::Stream;
+pub use json::RawJson;
 pub use key::{Key, KeyPart};
 
 /// Largest encoded key the store accepts.
@@ -109,10 +109,26 @@ impl fmt::Display for Revision {
 pub struct Entry {
     /// Where it is stored.
     pub key: Key,
-    /// The stored JSON.
-    pub value: Value,
+    /// The stored JSON, as the text it was written as.
+    pub value: RawJson,
     /// The commit that wrote it.
     pub versionstamp: Versionstamp,
+}
+
+impl Entry {
+    /// Appends the entry as `{"key":…,"value":…,"versionstamp":"…"}` (a `WorkerKVEntry`, and
+    /// Deno KV's entry shape), the value as its stored text.
+    pub fn write_json(&self, out: &mut String) {
+        use std::fmt::Write;
+        // Writing into a String cannot fail.
+        let _ = write!(
+            out,
+            r#"{{"key":{},"value":{},"versionstamp":"{}"}}"#,
+            self.key.to_json(),
+            self.value,
+            self.versionstamp
+        );
+    }
 }
 
 /// What a point read saw, and at which revision.
@@ -156,7 +172,7 @@ pub enum Mutation {
         /// Where to store it.
         key: Key,
         /// What to store.
-        value: Value,
+        value: RawJson,
         /// The lease the entry lives as long as, if any.
         lease: Option<LeaseId>,
     },
@@ -189,10 +205,10 @@ impl AtomicWrite {
     }
 
     /// Stores `value` under `key`.
-    pub fn set(mut self, key: Key, value: Value) -> Self {
+    pub fn set(mut self, key: Key, value: impl Into<RawJson>) -> Self {
         self.mutations.push(Mutation::Set {
             key,
-            value,
+            value: value.into(),
             lease: None,
         });
         self
@@ -201,10 +217,10 @@ impl AtomicWrite {
     /// Stores `value` under `key` attached to `lease`: the entry is deleted (and watchers see
     /// the delete) when the lease expires or is revoked. The commit fails with
     /// [`StoreError::LeaseNotFound`] if the lease has already ended.
-    pub fn set_with_lease(mut self, key: Key, value: Value, lease: LeaseId) -> Self {
+    pub fn set_with_lease(mut self, key: Key, value: impl Into<RawJson>, lease: LeaseId) -> Self {
         self.mutations.push(Mutation::Set {
             key,
-            value,
+            value: value.into(),
             lease: Some(lease),
         });
         self

@@ -1,23 +1,20 @@
-//! A write checked against the contract's limits and serialised once, before a backend
-//! applies it.
+//! A write checked against the contract's limits before a backend applies it.
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
 use super::{
-    AtomicWrite, Check, Key, LeaseId, Limit, Limits, MAX_KEY_BYTES, MAX_VALUE_BYTES, Mutation, StoreError,
-    StoreResult, Versionstamp,
+    AtomicWrite, Check, Key, LeaseId, Limit, Limits, MAX_KEY_BYTES, MAX_VALUE_BYTES, Mutation, RawJson,
+    StoreError, StoreResult, Versionstamp,
 };
 
-/// A mutation validated and serialised outside the commit lock.
+/// A mutation validated outside the commit lock.
 pub(crate) struct PreparedMutation {
     /// The key, for watchers.
     pub(crate) key: Key,
     /// [`Key::encode`] of `key`.
     pub(crate) encoded: Vec<u8>,
-    /// `Some((value, json, lease))` for a set, `None` for a delete.
-    pub(crate) set: Option<(Value, Vec<u8>, Option<LeaseId>)>,
+    /// `Some((value, lease))` for a set, `None` for a delete.
+    pub(crate) set: Option<(RawJson, Option<LeaseId>)>,
 }
 
 /// A check validated outside the commit lock: encoded key and expected versionstamp.
@@ -32,12 +29,11 @@ pub(crate) fn encode_key(key: &Key) -> StoreResult<Vec<u8>> {
     Ok(encoded)
 }
 
-/// Validates and serialises a write within `limits` (every backend refuses the same writes); for duplicate keys only the last
-/// mutation counts.
+/// Validates a write within `limits` (every backend refuses the same writes); for duplicate keys
+/// only the last mutation counts.
 pub(crate) fn prepare(
     write: AtomicWrite,
     limits: &Limits,
-    backend: &'static str,
 ) -> StoreResult<(Vec<PreparedCheck>, Vec<PreparedMutation>)> {
     let operations = write.operations();
     if operations > limits.max_operations {
@@ -59,17 +55,13 @@ pub(crate) fn prepare(
     for mutation in write.mutations {
         let prepared = match mutation {
             Mutation::Set { key, value, lease } => {
-                let json = serde_json::to_vec(&value).map_err(|e| StoreError::Backend {
-                    backend,
-                    message: format!("value does not serialise: {e}"),
-                })?;
-                if json.len() > MAX_VALUE_BYTES {
-                    return Err(StoreError::value_too_large(json.len()));
+                if value.len() > MAX_VALUE_BYTES {
+                    return Err(StoreError::value_too_large(value.len()));
                 }
                 PreparedMutation {
                     encoded: encode_key(&key)?,
                     key,
-                    set: Some((value, json, lease)),
+                    set: Some((value, lease)),
                 }
             }
             Mutation::Delete { key } => PreparedMutation {
@@ -78,7 +70,7 @@ pub(crate) fn prepare(
                 set: None,
             },
         };
-        request_bytes += prepared.encoded.len() + prepared.set.as_ref().map_or(0, |(_, json, _)| json.len());
+        request_bytes += prepared.encoded.len() + prepared.set.as_ref().map_or(0, |(value, _)| value.len());
         match position.get(&prepared.encoded) {
             Some(&i) => {
                 if let Some(earlier) = mutations.get_mut(i) {

@@ -8,6 +8,8 @@ use tokio::sync::broadcast;
 
 use super::{Frame, push_frame};
 use crate::clock::Clock;
+use crate::store::{Entry, RawJson};
+use crate::workers::model::entry_json;
 
 /// Events kept for subscribers that fall behind; past it they get a lagged notice.
 const CAPACITY: usize = 1024;
@@ -83,6 +85,29 @@ impl EventBus {
         if let (Some(raw), Value::Object(detail)) = (raw.as_object_mut(), detail) {
             raw.extend(detail);
         }
+        let _ = self.tx.send(push_frame(&self.channel, "events", raw, now));
+    }
+
+    /// Publishes `saved` for worker `sid` with its record as `listWorkers` gives it, the value
+    /// as stored.
+    pub fn emit_saved(&self, sid: &str, entry: &Entry) {
+        #[derive(serde::Serialize)]
+        struct Saved<'a> {
+            r#type: &'static str,
+            sid: &'a str,
+            timestamp: i64,
+            entry: RawJson,
+        }
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        let now = self.clock.wall_ms();
+        let raw = Saved {
+            r#type: EventKind::Saved.as_str(),
+            sid,
+            timestamp: now,
+            entry: entry_json(entry),
+        };
         let _ = self.tx.send(push_frame(&self.channel, "events", raw, now));
     }
 

@@ -353,7 +353,7 @@ impl LogBook {
                         .entries
                         .iter()
                         .rev()
-                        .filter_map(|e| LogLine::from_json(&e.value))
+                        .filter_map(|e| LogLine::from_json(&e.value.parse().ok()?))
                         .collect()
                 }
                 Err(e) => tracing::warn!(%sid, error = %e, "cannot load the log history"),
@@ -416,7 +416,7 @@ impl LogBook {
                 Ok(page) => lines.extend(
                     page.entries
                         .iter()
-                        .filter_map(|e| LogLine::from_json(&e.value))
+                        .filter_map(|e| LogLine::from_json(&e.value.parse().ok()?))
                         .filter(|l| l.cursor > since && l.cursor < oldest_in_memory),
                 ),
                 Err(e) => tracing::warn!(%sid, error = %e, "cannot read the log history"),
@@ -684,7 +684,7 @@ mod tests {
                     .await
                     .unwrap()
                     .entries;
-                if stored.len() == 10 && stored.last().unwrap().value["cursor"] == 25 {
+                if stored.len() == 10 && stored.last().unwrap().value.parse().unwrap()["cursor"] == 25 {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -1,8 +1,11 @@
 //! Every failure a client can see, with its status code, in one place (W-ENV-2..4, W-HTTP-2).
 
+use std::fmt::Write;
+
 use serde_json::{Map, Value, json};
 
 use super::{RequestId, WEBFIX_VERSION};
+use crate::store::RawJson;
 
 /// How an error body is shaped on HTTP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,21 +228,28 @@ impl ApiError {
     }
 }
 
-/// The outcome of one request: a status and the bare result, or an error.
-pub type Reply = Result<(u16, Value), ApiError>;
+/// The outcome of one request: a status and the bare result as JSON text (stored values inside
+/// it are the stored bytes), or an error.
+pub type Reply = Result<(u16, RawJson), ApiError>;
 
 /// The WebSocket response frame for `reply` (W-WS-2): the HTTP status and, on success, exactly
 /// the HTTP body as `result`; on failure the error text in `error` beside any extra fields.
-pub fn ws_frame(id: Option<&RequestId>, reply: Reply) -> Value {
-    let mut frame = Map::new();
-    frame.insert("webfix".into(), Value::from(WEBFIX_VERSION));
-    frame.insert("id".into(), id.map_or(Value::Null, RequestId::to_json));
+pub fn ws_frame(id: Option<&RequestId>, reply: Reply) -> String {
+    let id = id.map_or(Value::Null, RequestId::to_json);
     match reply {
         Ok((status, result)) => {
-            frame.insert("status".into(), Value::from(status));
-            frame.insert("result".into(), result);
+            // Assembled as text so a large result is copied once, never parsed.
+            let mut frame = String::with_capacity(result.len() + 64);
+            let _ = write!(
+                frame,
+                r#"{{"webfix":"{WEBFIX_VERSION}","id":{id},"status":{status},"result":{result}}}"#
+            );
+            frame
         }
         Err(error) => {
+            let mut frame = Map::new();
+            frame.insert("webfix".into(), Value::from(WEBFIX_VERSION));
+            frame.insert("id".into(), id);
             frame.insert("status".into(), Value::from(error.status));
             frame.insert("error".into(), Value::String(error.message));
             if let ErrorShape::Protocol { code } = error.shape {
@@ -248,9 +258,9 @@ pub fn ws_frame(id: Option<&RequestId>, reply: Reply) -> Value {
             for (k, v) in error.extra {
                 frame.entry(k).or_insert(v);
             }
+            Value::Object(frame).to_string()
         }
     }
-    Value::Object(frame)
 }
 
 #[cfg(test)]
@@ -279,12 +289,19 @@ mod tests {
     fn ws_frames() {
         let id = RequestId::Num(7.into());
         assert_eq!(
-            ws_frame(Some(&id), Ok((200, json!([])))),
-            json!({"webfix":"1.0","id":7,"status":200,"result":[]})
+            ws_frame(Some(&id), Ok((200, json!([]).into()))),
+            r#"{"webfix":"1.0","id":7,"status":200,"result":[]}"#
+        );
+        assert_eq!(
+            ws_frame(
+                None,
+                Ok((201, RawJson::from_untrusted(br#"{"b":1.50,"a":2}"#).unwrap()))
+            ),
+            r#"{"webfix":"1.0","id":null,"status":201,"result":{"b":1.50,"a":2}}"#
         );
         assert_eq!(
             ws_frame(Some(&id), Err(ApiError::new(409, "conflict"))),
-            json!({"webfix":"1.0","id":7,"status":409,"error":"conflict"})
+            r#"{"webfix":"1.0","id":7,"status":409,"error":"conflict"}"#
         );
     }
 

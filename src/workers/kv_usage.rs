@@ -2,8 +2,6 @@
 //! that the script SDK keeps exact with every write (`runtime::sdk::kv_quota`), read here by
 //! `getWorkerStats`.
 
-use serde_json::Value;
-
 use crate::store::{Key, Store, StoreResult};
 
 /// First key part of usage records.
@@ -20,6 +18,6 @@ pub async fn usage_bytes(store: &dyn Store, sid: &str) -> StoreResult<u64> {
         .get(&usage_key(sid))
         .await?
         .entry
-        .and_then(|e| e.value.get("bytes").and_then(Value::as_u64))
+        .and_then(|e| e.value.parse().ok()?.get("bytes")?.as_u64())
         .unwrap_or(0))
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::Entry;
+use crate::store::{Entry, RawJson};
 
 /// Where an active worker runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -146,7 +146,7 @@ impl WorkerData {
 
     /// Reads a stored record; `None` when the stored value is not a worker.
     pub fn from_entry(entry: &Entry) -> Option<Self> {
-        serde_json::from_value(entry.value.clone()).ok()
+        entry.value.deserialize().ok()
     }
 
     /// The stored JSON form.
@@ -155,14 +155,28 @@ impl WorkerData {
     }
 }
 
-/// A stored entry as `WorkerKVEntry` JSON: `{key, value, versionstamp}`.
-pub fn entry_json(entry: Entry) -> Value {
-    let mut object = serde_json::Map::with_capacity(3);
-    object.insert("key".into(), entry.key.to_json());
-    object.insert("value".into(), entry.value);
-    object.insert(
-        "versionstamp".into(),
-        Value::String(entry.versionstamp.to_string()),
-    );
-    Value::Object(object)
+/// A stored entry as `WorkerKVEntry` JSON: `{key, value, versionstamp}`, the value as stored.
+pub fn entry_json(entry: &Entry) -> RawJson {
+    let mut out = String::with_capacity(entry.value.len() + ENTRY_OVERHEAD);
+    entry.write_json(&mut out);
+    RawJson::assembled(out)
 }
+
+/// Entries as a JSON array of `WorkerKVEntry`s (`listWorkers`), assembled from the stored text
+/// of each value in one pass.
+pub fn entries_json(entries: &[Entry]) -> RawJson {
+    let bytes: usize = entries.iter().map(|e| e.value.len() + ENTRY_OVERHEAD).sum();
+    let mut out = String::with_capacity(bytes + 2);
+    out.push('[');
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        entry.write_json(&mut out);
+    }
+    out.push(']');
+    RawJson::assembled(out)
+}
+
+/// Room for an entry's key, versionstamp and field names beside its value.
+const ENTRY_OVERHEAD: usize = 96;

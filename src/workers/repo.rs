@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::WorkerData;
 use crate::store::{
-    AtomicWrite, CommitOutcome, Entry, Key, MAX_VALUE_BYTES, Page, Revision, Store, StoreResult,
+    AtomicWrite, CommitOutcome, Entry, Key, MAX_VALUE_BYTES, Page, RawJson, Revision, Store, StoreResult,
     Versionstamp, WatchStream, list_all,
 };
 
@@ -80,13 +80,14 @@ impl WorkerRepo {
         expected: Option<Versionstamp>,
     ) -> StoreResult<Option<Entry>> {
         let key = worker_key(&record.sid);
+        let value = RawJson::from(record.value);
         let write = AtomicWrite::new()
             .check(key.clone(), expected)
-            .set(key.clone(), record.value.clone());
+            .set(key.clone(), value.clone());
         Ok(match self.store.commit(write).await? {
             CommitOutcome::Committed(versionstamp) => Some(Entry {
                 key,
-                value: record.value,
+                value,
                 versionstamp,
             }),
             CommitOutcome::CheckFailed => None,

@@ -50,8 +50,8 @@ use super::kv_quota::{QuotaError, UserMutation, commit_with_quota};
 use crate::cluster::coordinator::Fence;
 use crate::runtime::engine::WorkerEnv;
 use crate::store::{
-    CommitOutcome, Entry, ExpiryLeases, Key, KeyPart, ListOptions, MAX_KEY_BYTES, MAX_VALUE_BYTES, Store,
-    StoreError, Versionstamp,
+    CommitOutcome, Entry, ExpiryLeases, Key, KeyPart, ListOptions, MAX_KEY_BYTES, MAX_VALUE_BYTES, RawJson,
+    Store, StoreError, Versionstamp,
 };
 
 /// First key part of every entry a script writes.
@@ -418,7 +418,7 @@ fn natives<'js>(ctx: &Ctx<'js>, scope: Arc<Scope>) -> rquickjs::Result<Object<'j
 fn native<'js, F, Fut>(ctx: &Ctx<'js>, scope: &Arc<Scope>, op: F) -> rquickjs::Result<Function<'js>>
 where
     F: Fn(Arc<Scope>, String) -> Fut + 'static,
-    Fut: Future<Output = Result<Value, KvError>> + Send + 'static,
+    Fut: Future<Output = Result<String, KvError>> + Send + 'static,
 {
     let scope = Arc::clone(scope);
     Function::new(
@@ -466,9 +466,9 @@ impl KvError {
 }
 
 /// `{"ok": value}` or `{"err": {"name", "message"}}`, as JSON text.
-fn reply(result: Result<Value, KvError>) -> String {
+fn reply(result: Result<String, KvError>) -> String {
     match result {
-        Ok(value) => json!({ "ok": value }),
+        Ok(json) => format!(r#"{{"ok":{json}}}"#),
         Err(err) => {
             if let KvError::Store(
                 StoreError::Corrupt(_)
@@ -479,10 +479,9 @@ fn reply(result: Result<Value, KvError>) -> String {
             {
                 tracing::warn!(error = %err, "worker KV call failed");
             }
-            json!({ "err": { "name": err.js_name(), "message": err.to_string() } })
+            json!({ "err": { "name": err.js_name(), "message": err.to_string() } }).to_string()
         }
     }
-    .to_string()
 }
 
 /// Request of `get`.
@@ -571,24 +570,31 @@ fn store_key(user: &Value, empty: Emptiness) -> Result<Key, KvError> {
     Ok(key)
 }
 
-/// `{key, value, versionstamp}` of a stored entry, with the `"kv"` part removed.
-fn entry_json(entry: Entry) -> Value {
-    let user = Key(entry.key.0.into_iter().skip(1).collect());
-    json!({ "key": user.to_json(), "value": entry.value, "versionstamp": entry.versionstamp.to_string() })
+/// `{key, value, versionstamp}` of a stored entry, with the `"kv"` part removed, appended to `out`.
+fn write_entry(out: &mut String, entry: Entry) {
+    let user = Entry {
+        key: Key(entry.key.0.into_iter().skip(1).collect()),
+        ..entry
+    };
+    user.write_json(out);
 }
 
 /// `get(key)`: the entry, or `{key, value: null, versionstamp: null}`.
-async fn get(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
+async fn get(scope: Arc<Scope>, request: String) -> Result<String, KvError> {
     let request: GetRequest = parse_request(&request)?;
     let key = store_key(&request.key, Emptiness::Refused)?;
     Ok(match scope.store.get(&key).await?.entry {
-        Some(entry) => entry_json(entry),
-        None => json!({ "key": request.key, "value": null, "versionstamp": null }),
+        Some(entry) => {
+            let mut out = String::with_capacity(entry.value.len() + 64);
+            write_entry(&mut out, entry);
+            out
+        }
+        None => json!({ "key": request.key, "value": null, "versionstamp": null }).to_string(),
     })
 }
 
 /// One page of `list({prefix}, {limit, reverse})`: at most `limit` entries after `cursor`.
-async fn list(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
+async fn list(scope: Arc<Scope>, request: String) -> Result<String, KvError> {
     let request: ListRequest = parse_request(&request)?;
     if !(1..=LIST_PAGE).contains(&request.limit) {
         return Err(KvError::Type(format!(
@@ -613,11 +619,21 @@ async fn list(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
         start_after,
     };
     let page = scope.store.list(&prefix, options).await?;
-    Ok(Value::Array(page.entries.into_iter().map(entry_json).collect()))
+    let bytes: usize = page.entries.iter().map(|e| e.value.len() + 64).sum();
+    let mut out = String::with_capacity(bytes + 2);
+    out.push('[');
+    for (i, entry) in page.entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_entry(&mut out, entry);
+    }
+    out.push(']');
+    Ok(out)
 }
 
 /// `atomic().commit()` (and `set`, `delete`): `{ok: true, versionstamp}` or `{ok: false}`.
-async fn commit(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
+async fn commit(scope: Arc<Scope>, request: String) -> Result<String, KvError> {
     let request: CommitRequest = parse_request(&request)?;
     if request.checks.len() > MAX_CHECKS || request.mutations.len() > MAX_MUTATIONS {
         return Err(KvError::Type(format!(
@@ -648,7 +664,7 @@ async fn commit(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
                     return Err(StoreError::value_too_large(value.len()).into());
                 }
                 let bytes = u64::try_from(key.encode().len().saturating_add(value.len())).unwrap_or(u64::MAX);
-                let value: Value = serde_json::from_str(&value)
+                let value = RawJson::from_untrusted(value.as_bytes())
                     .map_err(|e| KvError::Type(format!("value is not storable JSON: {e}")))?;
                 UserMutation::Set {
                     key,
@@ -674,10 +690,8 @@ async fn commit(scope: Arc<Scope>, request: String) -> Result<Value, KvError> {
     )
     .await?;
     Ok(match outcome {
-        CommitOutcome::Committed(versionstamp) => {
-            json!({ "ok": true, "versionstamp": versionstamp.to_string() })
-        }
-        CommitOutcome::CheckFailed => json!({ "ok": false }),
+        CommitOutcome::Committed(versionstamp) => format!(r#"{{"ok":true,"versionstamp":"{versionstamp}"}}"#),
+        CommitOutcome::CheckFailed => r#"{"ok":false}"#.to_string(),
     })
 }
 
@@ -1142,7 +1156,7 @@ mod tests {
             .unwrap()
             .entry
             .unwrap();
-        assert_eq!(stored.value["raw"], json!(4));
+        assert_eq!(stored.value.parse().unwrap()["raw"], json!(4));
     }
 
     #[tokio::test]
@@ -1340,8 +1354,11 @@ mod tests {
         let mut expected = HashMap::<String, u64>::new();
         for entry in &entries {
             let owner = f.net.get(&owner_key_of(&entry.key)).await.unwrap().entry.unwrap();
-            let sid = owner.value["sid"].as_str().unwrap().to_string();
-            assert_eq!(entry.value.as_str().unwrap().chars().next(), sid.chars().next());
+            let sid = owner.value.parse().unwrap()["sid"].as_str().unwrap().to_string();
+            assert_eq!(
+                entry.value.deserialize::<String>().unwrap().chars().next(),
+                sid.chars().next()
+            );
             let bytes = entry.key.encode().len() + entry.value.to_string().len();
             *expected.entry(sid).or_default() += bytes as u64;
         }

@@ -31,8 +31,8 @@ use serde_json::{Value, json};
 
 use crate::cluster::coordinator::Fence;
 use crate::store::{
-    AtomicWrite, CommitOutcome, ExpiryLease, ExpiryLeases, Key, KeyPart, ListOptions, Store, StoreError,
-    StoreResult, Versionstamp,
+    AtomicWrite, CommitOutcome, ExpiryLease, ExpiryLeases, Key, KeyPart, ListOptions, RawJson, Store,
+    StoreError, StoreResult, Versionstamp,
 };
 pub use crate::workers::kv_usage::usage_bytes;
 use crate::workers::kv_usage::usage_key;
@@ -87,8 +87,8 @@ pub enum UserMutation {
     Set {
         /// The stored key (`["kv", ...k]`).
         key: Key,
-        /// The script's value.
-        value: Value,
+        /// The script's value, as the JSON text it sent.
+        value: RawJson,
         /// What the entry counts: encoded key plus JSON value.
         bytes: u64,
         /// `expireIn`: the entry vanishes after this long.
@@ -163,7 +163,7 @@ async fn read_owner(store: &dyn Store, stored: &Key) -> StoreResult<Read<Owner>>
     let key = owner_key(stored);
     match store.get(&key).await?.entry {
         None => Ok(None),
-        Some(entry) => match Owner::from_json(&entry.value) {
+        Some(entry) => match entry.value.parse().ok().as_ref().and_then(Owner::from_json) {
             Some(owner) => Ok(Some((owner, entry.versionstamp))),
             None => Err(StoreError::Corrupt(format!("owner record {key}"))),
         },
@@ -172,7 +172,12 @@ async fn read_owner(store: &dyn Store, stored: &Key) -> StoreResult<Read<Owner>>
 
 async fn read_usage(store: &dyn Store, sid: &str) -> StoreResult<Read<u64>> {
     Ok(store.get(&usage_key(sid)).await?.entry.map(|entry| {
-        let bytes = entry.value.get("bytes").and_then(Value::as_u64).unwrap_or(0);
+        let bytes = entry
+            .value
+            .parse()
+            .ok()
+            .and_then(|v| v.get("bytes")?.as_u64())
+            .unwrap_or(0);
         (bytes, entry.versionstamp)
     }))
 }
@@ -357,7 +362,14 @@ pub async fn sweep_expired(store: &dyn Store, grace: Duration, now_ms: i64) -> S
                 return Ok(released);
             }
             start_after = Some(index.key.clone());
-            if release_expired(store, &index.key, &index.value, index.versionstamp).await? {
+            if release_expired(
+                store,
+                &index.key,
+                &index.value.parse().unwrap_or_default(),
+                index.versionstamp,
+            )
+            .await?
+            {
                 released += 1;
             }
         }
