@@ -63,7 +63,7 @@ impl SetWorker {
         {
             Some(entry) => {
                 tracing::info!(%sid, "worker created");
-                Ok((200, entry_json(&entry)))
+                Ok((200, entry_json(&entry).into()))
             }
             // A fresh v4 UUID that already exists means the random source is broken.
             None => Err(ApiError::internal(format!("generated sid {sid} already exists"))),

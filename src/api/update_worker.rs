@@ -138,7 +138,7 @@ impl UpdateWorker {
         {
             Some(entry) => {
                 tracing::info!(%sid, active, "worker updated");
-                Ok((200, entry_json(&entry)))
+                Ok((200, entry_json(&entry).into()))
             }
             None => Err(ApiError::new(409, CONFLICT)),
         }

@@ -114,7 +114,7 @@ async fn root_post(
         Err(invalid) => return error_response(&invalid.error()),
     };
     match api::dispatch(&node.api, &caller, &envelope).await {
-        Ok((status, body)) => json_text_response(status, body.as_str().to_string()),
+        Ok((status, body)) => json_text_response(status, body.into_string()),
         Err(error) => error_response(&error),
     }
 }

@@ -974,11 +974,45 @@ impl Shared {
         })
     }
 
-    /// Entries strictly under `prefix`, live only, in key order (or reverse), at most `limit`,
-    /// read from one snapshot together with its revision.
-    fn list(&self, prefix: &Key, options: ListOptions) -> Result<Page, FjallError> {
+    /// The live entry under `key` and the revision of the read.
+    fn get(&self, key: &Key) -> Result<Got, FjallError> {
         let snapshot = self.db.snapshot();
-        let revision = Revision(read_counter(snapshot.get(&self.meta, COUNTER_KEY)?)?);
+        let revision = self.revision_in(&snapshot)?;
+        // A key too large to be stored reads as absent.
+        let raw = match encode_key(key) {
+            Ok(encoded) => snapshot.get(&self.data, encoded)?,
+            Err(_) => None,
+        };
+        let entry = match raw {
+            None => None,
+            Some(raw) => {
+                let stored = StoredValue::decode(&raw)?;
+                if stored.is_live(&*self.leases()?, now_ms()) {
+                    Some(stored.into_entry(key.clone())?)
+                } else {
+                    None
+                }
+            }
+        };
+        Ok(Got { entry, revision })
+    }
+
+    /// The revision `snapshot` reflects.
+    fn revision_in(&self, snapshot: &fjall::Snapshot) -> Result<Revision, FjallError> {
+        Ok(Revision(read_counter(snapshot.get(&self.meta, COUNTER_KEY)?)?))
+    }
+
+    /// Entries strictly under `prefix` in `snapshot` (at `revision`), live only, in key order
+    /// (or reverse), at most `limit` — or fewer when `budget` entries were read first; the
+    /// second value says whether the budget cut the read short.
+    fn list_in(
+        &self,
+        snapshot: &fjall::Snapshot,
+        revision: Revision,
+        prefix: &Key,
+        options: &ListOptions,
+        budget: usize,
+    ) -> Result<(Page, bool), FjallError> {
         let empty = Page {
             entries: Vec::new(),
             revision,
@@ -986,7 +1020,7 @@ impl Shared {
         };
         let limit = options.limit.unwrap_or(usize::MAX);
         if limit == 0 {
-            return Ok(empty);
+            return Ok((empty, false));
         }
         let now = now_ms();
         let (lo, hi) = Key::child_bounds(prefix);
@@ -1002,7 +1036,7 @@ impl Shared {
             }
         };
         if matches!((&lo, &hi), (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(h)) if l >= h) {
-            return Ok(empty);
+            return Ok((empty, false));
         }
         let leases = self.leases()?;
         let iter = snapshot.range(&self.data, (lo, hi));
@@ -1011,9 +1045,14 @@ impl Shared {
         } else {
             Box::new(iter)
         };
-        let mut entries = Vec::new();
+        let mut entries = Vec::with_capacity(limit.min(budget).min(LIST_RESERVE));
         let mut more = false;
+        let mut cut = false;
         for guard in iter {
+            if entries.len() >= budget && entries.len() < limit {
+                cut = true;
+                break;
+            }
             let (raw_key, raw_value) = guard.into_inner()?;
             let stored = StoredValue::decode(&raw_value)?;
             if !stored.is_live(&leases, now) {
@@ -1026,13 +1065,23 @@ impl Shared {
             entries.push(stored.into_entry(decode_key(&raw_key)?)?);
         }
         drop(leases);
-        Ok(Page {
+        let page = Page {
             entries,
             revision,
             more,
-        })
+        };
+        Ok((page, cut))
     }
 }
+
+/// Entries a list makes room for before it knows how many it will find.
+const LIST_RESERVE: usize = 256;
+
+/// Entries a list reads on the calling thread before it moves to the blocking pool. Reads of a
+/// few entries come from the memtable or the block cache in microseconds, less than the two
+/// thread hops of the pool (BENCHMARKS.md, issue 13); a long list does not hold a network
+/// thread for long.
+const INLINE_LIST_ENTRIES: usize = 256;
 
 /// Decodes a key of the `data` keyspace.
 fn decode_key(raw_key: &[u8]) -> Result<Key, FjallError> {
@@ -1043,35 +1092,35 @@ fn decode_key(raw_key: &[u8]) -> Result<Key, FjallError> {
 #[async_trait]
 impl Store for FjallStore {
     async fn get(&self, key: &Key) -> StoreResult<Got> {
-        // A key too large to be stored reads as absent.
-        let encoded = encode_key(key).ok();
-        let key = key.clone();
-        self.blocking(move |shared| {
-            let snapshot = shared.db.snapshot();
-            let revision = Revision(read_counter(snapshot.get(&shared.meta, COUNTER_KEY)?)?);
-            let raw = match &encoded {
-                Some(encoded) => snapshot.get(&shared.data, encoded)?,
-                None => None,
-            };
-            let entry = match raw {
-                None => None,
-                Some(raw) => {
-                    let stored = StoredValue::decode(&raw)?;
-                    if stored.is_live(&*shared.leases()?, now_ms()) {
-                        Some(stored.into_entry(key)?)
-                    } else {
-                        None
-                    }
-                }
-            };
-            Ok(Got { entry, revision })
-        })
-        .await
+        // A point read is read here, like the first entries of a list (INLINE_LIST_ENTRIES).
+        Ok(self.shared.get(key)?)
     }
 
     async fn list(&self, prefix: &Key, options: ListOptions) -> StoreResult<Page> {
+        let snapshot = self.shared.db.snapshot();
+        let revision = self.shared.revision_in(&snapshot)?;
+        let (mut page, cut) =
+            self.shared
+                .list_in(&snapshot, revision, prefix, &options, INLINE_LIST_ENTRIES)?;
+        if !cut {
+            return Ok(page);
+        }
+        // The rest from the same snapshot, so the page is one consistent read.
+        let rest_options = ListOptions {
+            limit: options.limit.map(|limit| limit - page.entries.len()),
+            reverse: options.reverse,
+            start_after: page.entries.last().map(|e| e.key.clone()),
+        };
         let prefix = prefix.clone();
-        self.blocking(move |shared| shared.list(&prefix, options)).await
+        let rest = self
+            .blocking(move |shared| {
+                let (rest, _) = shared.list_in(&snapshot, revision, &prefix, &rest_options, usize::MAX)?;
+                Ok(rest)
+            })
+            .await?;
+        page.entries.extend(rest.entries);
+        page.more = rest.more;
+        Ok(page)
     }
 
     async fn commit(&self, write: AtomicWrite) -> StoreResult<CommitOutcome> {
@@ -1528,7 +1577,8 @@ mod tests {
             let store = FjallStore::open_with(dir.path(), options).unwrap();
             let write = AtomicWrite::new().set(key.clone(), json!(1));
             assert!(matches!(store.commit(write).await, Err(StoreError::Timeout(_))));
-            assert!(matches!(store.get(&key).await, Err(StoreError::Timeout(_))));
+            // Reads run on the calling thread: they never queue, so the deadline is not theirs.
+            assert_eq!(store.get(&key).await.unwrap().entry, None);
             assert!(store.commit(AtomicWrite::new()).await.unwrap_err().is_transient());
         }
         assert_eq!(open(&dir).get(&key).await.unwrap().entry, None);

@@ -31,14 +31,14 @@ impl RawJson {
     /// outside this process (another writer's etcd entries).
     pub fn from_untrusted(bytes: &[u8]) -> serde_json::Result<Self> {
         serde_json::from_slice::<IgnoredAny>(bytes)?;
-        let text = std::str::from_utf8(bytes).map_err(serde::de::Error::custom)?;
+        let text = simdutf8::basic::from_utf8(bytes).map_err(serde::de::Error::custom)?;
         Ok(RawJson(Arc::from(text)))
     }
 
     /// Takes `text` as JSON without parsing it: for text this process serialised itself and a
     /// checksummed store kept (the embedded backend's own records). It must still be UTF-8.
-    pub(crate) fn from_trusted(bytes: &[u8]) -> Result<Self, std::str::Utf8Error> {
-        Ok(RawJson(Arc::from(std::str::from_utf8(bytes)?)))
+    pub(crate) fn from_trusted(bytes: &[u8]) -> Result<Self, simdutf8::basic::Utf8Error> {
+        Ok(RawJson(Arc::from(simdutf8::basic::from_utf8(bytes)?)))
     }
 
     /// Assembled JSON text (an answer built from other [`RawJson`] pieces); the caller vouches

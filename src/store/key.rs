@@ -95,27 +95,36 @@ impl Key {
 
     /// Inverse of [`Key::encode`]; `None` for bytes no key encodes to.
     pub fn decode(mut bytes: &[u8]) -> Option<Key> {
-        let mut parts = Vec::new();
+        let mut parts = Vec::with_capacity(4);
         while let Some((&tag, rest)) = bytes.split_first() {
             bytes = rest;
             match tag {
                 TAG_STR => {
-                    let mut s = Vec::new();
-                    loop {
-                        let (&b, rest) = bytes.split_first()?;
-                        bytes = rest;
-                        if b == 0 {
-                            if bytes.first() == Some(&0xff) {
-                                bytes = bytes.get(1..).unwrap_or_default();
-                                s.push(0);
+                    let end = bytes.iter().position(|&b| b == 0)?;
+                    let text = if bytes.get(end + 1) == Some(&0xff) {
+                        // An escaped NUL inside the string: the slow path.
+                        let mut s = Vec::new();
+                        loop {
+                            let (&b, rest) = bytes.split_first()?;
+                            bytes = rest;
+                            if b == 0 {
+                                if bytes.first() == Some(&0xff) {
+                                    bytes = bytes.get(1..).unwrap_or_default();
+                                    s.push(0);
+                                } else {
+                                    break;
+                                }
                             } else {
-                                break;
+                                s.push(b);
                             }
-                        } else {
-                            s.push(b);
                         }
-                    }
-                    parts.push(KeyPart::Str(String::from_utf8(s).ok()?));
+                        String::from_utf8(s).ok()?
+                    } else {
+                        let text = std::str::from_utf8(bytes.get(..end)?).ok()?.to_string();
+                        bytes = bytes.get(end + 1..)?;
+                        text
+                    };
+                    parts.push(KeyPart::Str(text));
                 }
                 TAG_NUM => {
                     let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
@@ -136,26 +145,34 @@ impl Key {
         Some(Key(parts))
     }
 
+    /// Appends the JSON array form to `out`, as [`Key::to_json`] would serialise it.
+    pub fn write_json(&self, out: &mut String) {
+        out.push('[');
+        for (i, part) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            match part {
+                // JSON escapes only quotes, backslashes and control characters.
+                // A fold without an early exit: the compiler vectorises it.
+                KeyPart::Str(s)
+                    if !s
+                        .bytes()
+                        .fold(false, |found, b| found | matches!(b, b'"' | b'\\' | 0..=0x1f)) =>
+                {
+                    out.push('"');
+                    out.push_str(s);
+                    out.push('"');
+                }
+                _ => out.push_str(&part_json(part).to_string()),
+            }
+        }
+        out.push(']');
+    }
+
     /// The JSON array form (`["ami","worker","…"]`).
     pub fn to_json(&self) -> Value {
-        Value::Array(
-            self.0
-                .iter()
-                .map(|p| match p {
-                    KeyPart::Str(s) => Value::String(s.clone()),
-                    // -0 stays a float so that it names the same key after a round trip.
-                    KeyPart::Num(n)
-                        if n.fract() == 0.0
-                            && n.abs() < 9_007_199_254_740_992.0
-                            && !(*n == 0.0 && n.is_sign_negative()) =>
-                    {
-                        Value::from(*n as i64)
-                    }
-                    KeyPart::Num(n) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
-                    KeyPart::Bool(b) => Value::Bool(*b),
-                })
-                .collect(),
-        )
+        Value::Array(self.0.iter().map(part_json).collect())
     }
 
     /// Parses the JSON array form; errors name what is wrong.
@@ -176,6 +193,23 @@ impl Key {
             });
         }
         Ok(Key(parts))
+    }
+}
+
+/// One part's JSON form.
+fn part_json(part: &KeyPart) -> Value {
+    match part {
+        KeyPart::Str(s) => Value::String(s.clone()),
+        // -0 stays a float so that it names the same key after a round trip.
+        KeyPart::Num(n)
+            if n.fract() == 0.0
+                && n.abs() < 9_007_199_254_740_992.0
+                && !(*n == 0.0 && n.is_sign_negative()) =>
+        {
+            Value::from(*n as i64)
+        }
+        KeyPart::Num(n) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
+        KeyPart::Bool(b) => Value::Bool(*b),
     }
 }
 
@@ -241,6 +275,27 @@ mod tests {
                 .encode()
                 .starts_with(&prefix.encode())
         );
+    }
+
+    #[test]
+    fn written_json_is_the_serialised_json_form() {
+        let keys = [
+            Key::of(&["ami", "worker", "s-01"]),
+            k(vec![
+                KeyPart::Str("quote \" back \\ nul \0 tab \t é 😀".into()),
+                KeyPart::Num(1.0),
+                KeyPart::Num(-0.0),
+                KeyPart::Num(2.5e300),
+                KeyPart::Bool(true),
+            ]),
+            k(vec![]),
+        ];
+        for key in keys {
+            let mut out = String::new();
+            key.write_json(&mut out);
+            assert_eq!(out, key.to_json().to_string());
+            assert_eq!(Key::decode(&key.encode()), Some(key));
+        }
     }
 
     #[test]

@@ -64,7 +64,9 @@ impl Versionstamp {
 
 impl fmt::Display for Versionstamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        let mut text = [0u8; 20];
+        hex::encode_to_slice(self.0, &mut text).map_err(|_| fmt::Error)?;
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -120,14 +122,12 @@ impl Entry {
     /// Deno KV's entry shape), the value as its stored text.
     pub fn write_json(&self, out: &mut String) {
         use std::fmt::Write;
+        out.push_str(r#"{"key":"#);
+        self.key.write_json(out);
+        out.push_str(r#","value":"#);
+        out.push_str(self.value.as_str());
         // Writing into a String cannot fail.
-        let _ = write!(
-            out,
-            r#"{{"key":{},"value":{},"versionstamp":"{}"}}"#,
-            self.key.to_json(),
-            self.value,
-            self.versionstamp
-        );
+        let _ = write!(out, r#","versionstamp":"{}"}}"#, self.versionstamp);
     }
 }
 

@@ -228,9 +228,42 @@ impl ApiError {
     }
 }
 
-/// The outcome of one request: a status and the bare result as JSON text (stored values inside
-/// it are the stored bytes), or an error.
-pub type Reply = Result<(u16, RawJson), ApiError>;
+/// The JSON text of a successful answer, assembled once; stored values inside it are their
+/// stored bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JsonBody(String);
+
+impl JsonBody {
+    /// Text assembled from JSON pieces; the caller vouches that it is one JSON value.
+    pub fn assembled(text: String) -> Self {
+        JsonBody(text)
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The JSON text, without a copy.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl From<Value> for JsonBody {
+    fn from(value: Value) -> Self {
+        JsonBody(value.to_string())
+    }
+}
+
+impl From<RawJson> for JsonBody {
+    fn from(value: RawJson) -> Self {
+        JsonBody(value.as_str().to_string())
+    }
+}
+
+/// The outcome of one request: a status and the bare result, or an error.
+pub type Reply = Result<(u16, JsonBody), ApiError>;
 
 /// The WebSocket response frame for `reply` (W-WS-2): the HTTP status and, on success, exactly
 /// the HTTP body as `result`; on failure the error text in `error` beside any extra fields.
@@ -238,12 +271,16 @@ pub fn ws_frame(id: Option<&RequestId>, reply: Reply) -> String {
     let id = id.map_or(Value::Null, RequestId::to_json);
     match reply {
         Ok((status, result)) => {
-            // Assembled as text so a large result is copied once, never parsed.
-            let mut frame = String::with_capacity(result.len() + 64);
+            // The frame is built around the result's own buffer (which usually has room for
+            // it): a large result is moved once, never parsed or copied to a new allocation.
+            let mut frame = result.into_string();
+            let mut head = String::with_capacity(64);
             let _ = write!(
-                frame,
-                r#"{{"webfix":"{WEBFIX_VERSION}","id":{id},"status":{status},"result":{result}}}"#
+                head,
+                r#"{{"webfix":"{WEBFIX_VERSION}","id":{id},"status":{status},"result":"#
             );
+            frame.insert_str(0, &head);
+            frame.push('}');
             frame
         }
         Err(error) => {
@@ -295,7 +332,10 @@ mod tests {
         assert_eq!(
             ws_frame(
                 None,
-                Ok((201, RawJson::from_untrusted(br#"{"b":1.50,"a":2}"#).unwrap()))
+                Ok((
+                    201,
+                    RawJson::from_untrusted(br#"{"b":1.50,"a":2}"#).unwrap().into()
+                ))
             ),
             r#"{"webfix":"1.0","id":null,"status":201,"result":{"b":1.50,"a":2}}"#
         );

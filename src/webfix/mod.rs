@@ -4,7 +4,7 @@ mod envelope;
 mod error;
 
 pub use envelope::{Envelope, InvalidEnvelope, RequestId, parse_envelope};
-pub use error::{ApiError, ErrorShape, Reply, ws_frame};
+pub use error::{ApiError, ErrorShape, JsonBody, Reply, ws_frame};
 
 /// The protocol version this node speaks.
 pub const WEBFIX_VERSION: &str = "1.0";

@@ -164,7 +164,7 @@ pub fn entry_json(entry: &Entry) -> RawJson {
 
 /// Entries as a JSON array of `WorkerKVEntry`s (`listWorkers`), assembled from the stored text
 /// of each value in one pass.
-pub fn entries_json(entries: &[Entry]) -> RawJson {
+pub fn entries_json(entries: &[Entry]) -> String {
     let bytes: usize = entries.iter().map(|e| e.value.len() + ENTRY_OVERHEAD).sum();
     let mut out = String::with_capacity(bytes + 2);
     out.push('[');
@@ -175,8 +175,9 @@ pub fn entries_json(entries: &[Entry]) -> RawJson {
         entry.write_json(&mut out);
     }
     out.push(']');
-    RawJson::assembled(out)
+    out
 }
 
-/// Room for an entry's key, versionstamp and field names beside its value.
-const ENTRY_OVERHEAD: usize = 96;
+/// Room for an entry's key, versionstamp and field names beside its value (about 110 bytes for
+/// a worker), with some to spare for the answer frame around a list.
+const ENTRY_OVERHEAD: usize = 128;
