@@ -75,8 +75,8 @@ const YIELDER: &str = "let n = 0, last = 0;\nwhile (!shouldStop()) {\n  await St
 /// Iterations of the calibration loop.
 const CALIBRATION_SPINS: u64 = 2_000_000;
 
-/// Store writes per commit when filling.
-const WRITE_BATCH: usize = 1000;
+/// Store writes per commit when filling (within the store contract's 128 operations).
+const WRITE_BATCH: usize = 100;
 /// Updates in flight per connection when activating, and connections.
 const ACTIVATE_WINDOW: usize = 32;
 const ACTIVATE_CONNECTIONS: usize = 8;
