@@ -199,14 +199,26 @@ struct Shared {
 /// (`Database::persist`), for everything written so far; the others wait and are covered by it
 /// or by the next. Commits are published to watchers only once synced, in commit order, so a
 /// watcher never sees a change that a crash could take back.
-#[derive(Default)]
 struct GroupSync {
     /// Batches written to the journal so far (a sequence number per batch).
     written: std::sync::atomic::AtomicU64,
     state: Mutex<SyncState>,
-    synced: std::sync::Condvar,
+    /// Bumped after every sync, failed or not: waiting callers are tasks woken by it, not
+    /// threads parked on the blocking pool.
+    synced: watch::Sender<()>,
     /// Journal syncs run so far.
     syncs: std::sync::atomic::AtomicU64,
+}
+
+impl Default for GroupSync {
+    fn default() -> Self {
+        GroupSync {
+            written: Default::default(),
+            state: Default::default(),
+            synced: watch::Sender::new(()),
+            syncs: Default::default(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -567,6 +579,47 @@ impl FjallStore {
         history.base = history.base.max(revision);
     }
 
+    /// Runs the writing `operation` on the blocking pool and answers once what it wrote is on
+    /// disk (with fsync): commits that arrive while a sync runs share the next one, and their
+    /// callers wait as tasks, not as blocked threads.
+    async fn durably<T, F>(&self, operation: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared) -> Result<T, FjallError> + Send + 'static,
+    {
+        let (result, target) = self.blocking(move |shared| shared.writing(operation)).await?;
+        if let Some(target) = target {
+            let waiting = self.wait_durable(target);
+            match self.shared.options.call_timeout {
+                Some(limit) => tokio::time::timeout(limit, waiting)
+                    .await
+                    .map_err(|_| StoreError::Timeout(limit))??,
+                None => waiting.await?,
+            }
+        }
+        Ok(result)
+    }
+
+    /// Returns once batch `target` is on disk, running the sync when none is under way.
+    async fn wait_durable(&self, target: u64) -> StoreResult<()> {
+        let mut synced = self.shared.durability.synced.subscribe();
+        loop {
+            let (durable, syncing) = self.shared.sync_state(target)?;
+            if durable {
+                return Ok(());
+            }
+            if syncing {
+                if synced.changed().await.is_err() {
+                    return Err(StoreError::Unavailable("the store was closed".into()));
+                }
+                continue;
+            }
+            // On the blocking pool, so the sync finishes (and wakes everyone) even if this
+            // caller goes away; it returns at once if another caller began one meanwhile.
+            self.blocking(|shared| shared.sync_journal()).await?;
+        }
+    }
+
     /// Runs `work` on tokio's blocking pool, so disk I/O and fsync never stall network threads,
     /// within [`FjallOptions::call_timeout`]: the caller waits no longer, and work still queued
     /// at the deadline (measured on the real clock by the disk thread) is skipped.
@@ -841,70 +894,76 @@ impl Shared {
             + 1)
     }
 
-    /// With fsync, returns once every batch written so far is on disk (running the sync itself
-    /// when none is under way) and publishes the commits that sync covered; without, at once.
-    fn wait_durable(&self) -> Result<(), FjallError> {
-        if !self.options.fsync {
-            return Ok(());
-        }
-        let target = self.durability.written.load(std::sync::atomic::Ordering::SeqCst);
+    /// Whether every batch up to `target` is on disk, and whether a sync is under way.
+    fn sync_state(&self, target: u64) -> Result<(bool, bool), FjallError> {
+        let state = self
+            .durability
+            .state
+            .lock()
+            .map_err(|_| FjallError::LockPoisoned)?;
+        Ok((state.durable >= target, state.syncing))
+    }
+
+    /// Syncs the journal for every batch written so far and publishes the commits it covers,
+    /// unless a sync is already under way (whose end wakes the waiters); then returns at once.
+    fn sync_journal(&self) -> Result<(), FjallError> {
+        let covered = {
+            let mut state = self
+                .durability
+                .state
+                .lock()
+                .map_err(|_| FjallError::LockPoisoned)?;
+            if state.syncing {
+                return Ok(());
+            }
+            state.syncing = true;
+            self.durability.written.load(std::sync::atomic::Ordering::SeqCst)
+        };
+        let synced = self.db.persist(PersistMode::SyncData);
+        self.durability
+            .syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut state = self
             .durability
             .state
             .lock()
             .map_err(|_| FjallError::LockPoisoned)?;
-        loop {
-            if state.durable >= target {
-                return Ok(());
-            }
-            if state.syncing {
-                state = self
-                    .durability
-                    .synced
-                    .wait(state)
-                    .map_err(|_| FjallError::LockPoisoned)?;
-                continue;
-            }
-            state.syncing = true;
-            let covered = self.durability.written.load(std::sync::atomic::Ordering::SeqCst);
-            drop(state);
-            let synced = self.db.persist(PersistMode::SyncData);
-            self.durability
-                .syncs
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            state = self
-                .durability
-                .state
-                .lock()
-                .map_err(|_| FjallError::LockPoisoned)?;
-            state.syncing = false;
-            if let Err(e) = synced {
-                self.durability.synced.notify_all();
+        state.syncing = false;
+        let published = match synced {
+            Err(e) => {
                 tracing::error!(error = %e, "fjall journal sync failed");
-                return Err(e.into());
+                Err(e.into())
             }
-            state.durable = state.durable.max(covered);
-            while state
-                .unpublished
-                .front()
-                .is_some_and(|(seq, _, _)| *seq <= covered)
-            {
-                if let Some((_, commit, counter)) = state.unpublished.pop_front() {
-                    self.publish(commit, counter)?;
+            Ok(()) => {
+                state.durable = state.durable.max(covered);
+                let mut published = Ok(());
+                while state
+                    .unpublished
+                    .front()
+                    .is_some_and(|(seq, _, _)| *seq <= covered)
+                {
+                    if let Some((_, commit, counter)) = state.unpublished.pop_front() {
+                        published = published.and(self.publish(commit, counter));
+                    }
                 }
+                published
             }
-            self.durability.synced.notify_all();
-        }
+        };
+        drop(state);
+        self.durability.synced.send_replace(());
+        published
     }
 
-    /// Runs `operation` and, if it wrote to the journal, answers only once that is on disk.
-    fn durably<T>(&self, operation: impl FnOnce(&Shared) -> Result<T, FjallError>) -> Result<T, FjallError> {
+    /// Runs `operation`; with fsync, also says which batch must be on disk before it may be
+    /// acknowledged (`None`: it wrote nothing, or nothing needs syncing).
+    fn writing<T>(
+        &self,
+        operation: impl FnOnce(&Shared) -> Result<T, FjallError>,
+    ) -> Result<(T, Option<u64>), FjallError> {
         let before = self.durability.written.load(std::sync::atomic::Ordering::SeqCst);
         let result = operation(self)?;
-        if self.durability.written.load(std::sync::atomic::Ordering::SeqCst) != before {
-            self.wait_durable()?;
-        }
-        Ok(result)
+        let after = self.durability.written.load(std::sync::atomic::Ordering::SeqCst);
+        Ok((result, (self.options.fsync && after != before).then_some(after)))
     }
 
     /// Hands a commit to watchers.
@@ -1125,8 +1184,7 @@ impl Store for FjallStore {
 
     async fn commit(&self, write: AtomicWrite) -> StoreResult<CommitOutcome> {
         let (checks, mutations) = prepare(write, &self.shared.options.limits)?;
-        self.blocking(move |shared| shared.durably(|shared| shared.commit(checks, mutations)))
-            .await
+        self.durably(move |shared| shared.commit(checks, mutations)).await
     }
 
     fn limits(&self) -> Limits {
@@ -1210,18 +1268,15 @@ impl Store for FjallStore {
         let ttl_ms = u64::try_from(ttl.min(MAX_LEASE_TTL).as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        self.blocking(move |shared| shared.durably(|shared| shared.grant(ttl_ms)))
-            .await
+        self.durably(move |shared| shared.grant(ttl_ms)).await
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> StoreResult<Duration> {
-        self.blocking(move |shared| shared.durably(|shared| shared.keep_alive(lease.0)))
-            .await
+        self.durably(move |shared| shared.keep_alive(lease.0)).await
     }
 
     async fn revoke(&self, lease: LeaseId) -> StoreResult<()> {
-        self.blocking(move |shared| shared.durably(|shared| shared.revoke(lease.0)))
-            .await
+        self.durably(move |shared| shared.revoke(lease.0)).await
     }
 
     async fn flush(&self) -> StoreResult<()> {
@@ -1236,8 +1291,7 @@ impl Store for FjallStore {
                 done: false,
             });
         }
-        self.blocking(move |shared| shared.durably(|shared| shared.reap_expired(max)))
-            .await
+        self.durably(move |shared| shared.reap_expired(max)).await
     }
 }
 

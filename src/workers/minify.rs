@@ -99,6 +99,82 @@ pub fn minify_script(source: &str) -> Result<String, MinifyError> {
     on_own_stack(source, minify_here)
 }
 
+/// Scripts up to this many bytes are minified on a few long-lived threads whose stack fits the
+/// deepest nesting such a script can have; longer ones on a thread of their own. Starting a
+/// thread per script cost about a tenth of a `setWorker`'s CPU (BENCHMARKS.md, issue 13).
+const POOLED_SCRIPT_BYTES: usize = 16 * 1024;
+
+/// Scripts waiting for a pooled minifier thread; past it, a script gets a thread of its own.
+const POOL_QUEUE: usize = 64;
+
+/// A script for a pooled minifier thread, and where its result goes.
+struct MinifyJob {
+    source: String,
+    reply: tokio::sync::oneshot::Sender<Result<String, MinifyError>>,
+}
+
+/// The pooled minifier threads' queue (`None` if they could not be started).
+fn minifier_pool() -> Option<&'static std::sync::mpsc::SyncSender<MinifyJob>> {
+    static POOL: std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<MinifyJob>>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<MinifyJob>(POOL_QUEUE);
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        let threads = std::thread::available_parallelism().map_or(1, usize::from).min(4);
+        let mut started = 0;
+        for _ in 0..threads {
+            let queue = std::sync::Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name("minify".to_owned())
+                .stack_size(STACK_BASE + POOLED_SCRIPT_BYTES * STACK_PER_BYTE)
+                .spawn(move || {
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            minify_here(&job.source)
+                        }))
+                        .unwrap_or_else(|_| Err(internal_error("the minifier panicked")));
+                        let _ = job.reply.send(result);
+                    }
+                });
+            started += usize::from(spawned.is_ok());
+        }
+        (started > 0).then_some(jobs)
+    })
+    .as_ref()
+}
+
+/// [`minify_script`] off the calling thread, for async callers: a short script goes to a pooled
+/// minifier thread, anything else (or a short script when the pool is busy) to the blocking
+/// pool, which starts a thread with a stack of its own for it.
+pub async fn minify_script_off_thread(source: String) -> Result<String, MinifyError> {
+    let mut source = source;
+    if source.len() <= POOLED_SCRIPT_BYTES
+        && let Some(pool) = minifier_pool()
+    {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        match pool.try_send(MinifyJob { source, reply }) {
+            Ok(()) => {
+                return result
+                    .await
+                    .unwrap_or_else(|_| Err(internal_error("the minifier thread ended")));
+            }
+            Err(
+                std::sync::mpsc::TrySendError::Full(job) | std::sync::mpsc::TrySendError::Disconnected(job),
+            ) => {
+                source = job.source;
+            }
+        }
+    }
+    tokio::task::spawn_blocking(move || minify_script(&source))
+        .await
+        .unwrap_or_else(|e| Err(internal_error(&e.to_string())))
+}
+
 /// The script printed back for reading: one statement per line, indented, comments gone.
 ///
 /// Minified scripts are what the store holds (W-SET-3); this gives a person something to edit.
@@ -615,6 +691,23 @@ await Stels.sleep(interval);
         assert_eq!(minified(&groups), groups.replace(' ', ""));
         let objects = format!("x = {}1{};", "{a:".repeat(depth), "}".repeat(depth));
         assert_eq!(minified(&objects), objects.replace(' ', ""));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_deepest_pooled_scripts_fit_the_pooled_threads() {
+        // The longest script the pooled threads take, nested as deep as its length allows.
+        let depth = (POOLED_SCRIPT_BYTES - 8) / 2;
+        let groups = format!("x=/{}a{}/;", "(".repeat(depth), ")".repeat(depth));
+        assert!(groups.len() <= POOLED_SCRIPT_BYTES);
+        assert_eq!(minify_script_off_thread(groups.clone()).await.unwrap(), groups);
+        let unclosed = format!("x={}", "[".repeat(POOLED_SCRIPT_BYTES - 2));
+        assert!(minify_script_off_thread(unclosed).await.is_err());
+        // Many at once: more than the queue holds go to threads of their own.
+        let scripts = (0..POOL_QUEUE * 2).map(|i| minify_script_off_thread(format!("let a{i} = {i} ;")));
+        let results = futures_util::future::join_all(scripts).await;
+        for (i, result) in results.into_iter().enumerate() {
+            assert_eq!(result.unwrap(), format!("let a{i}={i};"));
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::minify::{MAX_SCRIPT_BYTES, MinifyError, format_script, minify_script};
+use super::minify::{MAX_SCRIPT_BYTES, MinifyError, format_script, minify_script_off_thread};
 use super::model::{ExecutionMode, Priority, RunMode, Scope, WorkerScript};
 
 /// Dependencies a script may declare (the SDK modules this node provides).
@@ -237,9 +237,7 @@ pub async fn prepare_script(script: Option<&Value>) -> Result<String, ScriptErro
             before_minification: true,
         });
     }
-    let minified = tokio::task::spawn_blocking(move || minify_script(&text))
-        .await
-        .map_err(|e| ScriptError::Minifier(e.to_string()))??;
+    let minified = minify_script_off_thread(text).await?;
     if minified.trim().is_empty() {
         // A script of comments only has nothing to run.
         return Err(ScriptError::Empty);
