@@ -5,30 +5,12 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{TestNode, Ws, quick_runtime, sid};
-use futures_util::{SinkExt, StreamExt};
+use common::{TestNode, Ws, quick_runtime, sid, ws_next_text};
+use futures_util::SinkExt;
 use heterogen::store::Key;
 use heterogen::workers::model::worker_key;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-
-/// The next text frame, as text.
-async fn next_text(ws: &mut Ws) -> String {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("no frame within 10 s")
-            .expect("connection ended")
-            .expect("WebSocket error");
-        match message {
-            Message::Text(text) => return text.to_string(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
 
 /// Sends a request and returns the answer frame's text; pushes that arrive first go to `pushes`.
 async fn call_text(
@@ -41,7 +23,7 @@ async fn call_text(
     let frame = json!({"webfix": "1.0", "method": method, "body": body, "id": id});
     ws.send(Message::Text(frame.to_string().into())).await.unwrap();
     loop {
-        let text = next_text(ws).await;
+        let text = ws_next_text(ws).await;
         if text.starts_with(&format!(r#"{{"webfix":"1.0","id":{id},"#)) {
             return text;
         }
@@ -101,7 +83,7 @@ async fn a_record_reaches_every_reader_as_its_stored_bytes() {
     let saved = match pushes.iter().find(|text| text.contains(r#""type":"saved""#)) {
         Some(text) => text.clone(),
         None => loop {
-            let text = next_text(&mut ws).await;
+            let text = ws_next_text(&mut ws).await;
             if text.contains(r#""type":"saved""#) {
                 break text;
             }

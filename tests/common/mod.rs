@@ -157,6 +157,11 @@ pub async fn ws_send(ws: &mut Ws, id: Value, method: &str, body: Value) {
 
 /// The next JSON text frame (skipping pings), failing after 10 s.
 pub async fn ws_next(ws: &mut Ws) -> Value {
+    serde_json::from_str(&ws_next_text(ws).await).unwrap()
+}
+
+/// The next text frame as sent (skipping pings), failing after 10 s.
+pub async fn ws_next_text(ws: &mut Ws) -> String {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -164,7 +169,7 @@ pub async fn ws_next(ws: &mut Ws) -> Value {
             .expect("connection ended")
             .expect("WebSocket error");
         match message {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Text(text) => return text.to_string(),
             Message::Ping(_) | Message::Pong(_) => continue,
             other => panic!("unexpected frame {other:?}"),
         }
