@@ -4,9 +4,8 @@ use serde_json::{Map, Value};
 
 use super::worker_record;
 use crate::clock::Clock;
-use crate::webfix::{ApiError, Reply};
+use crate::webfix::{ApiError, JsonBody, Reply};
 use crate::workers::WorkerRepo;
-use crate::workers::model::entry_json;
 use crate::workers::validate::{Identity, Settings, prepare_script};
 
 /// The script of a worker created without one.
@@ -63,7 +62,7 @@ impl SetWorker {
         {
             Some(entry) => {
                 tracing::info!(%sid, "worker created");
-                Ok((200, entry_json(&entry).into()))
+                Ok((200, JsonBody::assembled(entry.to_json_text())))
             }
             // A fresh v4 UUID that already exists means the random source is broken.
             None => Err(ApiError::internal(format!("generated sid {sid} already exists"))),

@@ -5,9 +5,8 @@ use serde_json::{Map, Value};
 use super::worker_record;
 use crate::clock::Clock;
 use crate::store::Versionstamp;
-use crate::webfix::{ApiError, Reply};
+use crate::webfix::{ApiError, JsonBody, Reply};
 use crate::workers::WorkerRepo;
-use crate::workers::model::entry_json;
 use crate::workers::validate::{Identity, Settings, prepare_script};
 
 /// Fields `raw` must carry: a missing one would be lost by the replacement (W-UPD-2).
@@ -138,7 +137,7 @@ impl UpdateWorker {
         {
             Some(entry) => {
                 tracing::info!(%sid, active, "worker updated");
-                Ok((200, entry_json(&entry).into()))
+                Ok((200, JsonBody::assembled(entry.to_json_text())))
             }
             None => Err(ApiError::new(409, CONFLICT)),
         }

@@ -199,6 +199,7 @@ struct Shared {
 /// (`Database::persist`), for everything written so far; the others wait and are covered by it
 /// or by the next. Commits are published to watchers only once synced, in commit order, so a
 /// watcher never sees a change that a crash could take back.
+#[derive(Default)]
 struct GroupSync {
     /// Batches written to the journal so far (a sequence number per batch).
     written: std::sync::atomic::AtomicU64,
@@ -208,17 +209,6 @@ struct GroupSync {
     synced: watch::Sender<()>,
     /// Journal syncs run so far.
     syncs: std::sync::atomic::AtomicU64,
-}
-
-impl Default for GroupSync {
-    fn default() -> Self {
-        GroupSync {
-            written: Default::default(),
-            state: Default::default(),
-            synced: watch::Sender::new(()),
-            syncs: Default::default(),
-        }
-    }
 }
 
 #[derive(Default)]
@@ -587,15 +577,11 @@ impl FjallStore {
         T: Send + 'static,
         F: FnOnce(&Shared) -> Result<T, FjallError> + Send + 'static,
     {
+        let started = tokio::time::Instant::now();
         let (result, target) = self.blocking(move |shared| shared.writing(operation)).await?;
         if let Some(target) = target {
-            let waiting = self.wait_durable(target);
-            match self.shared.options.call_timeout {
-                Some(limit) => tokio::time::timeout(limit, waiting)
-                    .await
-                    .map_err(|_| StoreError::Timeout(limit))??,
-                None => waiting.await?,
-            }
+            // The same deadline as the write's: the whole call waits at most `call_timeout`.
+            self.by_deadline(started, self.wait_durable(target)).await??;
         }
         Ok(result)
     }
@@ -639,13 +625,23 @@ impl FjallStore {
             }
             work(&shared)
         });
-        let joined = match deadline {
-            Some(limit) => tokio::time::timeout(limit, task)
-                .await
-                .map_err(|_| StoreError::Timeout(limit))?,
-            None => task.await,
-        };
+        let joined = self.by_deadline(tokio::time::Instant::now(), task).await?;
         Ok(joined.map_err(FjallError::from)??)
+    }
+
+    /// What `work` gives, or [`StoreError::Timeout`] once [`FjallOptions::call_timeout`] has
+    /// passed since `started`.
+    async fn by_deadline<T>(
+        &self,
+        started: tokio::time::Instant,
+        work: impl std::future::Future<Output = T>,
+    ) -> StoreResult<T> {
+        match self.shared.options.call_timeout {
+            Some(limit) => tokio::time::timeout_at(started + limit, work)
+                .await
+                .map_err(|_| StoreError::Timeout(limit)),
+            None => Ok(work.await),
+        }
     }
 }
 

@@ -129,7 +129,33 @@ impl Entry {
         // Writing into a String cannot fail.
         let _ = write!(out, r#","versionstamp":"{}"}}"#, self.versionstamp);
     }
+
+    /// The entry as JSON text (see [`Entry::write_json`]).
+    pub fn to_json_text(&self) -> String {
+        let mut out = String::with_capacity(self.value.len() + ENTRY_JSON_OVERHEAD);
+        self.write_json(&mut out);
+        out
+    }
+
+    /// Entries as a JSON array of [`Entry::write_json`] objects, assembled in one buffer.
+    pub fn json_array(entries: &[Entry]) -> String {
+        let bytes: usize = entries.iter().map(|e| e.value.len() + ENTRY_JSON_OVERHEAD).sum();
+        let mut out = String::with_capacity(bytes + 2);
+        out.push('[');
+        for (i, entry) in entries.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            entry.write_json(&mut out);
+        }
+        out.push(']');
+        out
+    }
 }
+
+/// Room for an entry's key, versionstamp and field names beside its value (about 110 bytes for
+/// a worker record), with some to spare for an answer frame around a list.
+const ENTRY_JSON_OVERHEAD: usize = 128;
 
 /// What a point read saw, and at which revision.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,7 +9,6 @@ use tokio::sync::broadcast;
 use super::{Frame, push_frame};
 use crate::clock::Clock;
 use crate::store::{Entry, RawJson};
-use crate::workers::model::entry_json;
 
 /// Events kept for subscribers that fall behind; past it they get a lagged notice.
 const CAPACITY: usize = 1024;
@@ -106,7 +105,7 @@ impl EventBus {
             r#type: EventKind::Saved.as_str(),
             sid,
             timestamp: now,
-            entry: entry_json(entry),
+            entry: RawJson::assembled(entry.to_json_text()),
         };
         let _ = self.tx.send(push_frame(&self.channel, "events", raw, now));
     }

@@ -5,7 +5,6 @@ use std::fmt::Write;
 use serde_json::{Map, Value, json};
 
 use super::{RequestId, WEBFIX_VERSION};
-use crate::store::RawJson;
 
 /// How an error body is shaped on HTTP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,12 +255,6 @@ impl From<Value> for JsonBody {
     }
 }
 
-impl From<RawJson> for JsonBody {
-    fn from(value: RawJson) -> Self {
-        JsonBody(value.as_str().to_string())
-    }
-}
-
 /// The outcome of one request: a status and the bare result, or an error.
 pub type Reply = Result<(u16, JsonBody), ApiError>;
 
@@ -332,10 +325,7 @@ mod tests {
         assert_eq!(
             ws_frame(
                 None,
-                Ok((
-                    201,
-                    RawJson::from_untrusted(br#"{"b":1.50,"a":2}"#).unwrap().into()
-                ))
+                Ok((201, JsonBody::assembled(r#"{"b":1.50,"a":2}"#.to_string())))
             ),
             r#"{"webfix":"1.0","id":null,"status":201,"result":{"b":1.50,"a":2}}"#
         );

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::{Entry, RawJson};
+use crate::store::Entry;
 
 /// Where an active worker runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -154,30 +154,3 @@ impl WorkerData {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
-
-/// A stored entry as `WorkerKVEntry` JSON: `{key, value, versionstamp}`, the value as stored.
-pub fn entry_json(entry: &Entry) -> RawJson {
-    let mut out = String::with_capacity(entry.value.len() + ENTRY_OVERHEAD);
-    entry.write_json(&mut out);
-    RawJson::assembled(out)
-}
-
-/// Entries as a JSON array of `WorkerKVEntry`s (`listWorkers`), assembled from the stored text
-/// of each value in one pass.
-pub fn entries_json(entries: &[Entry]) -> String {
-    let bytes: usize = entries.iter().map(|e| e.value.len() + ENTRY_OVERHEAD).sum();
-    let mut out = String::with_capacity(bytes + 2);
-    out.push('[');
-    for (i, entry) in entries.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        entry.write_json(&mut out);
-    }
-    out.push(']');
-    out
-}
-
-/// Room for an entry's key, versionstamp and field names beside its value (about 110 bytes for
-/// a worker), with some to spare for the answer frame around a list.
-const ENTRY_OVERHEAD: usize = 128;

@@ -570,13 +570,12 @@ fn store_key(user: &Value, empty: Emptiness) -> Result<Key, KvError> {
     Ok(key)
 }
 
-/// `{key, value, versionstamp}` of a stored entry, with the `"kv"` part removed, appended to `out`.
-fn write_entry(out: &mut String, entry: Entry) {
-    let user = Entry {
+/// A stored entry as the script sees it: its key without the `"kv"` part.
+fn user_entry(entry: Entry) -> Entry {
+    Entry {
         key: Key(entry.key.0.into_iter().skip(1).collect()),
         ..entry
-    };
-    user.write_json(out);
+    }
 }
 
 /// `get(key)`: the entry, or `{key, value: null, versionstamp: null}`.
@@ -584,11 +583,7 @@ async fn get(scope: Arc<Scope>, request: String) -> Result<String, KvError> {
     let request: GetRequest = parse_request(&request)?;
     let key = store_key(&request.key, Emptiness::Refused)?;
     Ok(match scope.store.get(&key).await?.entry {
-        Some(entry) => {
-            let mut out = String::with_capacity(entry.value.len() + 64);
-            write_entry(&mut out, entry);
-            out
-        }
+        Some(entry) => user_entry(entry).to_json_text(),
         None => json!({ "key": request.key, "value": null, "versionstamp": null }).to_string(),
     })
 }
@@ -619,17 +614,8 @@ async fn list(scope: Arc<Scope>, request: String) -> Result<String, KvError> {
         start_after,
     };
     let page = scope.store.list(&prefix, options).await?;
-    let bytes: usize = page.entries.iter().map(|e| e.value.len() + 64).sum();
-    let mut out = String::with_capacity(bytes + 2);
-    out.push('[');
-    for (i, entry) in page.entries.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_entry(&mut out, entry);
-    }
-    out.push(']');
-    Ok(out)
+    let entries: Vec<Entry> = page.entries.into_iter().map(user_entry).collect();
+    Ok(Entry::json_array(&entries))
 }
 
 /// `atomic().commit()` (and `set`, `delete`): `{ok: true, versionstamp}` or `{ok: false}`.
