@@ -8,8 +8,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use heterogen::store::fjall::{FjallOptions, FjallStore};
 use heterogen::store::{
-    AtomicWrite, CommitOutcome, Entry, Key, KeyPart, Limit, ListOptions, MAX_KEY_BYTES, MAX_VALUE_BYTES,
-    Page, RawJson, Revision, Store, StoreError, Versionstamp, WatchEvent, WatchStream,
+    AtomicWrite, CommitOutcome, Entry, Key, KeyPart, Limit, ListOptions, ListedJson, MAX_KEY_BYTES,
+    MAX_VALUE_BYTES, Page, RawJson, Revision, Store, StoreError, Versionstamp, WatchEvent, WatchStream,
+    list_all,
 };
 use serde_json::{Value, json};
 
@@ -779,6 +780,89 @@ async fn values_come_back_as_the_bytes_written(s: Subject) {
     );
 }
 
+/// `list_all_json` is the whole prefix as `list_all` reads it, written as one JSON array —
+/// past the first few hundred entries, with keys that need escaping, keys of every part kind,
+/// and without entries whose lease has ended.
+async fn a_whole_prefix_lists_as_json_like_its_entries(s: Subject) {
+    let store = s.store.as_ref();
+    let prefix = Key::of(&["j"]);
+    async fn as_listed(store: &dyn Store) -> (Page, ListedJson) {
+        let page = list_all(store, &Key::of(&["j"])).await.unwrap();
+        let listed = store.list_all_json(&Key::of(&["j"]), 0).await.unwrap();
+        (page, listed)
+    }
+    for chunk in (0..600).collect::<Vec<_>>().chunks(100) {
+        let write = chunk.iter().fold(AtomicWrite::new(), |w, i| {
+            let text = format!(r#"{{"i":{i},"f":1.50,"s":"\u00e9"}}"#);
+            w.set(
+                prefix.child(&format!("{i:04}")),
+                RawJson::from_untrusted(text.as_bytes()).unwrap(),
+            )
+        });
+        committed(store, write).await;
+    }
+    let odd_keys = [
+        Key(vec![
+            KeyPart::Str("j".into()),
+            KeyPart::Str("quote \" back \\ nul \0 tab \t".into()),
+        ]),
+        Key(vec![
+            KeyPart::Str("j".into()),
+            KeyPart::Num(-1.5),
+            KeyPart::Bool(true),
+        ]),
+        Key(vec![KeyPart::Str("j".into()), KeyPart::Num(7.0)]),
+        Key(vec![KeyPart::Str("j".into()), KeyPart::Bool(false)]),
+    ];
+    let mut write = AtomicWrite::new()
+        .set(Key::of(&["j"]), json!("the prefix itself"))
+        .set(Key::of(&["jj"]), json!("a sibling"));
+    for key in &odd_keys {
+        write = write.set(key.clone(), json!([1, "two", null]));
+    }
+    committed(store, write).await;
+    let lease = store.grant(s.short_ttl).await.unwrap();
+    let leased = prefix.child("leased");
+    committed(
+        store,
+        AtomicWrite::new().set_with_lease(leased.clone(), json!(1), lease.id),
+    )
+    .await;
+
+    let (page, listed) = as_listed(store).await;
+    assert_eq!(page.entries.len(), 605);
+    assert_eq!(listed.entries, 605);
+    assert_eq!(listed.json, Entry::json_array(&page.entries));
+    assert_eq!(listed.revision, page.revision);
+    let parsed: Value = serde_json::from_str(&listed.json).unwrap();
+    assert_eq!(parsed.as_array().unwrap().len(), 605);
+    for key in &odd_keys {
+        assert!(
+            parsed
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["key"] == key.to_json()),
+            "{key}"
+        );
+    }
+
+    let deadline = tokio::time::Instant::now() + s.short_ttl * 20 + Duration::from_secs(5);
+    while get(store, &leased).await.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the lease never ended");
+        tokio::time::sleep(s.short_ttl / 2).await;
+    }
+    let (page, listed) = as_listed(store).await;
+    assert_eq!(listed.entries, 604);
+    assert_eq!(listed.json, Entry::json_array(&page.entries));
+
+    let empty = store
+        .list_all_json(&Key::of(&["nothing"]), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!((empty.json.as_str(), empty.entries), ("[]", 0));
+}
+
 macro_rules! contract {
     ($backend:ident: $($case:ident),+ $(,)?) => {
         mod $backend {
@@ -811,6 +895,7 @@ macro_rules! every_case {
             revoking_a_lease_deletes_its_keys_at_once,
             a_watch_ends_with_an_error_when_its_store_goes,
             values_come_back_as_the_bytes_written,
+            a_whole_prefix_lists_as_json_like_its_entries,
         );
     };
 }

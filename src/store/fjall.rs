@@ -35,9 +35,9 @@ use tokio::sync::watch;
 
 use super::prepared::{PreparedCheck, PreparedMutation, encode_key, prepare};
 use super::{
-    AtomicWrite, CommitOutcome, Entry, Got, Key, Lease, LeaseId, Limit, Limits, ListOptions, MAX_LEASE_TTL,
-    Page, REAP_BATCH, RawJson, Reaped, Revision, Store, StoreError, StoreResult, Versionstamp, WatchEvent,
-    WatchStream,
+    AtomicWrite, CommitOutcome, Entry, Got, Key, Lease, LeaseId, Limit, Limits, ListOptions, ListedJson,
+    MAX_LEASE_TTL, Page, REAP_BATCH, RawJson, Reaped, Revision, Store, StoreError, StoreResult, Versionstamp,
+    WatchEvent, WatchStream, write_entry_json,
 };
 use leases::{LeaseState, LeaseTable, MAX_LEASES, lease_key_index};
 
@@ -1068,14 +1068,52 @@ impl Shared {
         options: &ListOptions,
         budget: usize,
     ) -> Result<(Page, bool), FjallError> {
-        let empty = Page {
-            entries: Vec::new(),
+        let mut entries =
+            Vec::with_capacity(options.limit.unwrap_or(usize::MAX).min(budget).min(LIST_RESERVE));
+        let scan = self.scan_in(snapshot, prefix, options, budget, |raw_key, stored| {
+            entries.push(stored.into_entry(decode_key(raw_key)?)?);
+            Ok(())
+        })?;
+        let page = Page {
+            entries,
             revision,
-            more: false,
+            more: scan.more,
         };
+        Ok((page, scan.cut))
+    }
+
+    /// Appends the live entries strictly under `prefix` in `snapshot`, in key order, to `out`
+    /// as JSON objects (read straight from the stored bytes), stopping after `budget` entries;
+    /// says whether the budget cut the read short.
+    fn list_json_in(
+        &self,
+        snapshot: &fjall::Snapshot,
+        prefix: &Key,
+        options: &ListOptions,
+        budget: usize,
+        out: &mut JsonListWriter,
+    ) -> Result<bool, FjallError> {
+        let scan = self.scan_in(snapshot, prefix, options, budget, |raw_key, stored| {
+            out.push(raw_key, &stored)
+        })?;
+        Ok(scan.cut)
+    }
+
+    /// Calls `visit` with the raw key and decoded value of every live entry strictly under
+    /// `prefix` in `snapshot`, in key order (or reverse), at most `limit` of them — or fewer
+    /// when `budget` were visited first.
+    fn scan_in(
+        &self,
+        snapshot: &fjall::Snapshot,
+        prefix: &Key,
+        options: &ListOptions,
+        budget: usize,
+        mut visit: impl FnMut(&[u8], StoredValue<'_>) -> Result<(), FjallError>,
+    ) -> Result<Scan, FjallError> {
+        let mut scan = Scan::default();
         let limit = options.limit.unwrap_or(usize::MAX);
         if limit == 0 {
-            return Ok((empty, false));
+            return Ok(scan);
         }
         let now = now_ms();
         let (lo, hi) = Key::child_bounds(prefix);
@@ -1091,7 +1129,7 @@ impl Shared {
             }
         };
         if matches!((&lo, &hi), (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(h)) if l >= h) {
-            return Ok((empty, false));
+            return Ok(scan);
         }
         let leases = self.leases()?;
         let iter = snapshot.range(&self.data, (lo, hi));
@@ -1100,12 +1138,10 @@ impl Shared {
         } else {
             Box::new(iter)
         };
-        let mut entries = Vec::with_capacity(limit.min(budget).min(LIST_RESERVE));
-        let mut more = false;
-        let mut cut = false;
+        let mut seen = 0;
         for guard in iter {
-            if entries.len() >= budget && entries.len() < limit {
-                cut = true;
+            if seen >= budget && seen < limit {
+                scan.cut = true;
                 break;
             }
             let (raw_key, raw_value) = guard.into_inner()?;
@@ -1113,19 +1149,76 @@ impl Shared {
             if !stored.is_live(&leases, now) {
                 continue;
             }
-            if entries.len() >= limit {
-                more = true;
+            if seen >= limit {
+                scan.more = true;
                 break;
             }
-            entries.push(stored.into_entry(decode_key(&raw_key)?)?);
+            visit(&raw_key, stored)?;
+            seen += 1;
         }
-        drop(leases);
-        let page = Page {
-            entries,
-            revision,
-            more,
+        Ok(scan)
+    }
+}
+
+/// How a scan ended.
+#[derive(Default)]
+struct Scan {
+    /// Live entries remain beyond the limit.
+    more: bool,
+    /// The budget ended the scan before the limit or the range did.
+    cut: bool,
+}
+
+/// A JSON array of entries being written from stored bytes, and where it has got to.
+struct JsonListWriter {
+    json: String,
+    entries: usize,
+    /// The encoded key of the last entry written, to continue after it.
+    last_key: Vec<u8>,
+}
+
+impl JsonListWriter {
+    fn new(reserve: usize) -> Self {
+        JsonListWriter {
+            json: {
+                let mut json = String::with_capacity(reserve.max(2));
+                json.push('[');
+                json
+            },
+            entries: 0,
+            last_key: Vec::new(),
+        }
+    }
+
+    /// Appends one entry as [`Entry::write_json`] would write it.
+    fn push(&mut self, raw_key: &[u8], stored: &StoredValue<'_>) -> Result<(), FjallError> {
+        let value = simdutf8::basic::from_utf8(stored.json).map_err(|e| {
+            FjallError::Corrupt(format!(
+                "stored value under {} is not UTF-8: {e}",
+                hex::encode(raw_key)
+            ))
+        })?;
+        if self.entries > 0 {
+            self.json.push(',');
+        }
+        let write_key = |out: &mut String| {
+            Key::write_encoded_json(raw_key, out)
+                .ok_or_else(|| FjallError::Corrupt(format!("undecodable key {}", hex::encode(raw_key))))
         };
-        Ok((page, cut))
+        write_entry_json(&mut self.json, write_key, value, stored.versionstamp)?;
+        self.entries += 1;
+        self.last_key.clear();
+        self.last_key.extend_from_slice(raw_key);
+        Ok(())
+    }
+
+    fn finish(mut self, revision: Revision) -> ListedJson {
+        self.json.push(']');
+        ListedJson {
+            json: self.json,
+            entries: self.entries,
+            revision,
+        }
     }
 }
 
@@ -1176,6 +1269,30 @@ impl Store for FjallStore {
         page.entries.extend(rest.entries);
         page.more = rest.more;
         Ok(page)
+    }
+
+    async fn list_all_json(&self, prefix: &Key, reserve: usize) -> StoreResult<ListedJson> {
+        let snapshot = self.shared.db.snapshot();
+        let revision = self.shared.revision_in(&snapshot)?;
+        let mut out = JsonListWriter::new(reserve);
+        let all = ListOptions::default();
+        let cut = self
+            .shared
+            .list_json_in(&snapshot, prefix, &all, INLINE_LIST_ENTRIES, &mut out)?;
+        if !cut {
+            return Ok(out.finish(revision));
+        }
+        // The rest from the same snapshot, so the list is one consistent read.
+        let prefix = prefix.clone();
+        self.blocking(move |shared| {
+            let rest = ListOptions {
+                start_after: Some(decode_key(&out.last_key)?),
+                ..ListOptions::default()
+            };
+            shared.list_json_in(&snapshot, &prefix, &rest, usize::MAX, &mut out)?;
+            Ok(out.finish(revision))
+        })
+        .await
     }
 
     async fn commit(&self, write: AtomicWrite) -> StoreResult<CommitOutcome> {
@@ -1651,7 +1768,7 @@ mod tests {
             }
             store.commit(write).await.unwrap();
         }
-        // Large enough to take the parallel parsing path; its speed is in benches/requests.rs.
+        // Far past the entries a list reads inline; its speed is in benches/requests.rs.
         let entries = store.list(&prefix, ListOptions::default()).await.unwrap().entries;
         assert_eq!(entries.len(), 10_000);
         assert!(serde_json::to_vec(&entries[0].value).unwrap().len() > 2000);

@@ -2,6 +2,7 @@
 //! is key order and a key's encoding is a byte prefix of the encoding of every longer key
 //! that starts with it (prefix scans are range scans).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde_json::Value;
@@ -94,53 +95,14 @@ impl Key {
     }
 
     /// Inverse of [`Key::encode`]; `None` for bytes no key encodes to.
-    pub fn decode(mut bytes: &[u8]) -> Option<Key> {
+    pub fn decode(bytes: &[u8]) -> Option<Key> {
         let mut parts = Vec::with_capacity(4);
-        while let Some((&tag, rest)) = bytes.split_first() {
-            bytes = rest;
-            match tag {
-                TAG_STR => {
-                    let end = bytes.iter().position(|&b| b == 0)?;
-                    let text = if bytes.get(end + 1) == Some(&0xff) {
-                        // An escaped NUL inside the string: the slow path.
-                        let mut s = Vec::new();
-                        loop {
-                            let (&b, rest) = bytes.split_first()?;
-                            bytes = rest;
-                            if b == 0 {
-                                if bytes.first() == Some(&0xff) {
-                                    bytes = bytes.get(1..).unwrap_or_default();
-                                    s.push(0);
-                                } else {
-                                    break;
-                                }
-                            } else {
-                                s.push(b);
-                            }
-                        }
-                        String::from_utf8(s).ok()?
-                    } else {
-                        let text = std::str::from_utf8(bytes.get(..end)?).ok()?.to_string();
-                        bytes = bytes.get(end + 1..)?;
-                        text
-                    };
-                    parts.push(KeyPart::Str(text));
-                }
-                TAG_NUM => {
-                    let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
-                    bytes = bytes.get(8..)?;
-                    let ordered = u64::from_be_bytes(raw);
-                    let bits = if ordered >> 63 == 1 {
-                        ordered & !(1 << 63)
-                    } else {
-                        !ordered
-                    };
-                    parts.push(KeyPart::Num(f64::from_bits(bits)));
-                }
-                TAG_FALSE => parts.push(KeyPart::Bool(false)),
-                TAG_TRUE => parts.push(KeyPart::Bool(true)),
-                _ => return None,
-            }
+        for part in EncodedParts(bytes) {
+            parts.push(match part? {
+                PartRef::Str(text) => KeyPart::Str(text.into_owned()),
+                PartRef::Num(n) => KeyPart::Num(n),
+                PartRef::Bool(b) => KeyPart::Bool(b),
+            });
         }
         Some(Key(parts))
     }
@@ -152,22 +114,24 @@ impl Key {
             if i > 0 {
                 out.push(',');
             }
-            match part {
-                // JSON escapes only quotes, backslashes and control characters.
-                // A fold without an early exit: the compiler vectorises it.
-                KeyPart::Str(s)
-                    if !s
-                        .bytes()
-                        .fold(false, |found, b| found | matches!(b, b'"' | b'\\' | 0..=0x1f)) =>
-                {
-                    out.push('"');
-                    out.push_str(s);
-                    out.push('"');
-                }
-                _ => out.push_str(&part_json(part).to_string()),
-            }
+            PartRef::of(part).write_json(out);
         }
         out.push(']');
+    }
+
+    /// Appends the JSON array form of the key that `bytes` encode, read straight from the
+    /// encoding (no [`Key`] is built); `None`, with `out` partly written, for bytes no key
+    /// encodes to.
+    pub fn write_encoded_json(bytes: &[u8], out: &mut String) -> Option<()> {
+        out.push('[');
+        for (i, part) in EncodedParts(bytes).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            part?.write_json(out);
+        }
+        out.push(']');
+        Some(())
     }
 
     /// The JSON array form (`["ami","worker","…"]`).
@@ -210,6 +174,103 @@ fn part_json(part: &KeyPart) -> Value {
         }
         KeyPart::Num(n) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
         KeyPart::Bool(b) => Value::Bool(*b),
+    }
+}
+
+/// A key part borrowed from a [`Key`] or read from an encoding.
+enum PartRef<'a> {
+    Str(Cow<'a, str>),
+    Num(f64),
+    Bool(bool),
+}
+
+impl<'a> PartRef<'a> {
+    fn of(part: &'a KeyPart) -> Self {
+        match part {
+            KeyPart::Str(s) => PartRef::Str(Cow::Borrowed(s)),
+            KeyPart::Num(n) => PartRef::Num(*n),
+            KeyPart::Bool(b) => PartRef::Bool(*b),
+        }
+    }
+
+    fn write_json(&self, out: &mut String) {
+        match self {
+            // JSON escapes only quotes, backslashes and control characters.
+            // A fold without an early exit: the compiler vectorises it.
+            PartRef::Str(s)
+                if !s
+                    .bytes()
+                    .fold(false, |found, b| found | matches!(b, b'"' | b'\\' | 0..=0x1f)) =>
+            {
+                out.push('"');
+                out.push_str(s);
+                out.push('"');
+            }
+            PartRef::Str(s) => out.push_str(&Value::String(s.to_string()).to_string()),
+            PartRef::Num(n) => out.push_str(&part_json(&KeyPart::Num(*n)).to_string()),
+            PartRef::Bool(true) => out.push_str("true"),
+            PartRef::Bool(false) => out.push_str("false"),
+        }
+    }
+}
+
+/// The parts of an encoded key, in order; an item is `None` where the bytes stop being a key
+/// encoding (and the iteration ends there).
+struct EncodedParts<'a>(&'a [u8]);
+
+impl<'a> Iterator for EncodedParts<'a> {
+    type Item = Option<PartRef<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (&tag, rest) = self.0.split_first()?;
+        let part = decode_part(tag, rest);
+        self.0 = match &part {
+            Some((_, rest)) => rest,
+            None => &[],
+        };
+        Some(part.map(|(part, _)| part))
+    }
+}
+
+/// The part tagged `tag` at the start of `bytes`, and the bytes after it.
+fn decode_part(tag: u8, bytes: &[u8]) -> Option<(PartRef<'_>, &[u8])> {
+    match tag {
+        TAG_STR => {
+            let end = bytes.iter().position(|&b| b == 0)?;
+            if bytes.get(end + 1) != Some(&0xff) {
+                let text = std::str::from_utf8(bytes.get(..end)?).ok()?;
+                return Some((PartRef::Str(Cow::Borrowed(text)), bytes.get(end + 1..)?));
+            }
+            // An escaped NUL inside the string: the slow path.
+            let mut text = Vec::new();
+            let mut rest = bytes;
+            loop {
+                let (&b, after) = rest.split_first()?;
+                rest = after;
+                if b != 0 {
+                    text.push(b);
+                } else if rest.first() == Some(&0xff) {
+                    rest = rest.get(1..).unwrap_or_default();
+                    text.push(0);
+                } else {
+                    break;
+                }
+            }
+            Some((PartRef::Str(Cow::Owned(String::from_utf8(text).ok()?)), rest))
+        }
+        TAG_NUM => {
+            let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+            let ordered = u64::from_be_bytes(raw);
+            let bits = if ordered >> 63 == 1 {
+                ordered & !(1 << 63)
+            } else {
+                !ordered
+            };
+            Some((PartRef::Num(f64::from_bits(bits)), bytes.get(8..)?))
+        }
+        TAG_FALSE => Some((PartRef::Bool(false), bytes)),
+        TAG_TRUE => Some((PartRef::Bool(true), bytes)),
+        _ => None,
     }
 }
 
@@ -294,7 +355,31 @@ mod tests {
             let mut out = String::new();
             key.write_json(&mut out);
             assert_eq!(out, key.to_json().to_string());
+            let mut from_encoding = String::new();
+            assert_eq!(
+                Key::write_encoded_json(&key.encode(), &mut from_encoding),
+                Some(())
+            );
+            assert_eq!(from_encoding, out);
             assert_eq!(Key::decode(&key.encode()), Some(key));
+        }
+    }
+
+    #[test]
+    fn bytes_no_key_encodes_to_are_refused() {
+        let broken: [&[u8]; 4] = [
+            &[TAG_STR, b'a'],
+            &[TAG_NUM, 1, 2, 3],
+            &[0x7f],
+            &[TAG_STR, 0xc3, 0x28, 0],
+        ];
+        for bytes in broken {
+            assert_eq!(Key::decode(bytes), None, "{bytes:?}");
+            assert_eq!(
+                Key::write_encoded_json(bytes, &mut String::new()),
+                None,
+                "{bytes:?}"
+            );
         }
     }
 

@@ -121,13 +121,16 @@ impl Entry {
     /// Appends the entry as `{"key":…,"value":…,"versionstamp":"…"}` (a `WorkerKVEntry`, and
     /// Deno KV's entry shape), the value as its stored text.
     pub fn write_json(&self, out: &mut String) {
-        use std::fmt::Write;
-        out.push_str(r#"{"key":"#);
-        self.key.write_json(out);
-        out.push_str(r#","value":"#);
-        out.push_str(self.value.as_str());
-        // Writing into a String cannot fail.
-        let _ = write!(out, r#","versionstamp":"{}"}}"#, self.versionstamp);
+        let written = write_entry_json(
+            out,
+            |out| {
+                self.key.write_json(out);
+                Ok::<(), std::convert::Infallible>(())
+            },
+            self.value.as_str(),
+            self.versionstamp,
+        );
+        let Ok(()) = written;
     }
 
     /// The entry as JSON text (see [`Entry::write_json`]).
@@ -151,6 +154,36 @@ impl Entry {
         out.push(']');
         out
     }
+}
+
+/// Appends an entry as `{"key":…,"value":…,"versionstamp":"…"}`, its key written by
+/// `write_key` (which may find it cannot) and its value as the text given.
+pub(crate) fn write_entry_json<E>(
+    out: &mut String,
+    write_key: impl FnOnce(&mut String) -> Result<(), E>,
+    value: &str,
+    versionstamp: Versionstamp,
+) -> Result<(), E> {
+    use std::fmt::Write;
+    out.push_str(r#"{"key":"#);
+    write_key(out)?;
+    out.push_str(r#","value":"#);
+    out.push_str(value);
+    // Writing into a String cannot fail.
+    let _ = write!(out, r#","versionstamp":"{versionstamp}"}}"#);
+    Ok(())
+}
+
+/// Every entry under a prefix as one JSON array, assembled from the stored text
+/// ([`Store::list_all_json`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListedJson {
+    /// A JSON array of [`Entry::write_json`] objects, in key order.
+    pub json: String,
+    /// How many entries the array holds.
+    pub entries: usize,
+    /// The store revision the list reflects.
+    pub revision: Revision,
 }
 
 /// Room for an entry's key, versionstamp and field names beside its value (about 110 bytes for
@@ -497,6 +530,22 @@ pub trait Store: Send + Sync + 'static {
     /// parts), in key order, with the revision of the read and whether more remain.
     async fn list(&self, prefix: &Key, options: ListOptions) -> StoreResult<Page>;
 
+    /// Every entry under `prefix`, as [`list_all`] reads them, written as one JSON array
+    /// (`[{"key":…,"value":…,"versionstamp":…},…]`) without parsing any value: the form an
+    /// answer that lists a whole prefix sends. Backends may write it straight from their
+    /// stored bytes; this default assembles it from the entries. `reserve` is the room to
+    /// make for the text up front (e.g. the size of the last such list): growing a
+    /// megabytes-long text step by step costs more than the scan.
+    async fn list_all_json(&self, prefix: &Key, reserve: usize) -> StoreResult<ListedJson> {
+        let _ = reserve;
+        let page = list_all(self, prefix).await?;
+        Ok(ListedJson {
+            json: Entry::json_array(&page.entries),
+            entries: page.entries.len(),
+            revision: page.revision,
+        })
+    }
+
     /// Applies `write` atomically; acknowledged only once durable per the store's settings.
     /// A write over [`Store::limits`] fails with [`StoreError::TooLarge`] and writes nothing.
     async fn commit(&self, write: AtomicWrite) -> StoreResult<CommitOutcome>;
@@ -539,7 +588,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// Every entry under `prefix`, page by page, and the revision of the first page: watching from
 /// it misses nothing (changes already seen in later pages may come again, in order).
-pub async fn list_all(store: &dyn Store, prefix: &Key) -> StoreResult<Page> {
+pub async fn list_all<S: Store + ?Sized>(store: &S, prefix: &Key) -> StoreResult<Page> {
     let mut all = store.list(prefix, ListOptions::default()).await?;
     while all.more {
         let options = ListOptions {

@@ -2,13 +2,14 @@
 //! (`["ami","worker",sid]`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
 use super::WorkerData;
 use crate::store::{
-    AtomicWrite, CommitOutcome, Entry, Key, MAX_VALUE_BYTES, Page, RawJson, Revision, Store, StoreResult,
-    Versionstamp, WatchStream, list_all,
+    AtomicWrite, CommitOutcome, Entry, Key, ListedJson, MAX_VALUE_BYTES, Page, RawJson, Revision, Store,
+    StoreResult, Versionstamp, WatchStream, list_all,
 };
 
 /// The key prefix of every worker record.
@@ -54,17 +55,34 @@ impl WorkerRecord {
 #[derive(Clone)]
 pub struct WorkerRepo {
     store: Arc<dyn Store>,
+    /// Bytes of the last full list, the room the next one reserves.
+    last_list_bytes: Arc<AtomicUsize>,
 }
 
 impl WorkerRepo {
     /// The worker records of `store`.
     pub fn new(store: Arc<dyn Store>) -> WorkerRepo {
-        WorkerRepo { store }
+        WorkerRepo {
+            store,
+            last_list_bytes: Arc::default(),
+        }
     }
 
     /// Every record, in sid order, with the revision they were read at.
     pub async fn all(&self) -> StoreResult<Page> {
         list_all(self.store.as_ref(), &workers_prefix()).await
+    }
+
+    /// Every record as one JSON array of entries, written from the stored text.
+    pub async fn all_json(&self) -> StoreResult<ListedJson> {
+        let last = self.last_list_bytes.load(Ordering::Relaxed);
+        // A little more than last time, for records added since.
+        let listed = self
+            .store
+            .list_all_json(&workers_prefix(), last + last / 16)
+            .await?;
+        self.last_list_bytes.store(listed.json.len(), Ordering::Relaxed);
+        Ok(listed)
     }
 
     /// The record of `sid`, if any.
