@@ -1082,18 +1082,17 @@ impl Shared {
         Ok((page, scan.cut))
     }
 
-    /// Appends the live entries strictly under `prefix` in `snapshot`, in key order, to `out`
+    /// Appends the live entries of `range` (encoded keys) in `snapshot`, in key order, to `out`
     /// as JSON objects (read straight from the stored bytes), stopping after `budget` entries;
     /// says whether the budget cut the read short.
     fn list_json_in(
         &self,
         snapshot: &fjall::Snapshot,
-        prefix: &Key,
-        options: &ListOptions,
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
         budget: usize,
         out: &mut JsonListWriter,
     ) -> Result<bool, FjallError> {
-        let scan = self.scan_in(snapshot, prefix, options, budget, |raw_key, stored| {
+        let scan = self.scan_range(snapshot, range, false, usize::MAX, budget, |raw_key, stored| {
             out.push(raw_key, &stored)
         })?;
         Ok(scan.cut)
@@ -1108,14 +1107,12 @@ impl Shared {
         prefix: &Key,
         options: &ListOptions,
         budget: usize,
-        mut visit: impl FnMut(&[u8], StoredValue<'_>) -> Result<(), FjallError>,
+        visit: impl FnMut(&[u8], StoredValue<'_>) -> Result<(), FjallError>,
     ) -> Result<Scan, FjallError> {
-        let mut scan = Scan::default();
         let limit = options.limit.unwrap_or(usize::MAX);
         if limit == 0 {
-            return Ok(scan);
+            return Ok(Scan::default());
         }
-        let now = now_ms();
         let (lo, hi) = Key::child_bounds(prefix);
         let (lo, hi) = match &options.start_after {
             None => (Bound::Included(lo), Bound::Excluded(hi)),
@@ -1129,11 +1126,26 @@ impl Shared {
             }
         };
         if matches!((&lo, &hi), (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(h)) if l >= h) {
-            return Ok(scan);
+            return Ok(Scan::default());
         }
+        self.scan_range(snapshot, (lo, hi), options.reverse, limit, budget, visit)
+    }
+
+    /// [`Shared::scan_in`] over a range of encoded keys.
+    fn scan_range(
+        &self,
+        snapshot: &fjall::Snapshot,
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+        reverse: bool,
+        limit: usize,
+        budget: usize,
+        mut visit: impl FnMut(&[u8], StoredValue<'_>) -> Result<(), FjallError>,
+    ) -> Result<Scan, FjallError> {
+        let mut scan = Scan::default();
+        let now = now_ms();
         let leases = self.leases()?;
-        let iter = snapshot.range(&self.data, (lo, hi));
-        let iter: Box<dyn Iterator<Item = fjall::Guard>> = if options.reverse {
+        let iter = snapshot.range(&self.data, range);
+        let iter: Box<dyn Iterator<Item = fjall::Guard>> = if reverse {
             Box::new(iter.rev())
         } else {
             Box::new(iter)
@@ -1212,6 +1224,20 @@ impl JsonListWriter {
         Ok(())
     }
 
+    /// Appends the entries `tail` holds, which come after this writer's.
+    fn append(&mut self, tail: JsonListWriter) {
+        if tail.entries == 0 {
+            return;
+        }
+        if self.entries > 0 {
+            self.json.push(',');
+        }
+        // Past the `[` every writer starts with.
+        self.json.push_str(&tail.json[1..]);
+        self.entries += tail.entries;
+        self.last_key = tail.last_key;
+    }
+
     fn finish(mut self, revision: Revision) -> ListedJson {
         self.json.push(']');
         ListedJson {
@@ -1230,6 +1256,24 @@ const LIST_RESERVE: usize = 256;
 /// thread hops of the pool (BENCHMARKS.md, issue 13); a long list does not hold a network
 /// thread for long.
 const INLINE_LIST_ENTRIES: usize = 256;
+
+/// An encoded position strictly between `low` and `high` that halves the keys between them
+/// when those are spread evenly (random identifiers); `None` when the two are too close.
+fn key_between(low: &[u8], high: &[u8]) -> Option<Vec<u8>> {
+    let common = low.iter().zip(high).take_while(|(a, b)| a == b).count();
+    let word = |bytes: &[u8]| {
+        let mut word = [0u8; 8];
+        for (slot, byte) in word.iter_mut().zip(bytes.iter().skip(common)) {
+            *slot = *byte;
+        }
+        u64::from_be_bytes(word)
+    };
+    let (from, to) = (word(low), word(high));
+    let middle = from + to.checked_sub(from)? / 2;
+    let mut key = high.get(..common)?.to_vec();
+    key.extend_from_slice(&middle.to_be_bytes());
+    (low < key.as_slice() && key.as_slice() < high).then_some(key)
+}
 
 /// Decodes a key of the `data` keyspace.
 fn decode_key(raw_key: &[u8]) -> Result<Key, FjallError> {
@@ -1275,24 +1319,51 @@ impl Store for FjallStore {
         let snapshot = self.shared.db.snapshot();
         let revision = self.shared.revision_in(&snapshot)?;
         let mut out = JsonListWriter::new(reserve);
-        let all = ListOptions::default();
+        let (lo, hi) = Key::child_bounds(prefix);
+        let all = (Bound::Included(lo), Bound::Excluded(hi.clone()));
         let cut = self
             .shared
-            .list_json_in(&snapshot, prefix, &all, INLINE_LIST_ENTRIES, &mut out)?;
+            .list_json_in(&snapshot, all, INLINE_LIST_ENTRIES, &mut out)?;
         if !cut {
             return Ok(out.finish(revision));
         }
-        // The rest from the same snapshot, so the list is one consistent read.
-        let prefix = prefix.clone();
-        self.blocking(move |shared| {
-            let rest = ListOptions {
-                start_after: Some(decode_key(&out.last_key)?),
-                ..ListOptions::default()
-            };
-            shared.list_json_in(&snapshot, &prefix, &rest, usize::MAX, &mut out)?;
-            Ok(out.finish(revision))
-        })
-        .await
+        // The rest from the same snapshot, so the list is one consistent read. Reading a long
+        // list is a chase of pointers through memory that two threads do in about half the
+        // time, so the rest is split in two halves read side by side.
+        let after = out.last_key.clone();
+        let last = snapshot
+            .range(
+                &self.shared.data,
+                (Bound::Excluded(after.clone()), Bound::Excluded(hi.clone())),
+            )
+            .next_back()
+            .map(|guard| guard.key())
+            .transpose()
+            .map_err(FjallError::from)?;
+        let Some(middle) = last.and_then(|last| key_between(&after, &last)) else {
+            return self
+                .blocking(move |shared| {
+                    let rest = (Bound::Excluded(after), Bound::Excluded(hi));
+                    shared.list_json_in(&snapshot, rest, usize::MAX, &mut out)?;
+                    Ok(out.finish(revision))
+                })
+                .await;
+        };
+        let first_half = (Bound::Excluded(after), Bound::Included(middle.clone()));
+        let second_half = (Bound::Excluded(middle), Bound::Excluded(hi));
+        let second_snapshot = snapshot.clone();
+        let first = self.blocking(move |shared| {
+            shared.list_json_in(&snapshot, first_half, usize::MAX, &mut out)?;
+            Ok(out)
+        });
+        let second = self.blocking(move |shared| {
+            let mut tail = JsonListWriter::new(reserve / 2);
+            shared.list_json_in(&second_snapshot, second_half, usize::MAX, &mut tail)?;
+            Ok(tail)
+        });
+        let (mut out, tail) = tokio::try_join!(first, second)?;
+        out.append(tail);
+        Ok(out.finish(revision))
     }
 
     async fn commit(&self, write: AtomicWrite) -> StoreResult<CommitOutcome> {
@@ -1777,6 +1848,27 @@ mod tests {
             entries[9_999].key.last_str(),
             Some("00009999-0000-4000-8000-000000000000")
         );
+        // The same list as one JSON text, its rest read in two halves side by side.
+        let listed = store.list_all_json(&prefix, 0).await.unwrap();
+        assert_eq!(listed.entries, 10_000);
+        assert_eq!(listed.json, Entry::json_array(&entries));
+    }
+
+    #[test]
+    fn a_key_between_two_splits_their_range() {
+        let low = Key::of(&["ami", "worker", "00000255"]).encode();
+        let high = Key::of(&["ami", "worker", "99999999"]).encode();
+        let middle = key_between(&low, &high).unwrap();
+        assert!(low < middle && middle < high);
+        let shared = Key::of(&["ami", "worker"]).encode().len() + 1;
+        assert_eq!(&middle[..shared], &low[..shared]);
+        // Halfway between '0' and '9' in the first byte that differs.
+        assert_eq!(middle[shared], b'0' + (b'9' - b'0') / 2);
+        // Neighbours have nothing between them that this finds; a key and its extension neither.
+        assert_eq!(key_between(b"ab", b"ab"), None);
+        assert_eq!(key_between(b"ab", b"ab\0"), None);
+        assert_eq!(key_between(b"b", b"a"), None);
+        assert!(key_between(b"a", b"a\xff").is_some_and(|m| m.as_slice() > b"a".as_slice()));
     }
 
     /// Environment variable naming the directory [`crash_child`] writes to.
