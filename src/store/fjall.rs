@@ -36,8 +36,8 @@ use tokio::sync::watch;
 use super::prepared::{PreparedCheck, PreparedMutation, encode_key, prepare};
 use super::{
     AtomicWrite, CommitOutcome, Entry, Got, Key, Lease, LeaseId, Limit, Limits, ListOptions, ListedJson,
-    MAX_LEASE_TTL, Page, REAP_BATCH, RawJson, Reaped, Revision, Store, StoreError, StoreResult, Versionstamp,
-    WatchEvent, WatchStream, write_entry_json,
+    MAX_LEASE_TTL, Page, PrefixedKeyJson, REAP_BATCH, RawJson, Reaped, Revision, Store, StoreError,
+    StoreResult, Versionstamp, WatchEvent, WatchStream, write_entry_json,
 };
 use leases::{LeaseState, LeaseTable, MAX_LEASES, lease_key_index};
 
@@ -1183,6 +1183,7 @@ struct Scan {
 
 /// A JSON array of entries being written from stored bytes, and where it has got to.
 struct JsonListWriter {
+    keys: Arc<PrefixedKeyJson>,
     json: String,
     entries: usize,
     /// The encoded key of the last entry written, to continue after it.
@@ -1190,8 +1191,9 @@ struct JsonListWriter {
 }
 
 impl JsonListWriter {
-    fn new(reserve: usize) -> Self {
+    fn new(keys: Arc<PrefixedKeyJson>, reserve: usize) -> Self {
         JsonListWriter {
+            keys,
             json: {
                 let mut json = String::with_capacity(reserve.max(2));
                 json.push('[');
@@ -1213,8 +1215,9 @@ impl JsonListWriter {
         if self.entries > 0 {
             self.json.push(',');
         }
+        let keys = &self.keys;
         let write_key = |out: &mut String| {
-            Key::write_encoded_json(raw_key, out)
+            keys.write(raw_key, out)
                 .ok_or_else(|| FjallError::Corrupt(format!("undecodable key {}", hex::encode(raw_key))))
         };
         write_entry_json(&mut self.json, write_key, value, stored.versionstamp)?;
@@ -1318,7 +1321,8 @@ impl Store for FjallStore {
     async fn list_all_json(&self, prefix: &Key, reserve: usize) -> StoreResult<ListedJson> {
         let snapshot = self.shared.db.snapshot();
         let revision = self.shared.revision_in(&snapshot)?;
-        let mut out = JsonListWriter::new(reserve);
+        let keys = Arc::new(PrefixedKeyJson::new(prefix));
+        let mut out = JsonListWriter::new(Arc::clone(&keys), reserve);
         let (lo, hi) = Key::child_bounds(prefix);
         let all = (Bound::Included(lo), Bound::Excluded(hi.clone()));
         let cut = self
@@ -1357,7 +1361,7 @@ impl Store for FjallStore {
             Ok(out)
         });
         let second = self.blocking(move |shared| {
-            let mut tail = JsonListWriter::new(reserve / 2);
+            let mut tail = JsonListWriter::new(keys, reserve / 2);
             shared.list_json_in(&second_snapshot, second_half, usize::MAX, &mut tail)?;
             Ok(tail)
         });

@@ -177,6 +177,49 @@ fn part_json(part: &KeyPart) -> Value {
     }
 }
 
+/// Writes the JSON form of encoded keys under one prefix, the prefix's parts written once
+/// ahead of time: in a list of a prefix they are the same in every key.
+pub struct PrefixedKeyJson {
+    /// The prefix's encoding.
+    encoded: Vec<u8>,
+    /// Its JSON array form without the closing bracket (`["ami","worker"`).
+    open: String,
+    /// Whether the prefix has parts (so a part after it needs a comma).
+    has_parts: bool,
+}
+
+impl PrefixedKeyJson {
+    /// A writer for the keys under `prefix`.
+    pub fn new(prefix: &Key) -> Self {
+        let mut open = String::new();
+        prefix.write_json(&mut open);
+        open.pop();
+        PrefixedKeyJson {
+            encoded: prefix.encode(),
+            open,
+            has_parts: !prefix.0.is_empty(),
+        }
+    }
+
+    /// Appends the JSON form of the key `bytes` encode, as [`Key::write_encoded_json`] does.
+    pub fn write(&self, bytes: &[u8], out: &mut String) -> Option<()> {
+        let rest = match bytes.strip_prefix(self.encoded.as_slice()) {
+            // 0xff right after the prefix continues its last string part (an escaped NUL).
+            Some(rest) if rest.first() != Some(&0xff) => rest,
+            _ => return Key::write_encoded_json(bytes, out),
+        };
+        out.push_str(&self.open);
+        for (i, part) in EncodedParts(rest).enumerate() {
+            if i > 0 || self.has_parts {
+                out.push(',');
+            }
+            part?.write_json(out);
+        }
+        out.push(']');
+        Some(())
+    }
+}
+
 /// A key part borrowed from a [`Key`] or read from an encoding.
 enum PartRef<'a> {
     Str(Cow<'a, str>),
@@ -362,6 +405,43 @@ mod tests {
             );
             assert_eq!(from_encoding, out);
             assert_eq!(Key::decode(&key.encode()), Some(key));
+        }
+    }
+
+    #[test]
+    fn keys_under_a_prefix_are_written_like_any_key() {
+        let prefixes = [
+            Key::of(&["ami", "worker"]),
+            Key(vec![KeyPart::Str("a".into()), KeyPart::Num(2.0)]),
+            k(vec![]),
+        ];
+        let keys = [
+            Key::of(&["ami", "worker", "s-01"]),
+            Key::of(&["ami", "worker", "quote \" and \0 nul"]),
+            k(vec![
+                KeyPart::Str("ami".into()),
+                KeyPart::Str("worker".into()),
+                KeyPart::Num(-0.5),
+                KeyPart::Bool(true),
+            ]),
+            // Outside the prefix, or continuing its last part: written the long way.
+            Key::of(&["ami", "worker\0x", "y"]),
+            Key::of(&["amigo"]),
+            Key(vec![
+                KeyPart::Str("a".into()),
+                KeyPart::Num(2.0),
+                KeyPart::Bool(false),
+            ]),
+            k(vec![]),
+        ];
+        for prefix in &prefixes {
+            let writer = PrefixedKeyJson::new(prefix);
+            for key in &keys {
+                let mut out = String::new();
+                assert_eq!(writer.write(&key.encode(), &mut out), Some(()));
+                assert_eq!(out, key.to_json().to_string(), "{key} under {prefix}");
+            }
+            assert_eq!(writer.write(&[TAG_STR, b'a'], &mut String::new()), None);
         }
     }
 

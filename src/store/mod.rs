@@ -24,7 +24,7 @@ use async_trait::async_trait;
 pub use expiry::{ExpiryLease, ExpiryLeases, bucket_end};
 use futures_util::Stream;
 pub use json::RawJson;
-pub use key::{Key, KeyPart};
+pub use key::{Key, KeyPart, PrefixedKeyJson};
 
 /// Largest encoded key the store accepts.
 pub const MAX_KEY_BYTES: usize = 2048;
@@ -62,11 +62,25 @@ impl Versionstamp {
     }
 }
 
+impl Versionstamp {
+    /// Appends the 20-hex-digit form to `out` (what `Display` writes, without its machinery:
+    /// lists write one per entry).
+    pub fn write_hex(&self, out: &mut String) {
+        let mut text = [0u8; 20];
+        // Ten bytes always fit twenty digits, and hex digits are ASCII.
+        if hex::encode_to_slice(self.0, &mut text).is_ok()
+            && let Ok(text) = std::str::from_utf8(&text)
+        {
+            out.push_str(text);
+        }
+    }
+}
+
 impl fmt::Display for Versionstamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = [0u8; 20];
-        hex::encode_to_slice(self.0, &mut text).map_err(|_| fmt::Error)?;
-        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+        let mut text = String::with_capacity(20);
+        self.write_hex(&mut text);
+        f.write_str(&text)
     }
 }
 
@@ -164,13 +178,13 @@ pub(crate) fn write_entry_json<E>(
     value: &str,
     versionstamp: Versionstamp,
 ) -> Result<(), E> {
-    use std::fmt::Write;
     out.push_str(r#"{"key":"#);
     write_key(out)?;
     out.push_str(r#","value":"#);
     out.push_str(value);
-    // Writing into a String cannot fail.
-    let _ = write!(out, r#","versionstamp":"{versionstamp}"}}"#);
+    out.push_str(r#","versionstamp":""#);
+    versionstamp.write_hex(out);
+    out.push_str(r#""}"#);
     Ok(())
 }
 
