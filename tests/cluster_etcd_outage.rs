@@ -33,6 +33,7 @@ async fn a_cluster_rides_out_an_etcd_outage_and_recovers() {
     )
     .await;
 
+    assert_eq!(probe(&cluster, "readyz").await, (200, "ready\n".to_string()));
     cluster.etcd.members[0].kill();
     let lost = Instant::now();
     eventually(10, "the leader-mode run to stop without etcd", || async {
@@ -59,6 +60,17 @@ async fn a_cluster_rides_out_an_etcd_outage_and_recovers() {
         "the request hung for {:?}",
         asked.elapsed()
     );
+    eventually(
+        10,
+        "/readyz to say the node is not ready without etcd",
+        || async { (probe(&cluster, "readyz").await == (503, "not ready\n".to_string())).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        probe(&cluster, "healthz").await,
+        (200, "ok\n".to_string()),
+        "alive all the same"
+    );
     for _ in 0..5 {
         assert!(
             cluster.runners(&leader).await.is_empty(),
@@ -69,6 +81,10 @@ async fn a_cluster_rides_out_an_etcd_outage_and_recovers() {
 
     cluster.etcd.members[0].restart();
     cluster.etcd.wait_ready().await;
+    eventually(20, "/readyz ready again", || async {
+        (probe(&cluster, "readyz").await.0 == 200).then_some(())
+    })
+    .await;
     eventually(20, "a leader again, on one node", || async {
         (cluster.runners(&leader).await.len() == 1).then_some(())
     })
@@ -87,4 +103,11 @@ async fn a_cluster_rides_out_an_etcd_outage_and_recovers() {
         })
         .await;
     }
+}
+
+/// `GET /{path}` on node 0: the status and the text.
+async fn probe(cluster: &Cluster, path: &str) -> (u16, String) {
+    let url = format!("{}{path}", cluster.node(0).url());
+    let response = cluster.http.get(url).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
 }

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Value, json};
 use tower_http::cors::{Any, CorsLayer};
 
-use super::{NetState, console, sse, ws};
+use super::{NetState, console, health, sse, ws};
 use crate::api;
 use crate::auth::{AuthError, Caller, Principal};
 use crate::webfix::{ApiError, WEBFIX_VERSION, parse_envelope};
@@ -37,6 +37,8 @@ pub fn router(node: Arc<NetState>) -> Router {
         .route("/", get(root_get).post(root_post))
         .route("/ws", get(ws_get))
         .route("/api/worker/logs/stream", get(sse::logs_stream))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/console", get(console::redirect_to_console))
         .route("/console/", get(console::index))
         .route("/console/{*path}", get(console::file))

@@ -3,6 +3,7 @@
 //! `GET /ws`) with CORS on every route, and the browser console (`GET /console/`).
 
 mod console;
+mod health;
 mod http;
 mod listener;
 mod outbound;

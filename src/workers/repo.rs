@@ -85,6 +85,11 @@ impl WorkerRepo {
         Ok(listed)
     }
 
+    /// Whether the store answers: one point read (of the records' prefix, never a record).
+    pub async fn probe(&self) -> StoreResult<()> {
+        self.store.get(&workers_prefix()).await.map(drop)
+    }
+
     /// The record of `sid`, if any.
     pub async fn get(&self, sid: &str) -> StoreResult<Option<Entry>> {
         Ok(self.store.get(&worker_key(sid)).await?.entry)
