@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::logging::LogFormat;
+
 /// Everything a node needs to start. Built by [`ServeArgs::resolve`] or directly in tests.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -29,6 +31,9 @@ pub struct NodeConfig {
     pub public_url: Option<String>,
     /// fdatasync every commit (W-T-3). Off: a commit survives a crash of the process, not of the OS.
     pub fsync: bool,
+    /// How the process writes its log (read by `heterogen serve`; a node started in-process
+    /// logs through whatever subscriber its host installed).
+    pub log_format: LogFormat,
     /// Where worker records, leases and sessions live: the embedded store or a shared etcd.
     pub store: StoreChoice,
     /// How long this node's membership record outlives its last keep-alive (a dead node leaves
@@ -225,6 +230,7 @@ impl NodeConfig {
             network: "testnet".into(),
             public_url: None,
             fsync: true,
+            log_format: LogFormat::Text,
             store: StoreChoice::Fjall,
             membership_ttl: Duration::from_secs(10),
             max_request_bytes: 1024 * 1024,
@@ -398,6 +404,10 @@ pub struct ServeArgs {
     /// fdatasync every store commit [default: true]; false survives a process crash, not power loss.
     #[arg(long, env = "HETEROGEN_FSYNC", value_name = "BOOL")]
     pub fsync: Option<bool>,
+    /// The node's log on stderr: `text` (coloured only on a terminal, never with NO_COLOR) or
+    /// `json` (one object a line) [default: text].
+    #[arg(long, env = "HETEROGEN_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// Where worker records, leases and sessions live: `fjall` (embedded, one node) or
     /// `etcd://HOST:PORT[,HOST:PORT…]` (a cluster; needs the `etcd` build) [default: fjall].
     #[arg(long, env = "HETEROGEN_STORE", value_name = "fjall|etcd://…")]
@@ -575,6 +585,8 @@ struct FileConfig {
     #[serde(alias = "public_url")]
     public_url: Option<String>,
     fsync: Option<bool>,
+    #[serde(alias = "log_format")]
+    log_format: Option<LogFormat>,
     #[serde(alias = "max_request_bytes")]
     max_request_bytes: Option<usize>,
     #[serde(alias = "ws_ping_interval_ms")]
@@ -738,6 +750,9 @@ impl ServeArgs {
         config.public_url = self.public_url.clone().or(file.public_url);
         if let Some(fsync) = self.fsync.or(file.fsync) {
             config.fsync = fsync;
+        }
+        if let Some(format) = self.log_format.or(file.log_format) {
+            config.log_format = format;
         }
         if let Some(ms) = self.membership_ttl_ms.or(file.membership_ttl_ms) {
             config.membership_ttl = Duration::from_millis(ms);
@@ -1080,6 +1095,7 @@ mod tests {
         assert_eq!(config.network, "testnet");
         assert!(!config.open);
         assert!(config.fsync);
+        assert_eq!(config.log_format, LogFormat::Text);
     }
 
     #[test]
@@ -1088,15 +1104,22 @@ mod tests {
         let path = dir.path().join("node.toml");
         std::fs::write(
             &path,
-            "nid = \"s-0007\"\nlisten = \"127.0.0.1:9000\"\nowners = [\"gq8vij8cqueDyuGypUF7hbo9hyLqdy9jKz\"]\nfsync = false\n",
+            "nid = \"s-0007\"\nlisten = \"127.0.0.1:9000\"\nowners = [\"gq8vij8cqueDyuGypUF7hbo9hyLqdy9jKz\"]\nfsync = false\nlog-format = \"json\"\n",
         )
         .unwrap();
         let args = ServeArgs {
-            config: Some(path),
+            config: Some(path.clone()),
             nid: Some("s-0009".into()),
             ..Default::default()
         };
         let config = args.resolve().unwrap();
+        assert_eq!(config.log_format, LogFormat::Json);
+        let text = ServeArgs {
+            config: Some(path),
+            log_format: Some(LogFormat::Text),
+            ..Default::default()
+        };
+        assert_eq!(text.resolve().unwrap().log_format, LogFormat::Text);
         assert_eq!(config.nid, "s-0009");
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(

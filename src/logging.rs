@@ -14,7 +14,9 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 
 /// Lines queued for the writer at most.
 const QUEUE_LINES: usize = 16 * 1024;
@@ -170,18 +172,89 @@ impl<'a> MakeWriter<'a> for StderrQueue {
     }
 }
 
-/// Installs the process-wide subscriber: `RUST_LOG` filter (default `info`) to stderr through a
-/// [`StderrQueue`]. Keep the guard until exit. `None` when the writer thread cannot start (then
-/// nothing is logged, and nothing can panic either).
-pub fn init() -> Option<LogGuard> {
+/// How log lines look (`--log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text an event, for people (coloured only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object a line, for log shippers: `timestamp`, `level`, `target`, `message`, the
+    /// event's fields (`sid`, `method`, `peer`, …), the `conn` of a WebSocket's events and the
+    /// node's `nid`.
+    Json,
+}
+
+/// The filter when `RUST_LOG` is not set: the node's own events from `info` up, the libraries'
+/// only when they warn (fjall's "Finished ingestion writer" at every start is not news).
+pub const DEFAULT_FILTER: &str = "warn,heterogen=info";
+
+/// Installs the process-wide subscriber: `RUST_LOG` filter (default [`DEFAULT_FILTER`]) to
+/// stderr through a [`StderrQueue`], in `format`; JSON lines carry `nid` when given. Keep the
+/// guard until exit. `None` when the writer thread cannot start (then nothing is logged, and
+/// nothing can panic either).
+pub fn init(format: LogFormat, nid: Option<&str>) -> Option<LogGuard> {
     let (queue, guard) = StderrQueue::start(std::io::stderr()).ok()?;
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(queue)
-        .log_internal_errors(false)
-        .try_init()
-        .ok()?;
+        .log_internal_errors(false);
+    let installed = match format {
+        LogFormat::Text => builder.with_ansi(colours_wanted()).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .event_format(WithNid {
+                inner: tracing_subscriber::fmt::format()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false),
+                nid: nid.map(|nid| serde_json::Value::from(nid).to_string()),
+            })
+            .try_init(),
+    };
+    installed.ok()?;
     Some(guard)
+}
+
+/// tracing's JSON lines with the node's `nid` as their first field: a process serves one node,
+/// so every line names it, for logs gathered from several nodes.
+struct WithNid<F> {
+    inner: F,
+    /// The nid as a JSON string.
+    nid: Option<String>,
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithNid<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some(nid) = &self.nid else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.inner.format_event(ctx, Writer::new(&mut line), event)?;
+        match line.strip_prefix('{') {
+            Some(rest) => write!(writer, "{{\"nid\":{nid},{rest}"),
+            None => writer.write_str(&line),
+        }
+    }
+}
+
+/// ANSI colours only for a person at a terminal, and never with `NO_COLOR` set to anything
+/// (<https://no-color.org>).
+pub fn colours_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use heterogen::config::ServeArgs;
+use heterogen::logging::LogFormat;
 use std::io::Write;
 
 #[derive(Parser)]
@@ -67,7 +68,11 @@ enum WalletCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log = heterogen::logging::init();
+    // `serve` starts its log once its settings say in which format.
+    let _log = match &cli.command {
+        Command::Serve(_) => None,
+        _ => heterogen::logging::init(LogFormat::Text, None),
+    };
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Wallet(WalletCommand::New { out }) => wallet_new(&out),
@@ -166,6 +171,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let _log = heterogen::logging::init(config.log_format, Some(&config.nid));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::Duration;
@@ -228,7 +228,9 @@ pub fn upgrade(
         .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| {
             let tracker = node.tasks.clone();
-            tracker.track_future(serve_connection(node, socket, caller, slot))
+            let conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(conn, peer = ?caller.peer, "WebSocket opened");
+            tracker.track_future(serve_connection(node, socket, caller, slot, conn))
         })
 }
 
@@ -411,7 +413,16 @@ fn socket_event<'a>(
     })
 }
 
-async fn serve_connection(node: Arc<NetState>, mut socket: WebSocket, caller: Caller, _slot: Slot) {
+/// Numbers the WebSockets of this process, for the `conn` field of their log lines.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+async fn serve_connection(
+    node: Arc<NetState>,
+    mut socket: WebSocket,
+    caller: Caller,
+    _slot: Slot,
+    conn: u64,
+) {
     let caller = Arc::new(caller);
     let mut lanes: Option<Lanes> = None;
     let write_timeout = node.config.ws.write_timeout;
@@ -501,8 +512,8 @@ async fn serve_connection(node: Arc<NetState>, mut socket: WebSocket, caller: Ca
         None => {}
     }
     match end {
-        End::Failed(error) => tracing::debug!(peer = ?caller.peer, %error, "WebSocket failed"),
-        end => tracing::debug!(peer = ?caller.peer, ?end, "WebSocket closed"),
+        End::Failed(error) => tracing::debug!(conn, peer = ?caller.peer, %error, "WebSocket failed"),
+        end => tracing::debug!(conn, peer = ?caller.peer, ?end, "WebSocket closed"),
     }
 }
 

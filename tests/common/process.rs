@@ -43,7 +43,8 @@ pub async fn spawn_node_with_fd_limit(limit: u64, dir: &Path, args: &[&str], std
 }
 
 /// `heterogen serve --listen 127.0.0.1:0 --fsync false --data-dir DIR ARGS…` as a new user runs
-/// it (no `--open`), its log (`RUST_LOG=log_filter`) written to the file `log`.
+/// it (no `--open`), its log (`RUST_LOG=log_filter`; an empty filter: no `RUST_LOG` at all)
+/// written to the file `log`.
 pub async fn spawn_node_logged(dir: &Path, args: &[&str], log: &Path, log_filter: &str) -> NodeProcess {
     let command = Command::new(env!("CARGO_BIN_EXE_heterogen"));
     let stderr = Stdio::from(std::fs::File::create(log).unwrap());
@@ -77,11 +78,15 @@ async fn spawn_serve(
     stderr: Stdio,
     log_filter: &str,
 ) -> NodeProcess {
+    if log_filter.is_empty() {
+        command.env_remove("RUST_LOG");
+    } else {
+        command.env("RUST_LOG", log_filter);
+    }
     let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(args)
-        .env("RUST_LOG", log_filter)
         .stdout(Stdio::piped())
         .stderr(stderr)
         .kill_on_drop(true)
