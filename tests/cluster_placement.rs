@@ -95,6 +95,25 @@ async fn workers_are_placed_across_processes_and_changes_reach_every_node() {
         .await;
     }
 
+    // deleteWorker through n1 removes the leader-mode worker from every node: no run, no
+    // stats, and its lease released (the others keep running).
+    let (status, deleted) = cluster.call(0, "deleteWorker", json!({"sid": leader})).await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["key"][2], leader.as_str());
+    for index in 0..3 {
+        eventually(
+            10,
+            &format!("node {index} forgets the deleted worker"),
+            || async {
+                let (_, stats) = cluster.call(index, "getWorkerStats", json!({})).await;
+                let workers = stats["workers"].as_array()?;
+                workers.iter().all(|w| w["sid"] != leader.as_str()).then_some(())
+            },
+        )
+        .await;
+    }
+    assert_eq!(cluster.runners(&parallel).await, [0, 1, 2]);
+
     // stopAllWorkers through n2 stops every run on every node.
     let (status, reply) = cluster.call(1, "stopAllWorkers", json!({})).await;
     assert_eq!(status, 200, "{reply}");

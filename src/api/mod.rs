@@ -5,6 +5,7 @@
 
 mod compat;
 mod connection_node;
+mod delete_worker;
 mod format_script;
 mod get_leader_info;
 mod get_worker_logs;
@@ -41,6 +42,8 @@ pub enum Method {
     UpdateWorker,
     /// Deactivates every worker (W-STOP-1..3).
     StopAllWorkers,
+    /// Removes a worker: its record, and on every node its run, lease, logs and stats.
+    DeleteWorker,
     /// What this node runs (W-STATS-1).
     GetWorkerStats,
     /// Who leads a leader-mode worker (W-LEAD-1..2).
@@ -118,6 +121,7 @@ impl Method {
             "listWorkers" => Method::ListWorkers,
             "updateWorker" => Method::UpdateWorker,
             "stopAllWorkers" => Method::StopAllWorkers,
+            "deleteWorker" => Method::DeleteWorker,
             "getWorkerStats" => Method::GetWorkerStats,
             "getLeaderInfo" => Method::GetLeaderInfo,
             "getWorkerLogs" => Method::GetWorkerLogs,
@@ -185,6 +189,11 @@ async fn run(api: &Api, caller: &Caller, request: &Envelope) -> Reply {
                 .await
         }
         Method::StopAllWorkers => stop_all_workers::apply(&api.workers, &api.clock).await,
+        Method::DeleteWorker => {
+            delete_worker::DeleteWorker::parse(body)?
+                .apply(&api.workers)
+                .await
+        }
         Method::GetWorkerStats => {
             let kv = get_worker_stats::KvUsage {
                 net: api.net_kv.as_ref(),

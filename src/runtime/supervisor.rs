@@ -365,12 +365,19 @@ impl State {
         if deleted {
             self.shared.logs.forget(sid);
         }
+        self.forget_if_deleted(sid);
+    }
+
+    /// Once a deleted worker has neither a run nor a lease here, forgets what this node kept of
+    /// it: its entry and its stats (its log went with the delete).
+    fn forget_if_deleted(&mut self, sid: &str) {
         if let Some(tracked) = self.workers.get(sid)
             && tracked.record.is_none()
             && tracked.running.is_none()
             && tracked.lease.is_none()
         {
             self.workers.remove(sid);
+            self.shared.stats.forget(sid);
         }
     }
 
@@ -474,8 +481,9 @@ impl State {
     fn run_ended(&mut self, sid: &str, generation: u64, end: RunEnd) {
         let Some(tracked) = self.workers.get_mut(sid) else {
             // The worker was deleted while this run was stopping; the run may have opened its
-            // log after the delete was handled.
+            // log and counted itself after the delete was handled.
             self.shared.logs.forget(sid);
+            self.shared.stats.forget(sid);
             return;
         };
         if tracked
@@ -494,6 +502,11 @@ impl State {
             }
         }
         self.reconcile(sid);
+        if self.workers.get(sid).is_some_and(|t| t.record.is_none()) {
+            // Deleted while running: the run logged until it stopped.
+            self.shared.logs.forget(sid);
+        }
+        self.forget_if_deleted(sid);
     }
 
     async fn stop_all(&mut self) {

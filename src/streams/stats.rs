@@ -103,6 +103,14 @@ impl StatsBoard {
         change(workers.entry(sid.to_string()).or_default());
     }
 
+    /// Drops the counters of `sid` (a deleted worker).
+    pub fn forget(&self, sid: &str) {
+        self.workers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(sid);
+    }
+
     /// This node's run counters as the cluster sees them (no connections, no per-worker items),
     /// without building the whole snapshot.
     pub fn totals(&self) -> NodeLoad {

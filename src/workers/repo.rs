@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::WorkerData;
 use crate::store::{
     AtomicWrite, CommitOutcome, Entry, Key, ListedJson, MAX_VALUE_BYTES, Page, RawJson, Revision, Store,
-    StoreResult, Versionstamp, WatchStream, list_all,
+    StoreError, StoreResult, Versionstamp, WatchStream, list_all,
 };
 
 /// The key prefix of every worker record.
@@ -50,6 +50,9 @@ impl WorkerRecord {
         Ok(WorkerRecord { sid, value })
     }
 }
+
+/// Reads and conditional deletes a `delete` tries before it reports a conflict.
+const DELETE_ATTEMPTS: usize = 5;
 
 /// The worker records of one store.
 #[derive(Clone)]
@@ -115,6 +118,27 @@ impl WorkerRepo {
             }),
             CommitOutcome::CheckFailed => None,
         })
+    }
+
+    /// Deletes the record of `sid` as it is now and returns it; `None` when there is none. A
+    /// record changed between the read and the delete is read again (a few times at most, so
+    /// a record rewritten without pause cannot hold the call forever).
+    pub async fn delete(&self, sid: &str) -> StoreResult<Option<Entry>> {
+        let key = worker_key(sid);
+        for _ in 0..DELETE_ATTEMPTS {
+            let Some(entry) = self.store.get(&key).await?.entry else {
+                return Ok(None);
+            };
+            let write = AtomicWrite::new()
+                .check(key.clone(), Some(entry.versionstamp))
+                .delete(key.clone());
+            if let CommitOutcome::Committed(_) = self.store.commit(write).await? {
+                return Ok(Some(entry));
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "the record of {sid} changed {DELETE_ATTEMPTS} times while it was being deleted"
+        )))
     }
 
     /// Changes of any record after `after`.
