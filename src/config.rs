@@ -43,6 +43,9 @@ pub struct NodeConfig {
     pub max_request_bytes: usize,
     /// Interval of protocol pings on WebSockets; a peer that misses one is closed (W-WS-7).
     pub ws_ping_interval: Duration,
+    /// Where `GET /metrics` (Prometheus), `/healthz` and `/readyz` are served apart from the
+    /// API (`--metrics-listen`); `None`: no metrics listener.
+    pub metrics_listen: Option<SocketAddr>,
     /// Requests of one WebSocket in flight at once before the node stops reading from it.
     pub ws_max_in_flight: usize,
     /// How workers run on this node.
@@ -235,6 +238,7 @@ impl NodeConfig {
             membership_ttl: Duration::from_secs(10),
             max_request_bytes: 1024 * 1024,
             ws_ping_interval: Duration::from_secs(30),
+            metrics_listen: None,
             ws_max_in_flight: 64,
             runtime: RuntimeConfig::default(),
             title: "heterogen".into(),
@@ -437,6 +441,10 @@ pub struct ServeArgs {
     /// WebSocket ping interval in milliseconds [default: 30000].
     #[arg(long, env = "HETEROGEN_WS_PING_INTERVAL_MS", value_name = "MS")]
     pub ws_ping_interval_ms: Option<u64>,
+    /// Serve Prometheus metrics (`GET /metrics`), `/healthz` and `/readyz` on this address
+    /// [default: off].
+    #[arg(long, env = "HETEROGEN_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Name of the node shown to clients [default: heterogen].
     #[arg(long, env = "HETEROGEN_TITLE", value_name = "TEXT")]
     pub title: Option<String>,
@@ -591,6 +599,8 @@ struct FileConfig {
     max_request_bytes: Option<usize>,
     #[serde(alias = "ws_ping_interval_ms")]
     ws_ping_interval_ms: Option<u64>,
+    #[serde(alias = "metrics_listen")]
+    metrics_listen: Option<SocketAddr>,
     title: Option<String>,
     #[serde(alias = "session_idle_secs")]
     session_idle_secs: Option<u64>,
@@ -805,6 +815,7 @@ impl ServeArgs {
         if let Some(n) = self.max_request_bytes.or(file.max_request_bytes) {
             config.max_request_bytes = n;
         }
+        config.metrics_listen = self.metrics_listen.or(file.metrics_listen);
         if let Some(ms) = self.ws_ping_interval_ms.or(file.ws_ping_interval_ms) {
             config.ws_ping_interval = Duration::from_millis(ms);
         }

@@ -46,6 +46,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod runtime;

@@ -16,12 +16,13 @@ use crate::clock::Clock;
 use crate::cluster::coordinator::{Coordinator, StoreCoordinator};
 use crate::cluster::membership::{Claim, JoinError, Membership, NodeList, NodeLoad, NodeRecord};
 use crate::config::{NodeConfig, StoreChoice};
+use crate::metrics::{Metrics, Scraped};
 use crate::net::{self, ConnectionSlots, NetState};
 use crate::runtime::pool::{JsPool, MinShares};
 use crate::runtime::quickjs::QuickJsEngine;
 use crate::runtime::supervisor::{RuntimeShared, Supervisor};
 use crate::store::fjall::FjallStore;
-use crate::store::{ExpiryLeases, Store};
+use crate::store::{ExpiryLeases, MeteredStore, Store};
 use crate::streams::logs::LogBook;
 use crate::streams::stats::StatsBoard;
 use crate::streams::{Hub, SonarFeed};
@@ -90,6 +91,8 @@ pub struct RunningNode {
     /// The console link of a first-start owner (see [`OWNER_KEY_FILE`]).
     console_link: Option<String>,
     server: JoinHandle<()>,
+    /// The metrics listener's address and server, with `--metrics-listen`.
+    metrics_server: Option<(SocketAddr, JoinHandle<()>)>,
     /// Runs the workers placed on this node.
     supervisor: Supervisor,
     /// This node's record in the cluster's node list.
@@ -203,6 +206,8 @@ pub async fn start_with_stores(
     local_store: Arc<dyn Store>,
 ) -> Result<RunningNode, NodeError> {
     let first_owner = adopt_first_owner(&mut config)?;
+    let (mut registry, metrics) = Metrics::register();
+    let store: Arc<dyn Store> = Arc::new(MeteredStore::new(store, metrics.store.clone()));
     let fd_limit = raise_fd_limit();
     // Past the descriptor limit accepts would fail with EMFILE; refusing with 503 is clearer.
     let capacity = usize::try_from(fd_limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
@@ -259,6 +264,7 @@ pub async fn start_with_stores(
         config.runtime.js_nice,
     );
     tracing::info!(threads = pool.threads(), "JS pool started");
+    let pool_queued = pool.queued_reader();
     let events = Arc::new(crate::streams::EventBus::new(&config.nid, clock.clone()));
     // Entries vanish within a reaper interval (at most a second) of their time.
     let granularity = config.reaper_interval.min(Duration::from_secs(1));
@@ -285,6 +291,7 @@ pub async fn start_with_stores(
         stats: stats.clone(),
         logs: logs.clone(),
         running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        metrics: metrics.runs.clone(),
     }));
     let sessions = Arc::new(Sessions::new(
         store.clone(),
@@ -320,6 +327,8 @@ pub async fn start_with_stores(
         net_kv: store.clone(),
         local_kv: local_store.clone(),
         clock: clock.clone(),
+        requests: metrics.requests.clone(),
+        logins: metrics.logins.clone(),
     });
     let hub = Hub {
         events,
@@ -344,6 +353,8 @@ pub async fn start_with_stores(
         shutdown: shutdown.clone(),
         local_addr,
         config,
+        connection_metrics: metrics.connections.clone(),
+        stream_metrics: metrics.streams.clone(),
     });
     state.tasks.spawn(expire_periodically(
         vec![store.clone(), local_store.clone()],
@@ -361,10 +372,31 @@ pub async fn start_with_stores(
         idle_timeout: state.config.http.idle_timeout,
         pending,
     };
+    let metrics_server = match state.config.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let listener = net::bind(addr).map_err(|source| NodeError::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| NodeError::Bind { addr, source })?;
+            Metrics::add_scraped(&mut registry, scraped(&state, pool_queued, &store));
+            let router = net::metrics_router(state.clone(), Arc::new(registry));
+            let server = tokio::spawn(net::serve(
+                listener,
+                router,
+                settings,
+                metrics.connections.clone(),
+                shutdown.clone(),
+            ));
+            tracing::info!(addr = %bound, "metrics listening");
+            Some((bound, server))
+        }
+    };
     let server = tokio::spawn(net::serve(
         listener,
         net::router(state.clone()),
         settings,
+        metrics.connections.clone(),
         shutdown,
     ));
     tracing::info!(addr = %local_addr, nid = %state.config.nid, network = %state.config.network, "node listening");
@@ -384,9 +416,48 @@ pub async fn start_with_stores(
         local_store,
         console_link,
         server,
+        metrics_server,
         supervisor,
         membership,
     })
+}
+
+/// The readings of the node's metrics that are taken when scraped.
+fn scraped(
+    state: &Arc<NetState>,
+    pool_queued: impl Fn() -> [usize; 4] + Send + Sync + 'static,
+    store: &Arc<dyn Store>,
+) -> Scraped {
+    let (net, stats, tally, store) = (
+        Arc::clone(state),
+        Arc::clone(&state.api.stats),
+        state.hub.logs.tally(),
+        Arc::clone(store),
+    );
+    Scraped {
+        websockets_open: Some(Box::new(move || net.connections.open() as u64)),
+        workers: Some(Box::new(move || stats.states().to_vec())),
+        log_lines: Some(Box::new(move || {
+            let (written, dropped) = tally.read();
+            vec![("written", written), ("dropped", dropped)]
+        })),
+        store_syncs: store
+            .journal_syncs()
+            .is_some()
+            .then(|| Box::new(move || store.journal_syncs().unwrap_or(0)) as crate::metrics::Reading),
+        pool_queued: Some(Box::new(move || {
+            let [critical, high, normal, low] = pool_queued();
+            [
+                ("critical", critical),
+                ("high", high),
+                ("normal", normal),
+                ("low", low),
+            ]
+            .into_iter()
+            .map(|(priority, n)| (priority, n as u64))
+            .collect()
+        })),
+    }
 }
 
 /// Puts this node in the cluster's node list; refused when a live node holds its nid.
@@ -514,6 +585,11 @@ impl RunningNode {
         self.net.local_addr
     }
 
+    /// The address of the metrics listener (`--metrics-listen`), if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|(addr, _)| *addr)
+    }
+
     /// `http://…/console/#session=…` when this node made its own owner (no `--owners`):
     /// a link that logs a browser in as that owner.
     pub fn console_link(&self) -> Option<&str> {
@@ -546,6 +622,9 @@ impl RunningNode {
         tracing::info!("shutting down");
         self.net.shutdown.cancel();
         let served = self.server.await;
+        if let Some((_, metrics)) = self.metrics_server {
+            let _ = metrics.await;
+        }
         self.net.tasks.close();
         if tokio::time::timeout(CLOSE_GRACE, self.net.tasks.wait())
             .await
@@ -569,6 +648,9 @@ impl RunningNode {
     /// lease is released, nothing is flushed beyond what every commit already made durable.
     pub fn kill(self) {
         self.server.abort();
+        if let Some((_, metrics)) = &self.metrics_server {
+            metrics.abort();
+        }
         self.net.shutdown.cancel();
         self.supervisor.kill();
     }

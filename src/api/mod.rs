@@ -111,28 +111,42 @@ pub struct Api {
     pub local_kv: Arc<dyn Store>,
     /// Wall time for timestamps.
     pub clock: Clock,
+    /// Requests by method and status, with their latency.
+    pub requests: crate::metrics::RequestMetrics,
+    /// Logins by outcome.
+    pub logins: crate::metrics::LoginMetrics,
 }
 
 impl Method {
+    /// Every method with its name on the wire.
+    const ALL: [(&'static str, Method); 14] = [
+        ("setWorker", Method::SetWorker),
+        ("listWorkers", Method::ListWorkers),
+        ("updateWorker", Method::UpdateWorker),
+        ("stopAllWorkers", Method::StopAllWorkers),
+        ("deleteWorker", Method::DeleteWorker),
+        ("getWorkerStats", Method::GetWorkerStats),
+        ("getLeaderInfo", Method::GetLeaderInfo),
+        ("getWorkerLogs", Method::GetWorkerLogs),
+        ("listNodes", Method::ListNodes),
+        ("formatScript", Method::FormatScript),
+        ("assetList", Method::AssetList),
+        ("listAccounts", Method::ListAccounts),
+        ("connectionNode", Method::ConnectionNode),
+        ("requestDeveloperAccess", Method::RequestDeveloperAccess),
+    ];
+
     /// The method named `name`, if this node has it (W-ENV-3).
     pub fn from_name(name: &str) -> Option<Method> {
-        Some(match name {
-            "setWorker" => Method::SetWorker,
-            "listWorkers" => Method::ListWorkers,
-            "updateWorker" => Method::UpdateWorker,
-            "stopAllWorkers" => Method::StopAllWorkers,
-            "deleteWorker" => Method::DeleteWorker,
-            "getWorkerStats" => Method::GetWorkerStats,
-            "getLeaderInfo" => Method::GetLeaderInfo,
-            "getWorkerLogs" => Method::GetWorkerLogs,
-            "listNodes" => Method::ListNodes,
-            "formatScript" => Method::FormatScript,
-            "assetList" => Method::AssetList,
-            "listAccounts" => Method::ListAccounts,
-            "connectionNode" => Method::ConnectionNode,
-            "requestDeveloperAccess" => Method::RequestDeveloperAccess,
-            _ => return None,
-        })
+        Method::ALL.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)
+    }
+
+    /// The method's name on the wire.
+    pub fn name(self) -> &'static str {
+        Method::ALL
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map_or("unknown", |(n, _)| *n)
     }
 
     /// Who may call this method.
@@ -147,9 +161,27 @@ impl Method {
 
 /// Runs one request to completion.
 pub async fn dispatch(api: &Api, caller: &Caller, request: &Envelope) -> Reply {
+    let started = std::time::Instant::now();
     let reply = run(api, caller, request).await;
-    if let Err(error) = &reply {
-        tracing::debug!(method = %request.method, status = error.status, error = %error.message, "request failed");
+    let status = match &reply {
+        Ok((status, _)) => *status,
+        Err(error) => {
+            tracing::debug!(method = %request.method, status = error.status, error = %error.message, "request failed");
+            error.status
+        }
+    };
+    let method = Method::from_name(&request.method);
+    api.requests
+        .observe(method.map_or("unknown", Method::name), status, started.elapsed());
+    if matches!(
+        method,
+        Some(Method::ConnectionNode | Method::RequestDeveloperAccess)
+    ) {
+        if reply.is_ok() {
+            api.logins.succeeded();
+        } else {
+            api.logins.failed();
+        }
     }
     reply
 }

@@ -189,6 +189,8 @@ async fn ws_get(
             Ok(Some(Principal::Anyone)) => {}
             Ok(None) => {
                 tracing::debug!(%peer, "WebSocket refused: no live session");
+                node.connection_metrics
+                    .refused(crate::metrics::ConnectionKind::WebSocket, "no_session");
                 return json_response(401, &ApiError::auth(AuthError::Unauthorized).http_body());
             }
             Err(error) => {

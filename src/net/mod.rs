@@ -7,6 +7,7 @@ mod health;
 mod http;
 mod listener;
 mod outbound;
+mod scrape;
 mod serve;
 pub mod sse;
 mod subscriptions;
@@ -25,6 +26,7 @@ use crate::streams::Hub;
 pub use http::{json_response, router, session_of};
 pub use listener::bind;
 pub use outbound::{Closed, Outbound, TrySendError};
+pub use scrape::metrics_router;
 pub use serve::{PendingLimits, ServeSettings, serve};
 pub use ws::{ConnectionSlots, owner_reserve};
 
@@ -44,6 +46,10 @@ pub struct NetState {
     pub shutdown: CancellationToken,
     /// The address actually bound.
     pub local_addr: SocketAddr,
+    /// Connections opened and refused, for the metrics.
+    pub connection_metrics: crate::metrics::ConnectionMetrics,
+    /// Stream pushes sent and dropped, for the metrics.
+    pub stream_metrics: crate::metrics::StreamMetrics,
 }
 
 /// Counts one fewer for `key`, removing it at zero, so a map of counts holds only keys with

@@ -27,6 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{ConnectionKind, ConnectionMetrics};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
@@ -74,7 +76,13 @@ impl PendingLimits {
 
 /// Serves `app` on `listener` until `shutdown`; then stops accepting and waits for the open HTTP
 /// connections (upgraded WebSockets are not waited for here).
-pub async fn serve(listener: TcpListener, app: Router, settings: ServeSettings, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    settings: ServeSettings,
+    metrics: ConnectionMetrics,
+    shutdown: CancellationToken,
+) {
     let pending = PendingConnections::new(settings.pending);
     let connections = TaskTracker::new();
     let builder = Arc::new(connection_builder());
@@ -116,6 +124,7 @@ pub async fn serve(listener: TcpListener, app: Router, settings: ServeSettings, 
         let admitted = match pending.try_admit(peer.ip()) {
             Ok(admitted) => admitted,
             Err(refusal) => {
+                metrics.refused(ConnectionKind::Http, refusal.label());
                 refused = refused.saturating_add(1);
                 if let Some(held_back) = refusal_log.pass(Instant::now()) {
                     tracing::debug!(%peer, %refusal, refused, held_back, "connection closed at accept");
@@ -123,6 +132,7 @@ pub async fn serve(listener: TcpListener, app: Router, settings: ServeSettings, 
                 continue;
             }
         };
+        metrics.opened(ConnectionKind::Http);
         connections.spawn(serve_connection(
             stream,
             peer,
@@ -232,6 +242,16 @@ struct PendingCounts {
 enum Refusal {
     PerIp,
     Total,
+}
+
+impl Refusal {
+    /// The metric label of the reason.
+    fn label(&self) -> &'static str {
+        match self {
+            Refusal::PerIp => "pending_per_ip",
+            Refusal::Total => "pending_total",
+        }
+    }
 }
 
 impl fmt::Display for Refusal {

@@ -123,6 +123,8 @@ pub async fn logs_stream(
             return json_response(error.status, &error.http_body());
         }
     };
+    node.connection_metrics
+        .opened(crate::metrics::ConnectionKind::Sse);
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
     tokio::spawn(produce(node, query, ring, tx));
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>);

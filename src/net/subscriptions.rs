@@ -184,8 +184,9 @@ impl ConnectionStreams {
             }
             "events" => {
                 let (rx, tx) = (node.hub.events.subscribe(), self.tx.clone());
+                let metrics = node.stream_metrics.clone();
                 start = Box::new(move |id, cancel| {
-                    tokio::spawn(events_task(rx, tx, cancel, id));
+                    tokio::spawn(events_task(rx, tx, cancel, id, metrics));
                 });
             }
             _ => {
@@ -226,8 +227,10 @@ async fn stats_task(node: Arc<NetState>, tx: Outbound, cancel: CancellationToken
             _ = tick.tick() => {
                 // A full queue skips this snapshot: the next one is newer (W-STR-4).
                 let frame = node.hub.stats_feed.frame(&node.api.info.nid, &node.hub.stats, &node.api.clock);
-                if let Err(TrySendError::Closed) = tx.try_send(text_message(frame)) {
-                    break;
+                match tx.try_send(text_message(frame)) {
+                    Ok(()) => node.stream_metrics.sent("stats"),
+                    Err(TrySendError::Closed) => break,
+                    Err(TrySendError::Full) => node.stream_metrics.dropped("stats", 1),
                 }
             }
         }
@@ -242,8 +245,10 @@ async fn sonar_task(node: Arc<NetState>, tx: Outbound, cancel: CancellationToken
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {
                 let frame = node.hub.sonar_feed.frame().await;
-                if let Err(TrySendError::Closed) = tx.try_send(text_message(frame)) {
-                    break;
+                match tx.try_send(text_message(frame)) {
+                    Ok(()) => node.stream_metrics.sent("sonar"),
+                    Err(TrySendError::Closed) => break,
+                    Err(TrySendError::Full) => node.stream_metrics.dropped("sonar", 1),
                 }
             }
         }
@@ -265,6 +270,7 @@ async fn logs_task(
     loop {
         let (lines, gone) = node.hub.logs.read(&sid, cursor, LOG_BATCH).await;
         if gone > 0 {
+            node.stream_metrics.dropped("logs", gone);
             let sent = tokio::select! {
                 _ = cancel.cancelled() => return,
                 sent = tx.send(lagged(&id, "logs", gone)) => sent,
@@ -286,6 +292,7 @@ async fn logs_task(
             if sent.is_err() {
                 return;
             }
+            node.stream_metrics.sent("logs");
         }
         if full {
             continue;
@@ -302,13 +309,20 @@ async fn events_task(
     tx: Outbound,
     cancel: CancellationToken,
     id: String,
+    metrics: crate::metrics::StreamMetrics,
 ) {
     loop {
         let message = tokio::select! {
             _ = cancel.cancelled() => return,
             event = rx.recv() => match event {
-                Ok(frame) => text_message(frame),
-                Err(broadcast::error::RecvError::Lagged(n)) => lagged(&id, "events", n),
+                Ok(frame) => {
+                    metrics.sent("events");
+                    text_message(frame)
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    metrics.dropped("events", n);
+                    lagged(&id, "events", n)
+                }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         };

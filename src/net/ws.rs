@@ -37,6 +37,7 @@ use super::outbound::{Outbound, Reservation, payload_len};
 use super::subscriptions::ConnectionStreams;
 use crate::api;
 use crate::auth::Caller;
+use crate::metrics::ConnectionKind;
 use crate::webfix::{ApiError, parse_envelope, ws_frame};
 
 /// Read buffer per connection: tungstenite's 128 KiB default costs ~135 KiB RSS per idle
@@ -202,6 +203,8 @@ pub fn upgrade(
     non_owner: Option<String>,
 ) -> Response {
     if node.shutdown.is_cancelled() {
+        node.connection_metrics
+            .refused(ConnectionKind::WebSocket, "shutting_down");
         let error = ApiError::new(503, "Node is shutting down");
         return json_response(503, &error.http_body());
     }
@@ -209,6 +212,13 @@ pub fn upgrade(
     let slot = match ConnectionSlots::try_take(&node, ip, non_owner) {
         Ok(slot) => slot,
         Err(refused) => {
+            // 429: a per-address or per-wallet cap; 503: the node's capacity or the owners' reserve.
+            let reason = if refused.status == 429 {
+                "per_client_cap"
+            } else {
+                "capacity"
+            };
+            node.connection_metrics.refused(ConnectionKind::WebSocket, reason);
             tracing::warn!(peer = ?caller.peer, reason = %refused.message, "WebSocket refused");
             return json_response(refused.status, &refused.http_body());
         }
@@ -229,6 +239,7 @@ pub fn upgrade(
         .on_upgrade(move |socket| {
             let tracker = node.tasks.clone();
             let conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+            node.connection_metrics.opened(ConnectionKind::WebSocket);
             tracing::debug!(conn, peer = ?caller.peer, "WebSocket opened");
             tracker.track_future(serve_connection(node, socket, caller, slot, conn))
         })

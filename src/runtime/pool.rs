@@ -338,6 +338,12 @@ impl JsPool {
         self.queue.queued()
     }
 
+    /// A reader of [`JsPool::queued`] that does not keep the pool's threads (for the metrics).
+    pub fn queued_reader(&self) -> impl Fn() -> [usize; 4] + Send + Sync + 'static {
+        let queue = Arc::clone(&self.queue);
+        move || queue.queued()
+    }
+
     /// Threads running JavaScript.
     pub fn threads(&self) -> usize {
         self.threads

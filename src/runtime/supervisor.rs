@@ -165,6 +165,8 @@ pub struct RuntimeShared {
     pub running: Arc<AtomicUsize>,
     /// Where worker and lease events go.
     pub events: Arc<crate::streams::EventBus>,
+    /// Runs, errors, auto-stops and pool waits for the node's metrics.
+    pub metrics: crate::metrics::RunMetrics,
 }
 
 /// The supervisor's handle: stop it to stop every run.
@@ -460,6 +462,15 @@ impl State {
                             generation,
                             self.events.clone(),
                         );
+                        let (metrics, priority, queued) = (
+                            self.shared.metrics.clone(),
+                            spec.priority.as_str(),
+                            std::time::Instant::now(),
+                        );
+                        let run = async move {
+                            metrics.waited(priority, queued.elapsed());
+                            run.await
+                        };
                         let task = self.shared.pool.spawn(spec.priority, run);
                         tracked.running = Some(Running {
                             spec,
@@ -644,6 +655,7 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
             break RunEnd::Stopped;
         }
         let run_started = std::time::Instant::now();
+        shared.metrics.run(spec.priority.as_str());
         let result = match &mut isolate {
             Some(isolate) => isolate.run(stop, rt.stop_grace).await,
             None => match shared
@@ -684,6 +696,13 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
                     isolate = None;
                 }
                 let kind = classify(&error);
+                shared.metrics.error(
+                    spec.priority.as_str(),
+                    match kind {
+                        ErrorKind::Network => "network",
+                        ErrorKind::Critical => "critical",
+                    },
+                );
                 // The limits speak for themselves (W-RUN-6 names them exactly).
                 let text = match error.cause {
                     RunErrorCause::CpuTimeLimit | RunErrorCause::MemoryLimit => error.message.clone(),
@@ -726,6 +745,7 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
                         let message = format!("Worker stopped on this node after {reason} (last: {text})");
                         log.log(LogLevel::Error, &message);
                         tracing::warn!(%sid, %message, "worker auto-stopped");
+                        shared.metrics.auto_stop(spec.priority.as_str());
                         break RunEnd::Halted(message);
                     }
                 }

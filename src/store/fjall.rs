@@ -1379,6 +1379,10 @@ impl Store for FjallStore {
         self.shared.options.limits
     }
 
+    fn journal_syncs(&self) -> Option<u64> {
+        Some(FjallStore::journal_syncs(self))
+    }
+
     async fn watch(&self, prefix: &Key, after: Revision) -> StoreResult<WatchStream> {
         struct WatchState {
             history: Arc<Mutex<History>>,

@@ -14,6 +14,7 @@ mod expiry;
 pub mod fjall;
 mod json;
 mod key;
+mod metered;
 mod prepared;
 
 use std::fmt;
@@ -25,6 +26,7 @@ pub use expiry::{ExpiryLease, ExpiryLeases, bucket_end};
 use futures_util::Stream;
 pub use json::RawJson;
 pub use key::{Key, KeyPart, PrefixedKeyJson};
+pub use metered::MeteredStore;
 
 /// Largest encoded key the store accepts.
 pub const MAX_KEY_BYTES: usize = 2048;
@@ -584,6 +586,12 @@ pub trait Store: Send + Sync + 'static {
     /// Ends the lease now and deletes every key attached to it (watchers see the deletes).
     /// Revoking a lease that has already ended does nothing.
     async fn revoke(&self, lease: LeaseId) -> StoreResult<()>;
+
+    /// Syncs of its own journal to disk since the store was opened, for a backend that keeps
+    /// one (the embedded store); `None` for one that does not (etcd syncs on its members).
+    fn journal_syncs(&self) -> Option<u64> {
+        None
+    }
 
     /// Flushes everything to stable storage (graceful shutdown).
     async fn flush(&self) -> StoreResult<()>;

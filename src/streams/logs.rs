@@ -14,6 +14,7 @@
 //! ([`LogBook::forget`]).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -293,6 +294,25 @@ pub struct LogBook {
     rings: Mutex<HashMap<String, Arc<LogRing>>>,
     /// Stamps the lines (the system clock unless [`LogBook::with_clock`]).
     clock: Clock,
+    /// Lines written and dropped by the rate limit, every worker together, since start.
+    tally: Arc<LineTally>,
+}
+
+/// Lines written and dropped since start.
+#[derive(Default, Debug)]
+pub struct LineTally {
+    written: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl LineTally {
+    /// (written, dropped).
+    pub fn read(&self) -> (u64, u64) {
+        (
+            self.written.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl LogBook {
@@ -306,6 +326,7 @@ impl LogBook {
             persist: None,
             rings: Mutex::new(HashMap::new()),
             clock: Clock::system(),
+            tally: Arc::default(),
         }
     }
 
@@ -327,6 +348,7 @@ impl LogBook {
             persist: Some(tx),
             rings: Mutex::new(HashMap::new()),
             clock: Clock::system(),
+            tally: Arc::default(),
         }
     }
 
@@ -465,7 +487,13 @@ impl LogBook {
         Arc::new(WorkerLog {
             ring,
             limiter: Mutex::new(RateLimiter::new(self.rate)),
+            tally: Arc::clone(&self.tally),
         })
+    }
+
+    /// Lines written and dropped, every worker together, since start.
+    pub fn tally(&self) -> Arc<LineTally> {
+        Arc::clone(&self.tally)
     }
 
     /// The ring of `sid` if its log is open, else an empty ring that is not kept.
@@ -591,6 +619,7 @@ impl RateLimiter {
 struct WorkerLog {
     ring: Arc<LogRing>,
     limiter: Mutex<RateLimiter>,
+    tally: Arc<LineTally>,
 }
 
 impl LogSink for WorkerLog {
@@ -601,6 +630,7 @@ impl LogSink for WorkerLog {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             if !limiter.admit() {
+                self.tally.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             std::mem::take(&mut limiter.dropped)
@@ -613,6 +643,7 @@ impl LogSink for WorkerLog {
             );
         }
         let line = self.ring.push(level, message);
+        self.tally.written.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(sid = %self.ring.sid, line = %line.content.trim_end(), "worker log");
     }
 }

@@ -103,6 +103,24 @@ impl StatsBoard {
         change(workers.entry(sid.to_string()).or_default());
     }
 
+    /// Workers known here by state: running now, halted by the error rules, and idle.
+    pub fn states(&self) -> [(&'static str, u64); 3] {
+        let workers = self
+            .workers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (mut running, mut halted) = (0u64, 0u64);
+        for worker in workers.values() {
+            if worker.is_running {
+                running += 1;
+            } else if worker.halted_reason.is_some() {
+                halted += 1;
+            }
+        }
+        let idle = (workers.len() as u64).saturating_sub(running + halted);
+        [("running", running), ("halted", halted), ("idle", idle)]
+    }
+
     /// Drops the counters of `sid` (a deleted worker).
     pub fn forget(&self, sid: &str) {
         self.workers
