@@ -46,6 +46,8 @@ pub struct NodeConfig {
     /// Where `GET /metrics` (Prometheus), `/healthz` and `/readyz` are served apart from the
     /// API (`--metrics-listen`); `None`: no metrics listener.
     pub metrics_listen: Option<SocketAddr>,
+    /// The certificate and key that make the listener speak TLS (https, wss); `None`: plain.
+    pub tls: Option<TlsPaths>,
     /// Requests of one WebSocket in flight at once before the node stops reading from it.
     pub ws_max_in_flight: usize,
     /// How workers run on this node.
@@ -239,6 +241,7 @@ impl NodeConfig {
             max_request_bytes: 1024 * 1024,
             ws_ping_interval: Duration::from_secs(30),
             metrics_listen: None,
+            tls: None,
             ws_max_in_flight: 64,
             runtime: RuntimeConfig::default(),
             title: "heterogen".into(),
@@ -262,6 +265,7 @@ impl NodeConfig {
     pub fn api_url(&self, bound: SocketAddr) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_string(),
+            None if self.tls.is_some() => format!("https://{bound}"),
             None => format!("http://{bound}"),
         }
     }
@@ -303,6 +307,15 @@ pub enum StoreChoice {
     Fjall,
     /// A shared etcd cluster (several nodes).
     Etcd(EtcdSettings),
+}
+
+/// The files of `--tls-cert` and `--tls-key`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsPaths {
+    /// Certificate chain (PEM), the node's own first.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
 }
 
 /// How a node reaches etcd (`--store etcd://…` and the `--etcd-*` flags).
@@ -445,6 +458,13 @@ pub struct ServeArgs {
     /// [default: off].
     #[arg(long, env = "HETEROGEN_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Certificate chain (PEM) that makes the listener speak TLS (https, wss), with --tls-key;
+    /// read again on SIGHUP.
+    #[arg(long, env = "HETEROGEN_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "HETEROGEN_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// Name of the node shown to clients [default: heterogen].
     #[arg(long, env = "HETEROGEN_TITLE", value_name = "TEXT")]
     pub title: Option<String>,
@@ -601,6 +621,10 @@ struct FileConfig {
     ws_ping_interval_ms: Option<u64>,
     #[serde(alias = "metrics_listen")]
     metrics_listen: Option<SocketAddr>,
+    #[serde(alias = "tls_cert")]
+    tls_cert: Option<PathBuf>,
+    #[serde(alias = "tls_key")]
+    tls_key: Option<PathBuf>,
     title: Option<String>,
     #[serde(alias = "session_idle_secs")]
     session_idle_secs: Option<u64>,
@@ -816,6 +840,19 @@ impl ServeArgs {
             config.max_request_bytes = n;
         }
         config.metrics_listen = self.metrics_listen.or(file.metrics_listen);
+        config.tls = match (
+            self.tls_cert.clone().or(file.tls_cert),
+            self.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsPaths { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "tls-cert",
+                    "and --tls-key go together: give both or neither",
+                ));
+            }
+        };
         if let Some(ms) = self.ws_ping_interval_ms.or(file.ws_ping_interval_ms) {
             config.ws_ping_interval = Duration::from_millis(ms);
         }
@@ -1147,6 +1184,11 @@ mod tests {
             ..Default::default()
         };
         assert!(args.resolve().unwrap_err().to_string().contains("nid"));
+        let half = ServeArgs {
+            tls_cert: Some("node.crt".into()),
+            ..Default::default()
+        };
+        assert!(half.resolve().unwrap_err().to_string().contains("tls-cert"));
         let args = ServeArgs {
             public_url: Some("ftp://x".into()),
             ..Default::default()

@@ -194,7 +194,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         // One line on stdout that scripts and tests can wait for. Whoever reads stdout may be
         // gone already: that must not stop the node.
         let mut stdout = std::io::stdout();
-        let _ = writeln!(stdout, "heterogen listening on http://{}", node.local_addr());
+        let _ = writeln!(stdout, "heterogen listening on {}", node.listening_url());
         let _ = stdout.flush();
         if let Some(link) = node.console_link() {
             let _ = writeln!(std::io::stderr(), "Console: {link}");

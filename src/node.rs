@@ -60,6 +60,9 @@ pub enum NodeError {
         /// Who holds it.
         detail: String,
     },
+    /// `--tls-cert`/`--tls-key` cannot be used.
+    #[error("{0}")]
+    Tls(#[from] crate::net::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     /// The listen address cannot be bound.
     Bind {
@@ -231,6 +234,10 @@ pub async fn start_with_stores(
         tracing::warn!("--open: authentication is OFF; anyone who reaches this port may manage workers");
     }
 
+    let tls = match &config.tls {
+        Some(paths) => Some(Arc::new(net::TlsFiles::load(&paths.cert, &paths.key)?)),
+        None => None,
+    };
     let listener = net::bind(config.listen).map_err(|source| NodeError::Bind {
         addr: config.listen,
         source,
@@ -371,7 +378,11 @@ pub async fn start_with_stores(
         header_timeout: state.config.http.header_timeout,
         idle_timeout: state.config.http.idle_timeout,
         pending,
+        tls: tls.clone(),
     };
+    if let Some(tls) = tls {
+        tokio::spawn(reload_on_hangup(tls, shutdown.clone()));
+    }
     let metrics_server = match state.config.metrics_listen {
         None => None,
         Some(addr) => {
@@ -381,10 +392,15 @@ pub async fn start_with_stores(
                 .map_err(|source| NodeError::Bind { addr, source })?;
             Metrics::add_scraped(&mut registry, scraped(&state, pool_queued, &store));
             let router = net::metrics_router(state.clone(), Arc::new(registry));
+            // The metrics listener stays plain: it belongs on a private network.
+            let plain = net::ServeSettings {
+                tls: None,
+                ..settings.clone()
+            };
             let server = tokio::spawn(net::serve(
                 listener,
                 router,
-                settings,
+                plain,
                 metrics.connections.clone(),
                 shutdown.clone(),
             ));
@@ -420,6 +436,33 @@ pub async fn start_with_stores(
         supervisor,
         membership,
     })
+}
+
+/// Reads the TLS certificate and key again at each SIGHUP until shutdown; a pair that does
+/// not load leaves the previous one in use.
+async fn reload_on_hangup(tls: Arc<net::TlsFiles>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch for SIGHUP; the TLS certificate will not be reloaded");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            got = hangups.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                    Err(error) => tracing::error!(%error, "SIGHUP: TLS certificate not reloaded; the previous one stays in use"),
+                }
+            }
+        }
+    }
 }
 
 /// The readings of the node's metrics that are taken when scraped.
@@ -583,6 +626,16 @@ impl RunningNode {
     /// The address the node listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.net.local_addr
+    }
+
+    /// `http://ADDR` or, with TLS, `https://ADDR`: where the node listens.
+    pub fn listening_url(&self) -> String {
+        let scheme = if self.net.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.net.local_addr)
     }
 
     /// The address of the metrics listener (`--metrics-listen`), if any.

@@ -11,6 +11,7 @@ mod scrape;
 mod serve;
 pub mod sse;
 mod subscriptions;
+mod tls;
 mod ws;
 
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ pub use listener::bind;
 pub use outbound::{Closed, Outbound, TrySendError};
 pub use scrape::metrics_router;
 pub use serve::{PendingLimits, ServeSettings, serve};
+pub use tls::{TlsError, TlsFiles};
 pub use ws::{ConnectionSlots, owner_reserve};
 
 /// What the transports share: the API, the stream hub, and their own limits and state.

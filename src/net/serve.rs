@@ -28,11 +28,13 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{ConnectionKind, ConnectionMetrics};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use super::tls::TlsFiles;
 use crate::config::HttpLimits;
+use crate::metrics::{ConnectionKind, ConnectionMetrics};
 
 /// First and last wait after an accept failed for want of descriptors or memory.
 const BACKOFF_FIRST: Duration = Duration::from_millis(10);
@@ -42,7 +44,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// How the accept loop treats its connections.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ServeSettings {
     /// From accept (or the first byte of a later request) to a complete request head.
     pub header_timeout: Duration,
@@ -50,6 +52,9 @@ pub struct ServeSettings {
     pub idle_timeout: Duration,
     /// Caps on connections still doing HTTP.
     pub pending: PendingLimits,
+    /// With a certificate, connections speak TLS (https, wss); the handshake counts against
+    /// the header deadline.
+    pub tls: Option<Arc<TlsFiles>>,
 }
 
 /// The caps on pending connections in force.
@@ -133,8 +138,10 @@ pub async fn serve(
             }
         };
         metrics.opened(ConnectionKind::Http);
+        let tls = settings.tls.as_ref().map(|tls| tls.acceptor());
         connections.spawn(serve_connection(
             stream,
+            tls,
             peer,
             app.clone(),
             builder.clone(),
@@ -330,9 +337,12 @@ struct Deadlines {
     idle: Duration,
 }
 
-/// Serves one connection until it ends, is upgraded, or misses a deadline.
+/// Serves one connection (after its TLS handshake, with `tls`) until it ends, is upgraded, or
+/// misses a deadline.
+#[allow(clippy::too_many_arguments)]
 async fn serve_connection(
     stream: TcpStream,
+    tls: Option<TlsAcceptor>,
     peer: SocketAddr,
     app: Router,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -341,6 +351,28 @@ async fn serve_connection(
     _pending: Admitted,
 ) {
     let activity = Arc::new(Activity::new(Instant::now()));
+    let Some(acceptor) = tls else {
+        return serve_stream(stream, peer, app, builder, deadlines, shutdown, activity).await;
+    };
+    match tokio::time::timeout(deadlines.header, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => serve_stream(stream, peer, app, builder, deadlines, shutdown, activity).await,
+        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake not finished within the header deadline"),
+    }
+}
+
+/// [`serve_connection`] on a plain or TLS stream.
+async fn serve_stream<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    deadlines: Deadlines,
+    shutdown: CancellationToken,
+    activity: Arc<Activity>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(Watched {
         stream,
         activity: activity.clone(),
@@ -540,12 +572,12 @@ impl hyper::body::Body for Answer {
 }
 
 /// The socket, reporting reads to the watchdog.
-struct Watched {
-    stream: TcpStream,
+struct Watched<S> {
+    stream: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
@@ -557,7 +589,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }

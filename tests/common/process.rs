@@ -101,6 +101,7 @@ async fn spawn_serve(
         .expect("node exited before listening");
     let addr = line
         .strip_prefix("heterogen listening on http://")
+        .or_else(|| line.strip_prefix("heterogen listening on https://"))
         .unwrap_or_else(|| panic!("{line}"))
         .parse()
         .unwrap();
