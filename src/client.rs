@@ -1,6 +1,13 @@
 //! The client side of a node, for the command line: logging in with a wallet, console links.
 
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
+use tokio_rustls::rustls::crypto::ring::default_provider;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 use crate::auth::gliesereum::{Wallet, login_request_body};
 
@@ -23,6 +30,14 @@ pub enum ClientError {
         /// What gave it away.
         reason: String,
     },
+    #[error("cannot use the CA certificate {path}: {reason}")]
+    /// `--ca` cannot be read or holds no certificate.
+    Ca {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     #[error("login refused ({status}): {message}")]
     /// The node refused the login.
     Refused {
@@ -33,11 +48,51 @@ pub enum ClientError {
     },
 }
 
-/// Logs in to the node at `url` (its HTTP URL) and returns the session token. The node's
-/// network name is read from the node first, so the signed request names the right one.
-pub async fn login(url: &str, wallet: &Wallet) -> Result<String, ClientError> {
+/// The TLS settings of the command-line client: the public certificate authorities, and the
+/// one in `ca` (PEM) for a node with a private or self-signed certificate.
+pub fn tls_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, ClientError> {
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca {
+        let bad = |reason: String| ClientError::Ca {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no PEM certificate in it".into()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Ca {
+            path: ca.map(Path::to_path_buf).unwrap_or_default(),
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Logs in to the node at `url` (its HTTP URL) and returns the session token, trusting the
+/// certificate authority in `ca` besides the public ones. The node's network name is read from
+/// the node first, so the signed request names the right one.
+pub async fn login(url: &str, wallet: &Wallet, ca: Option<&Path>) -> Result<String, ClientError> {
     let url = url.trim_end_matches('/');
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls((*tls_config(ca)?).clone())
+        .build()
+        .map_err(|source| ClientError::Unreachable {
+            url: url.to_string(),
+            source,
+        })?;
     let unreachable = |source| ClientError::Unreachable {
         url: url.to_string(),
         source,

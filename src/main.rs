@@ -33,6 +33,9 @@ enum Command {
         /// The key file written by `wallet new`.
         #[arg(long, env = "HETEROGEN_KEY")]
         key: std::path::PathBuf,
+        /// A CA certificate (PEM) to trust for an `https://` node besides the public ones.
+        #[arg(long, env = "HETEROGEN_CA")]
+        ca: Option<std::path::PathBuf>,
     },
     /// Logs in with a wallet key file and prints (and opens) a browser console link carrying
     /// a fresh session.
@@ -46,6 +49,9 @@ enum Command {
         /// Only print the link; do not start a browser.
         #[arg(long)]
         no_open: bool,
+        /// A CA certificate (PEM) to trust for an `https://` node besides the public ones.
+        #[arg(long, env = "HETEROGEN_CA")]
+        ca: Option<std::path::PathBuf>,
     },
     #[command(flatten)]
     Client(heterogen::cli::ClientCommand),
@@ -77,14 +83,19 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Wallet(WalletCommand::New { out }) => wallet_new(&out),
         Command::Wallet(WalletCommand::Show { keyfile }) => wallet_show(&keyfile),
-        Command::Login { url, key } => login(&url, &key),
-        Command::Console { url, key, no_open } => console(&url, &key, no_open),
+        Command::Login { url, key, ca } => login(&url, &key, ca.as_deref()),
+        Command::Console {
+            url,
+            key,
+            no_open,
+            ca,
+        } => console(&url, &key, no_open, ca.as_deref()),
         Command::Client(command) => heterogen::cli::run(command),
     }
 }
 
-fn login(url: &str, key: &std::path::Path) -> ExitCode {
-    match session_for(url, key) {
+fn login(url: &str, key: &std::path::Path, ca: Option<&std::path::Path>) -> ExitCode {
+    match session_for(url, key, ca) {
         Ok(session) => {
             println!("{session}");
             ExitCode::SUCCESS
@@ -94,7 +105,7 @@ fn login(url: &str, key: &std::path::Path) -> ExitCode {
 }
 
 /// Logs in to the node at `url` with the key file `key`; errors are reported on stderr.
-fn session_for(url: &str, key: &std::path::Path) -> Result<String, ExitCode> {
+fn session_for(url: &str, key: &std::path::Path, ca: Option<&std::path::Path>) -> Result<String, ExitCode> {
     let wallet = heterogen::auth::keyfile::read(key).map_err(|e| {
         eprintln!("heterogen: {e}");
         ExitCode::FAILURE
@@ -107,7 +118,7 @@ fn session_for(url: &str, key: &std::path::Path) -> Result<String, ExitCode> {
             ExitCode::FAILURE
         })?;
     runtime
-        .block_on(heterogen::client::login(url, &wallet))
+        .block_on(heterogen::client::login(url, &wallet, ca))
         .map_err(|e| {
             eprintln!("heterogen: {e}");
             ExitCode::FAILURE
@@ -116,9 +127,9 @@ fn session_for(url: &str, key: &std::path::Path) -> Result<String, ExitCode> {
 
 /// `heterogen console`: a fresh session in a console link, the session in the fragment only
 /// (browsers never send a fragment, so it reaches no server log and no Referer).
-fn console(url: &str, key: &std::path::Path, no_open: bool) -> ExitCode {
+fn console(url: &str, key: &std::path::Path, no_open: bool, ca: Option<&std::path::Path>) -> ExitCode {
     let base = heterogen::client::http_url(url);
-    let session = match session_for(&base, key) {
+    let session = match session_for(&base, key, ca) {
         Ok(session) => session,
         Err(code) => return code,
     };

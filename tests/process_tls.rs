@@ -85,6 +85,29 @@ async fn wss_call(ws: &mut Wss, id: u64) -> Value {
     }
 }
 
+/// `heterogen call listWorkers --url wss://localhost:PORT [--ca FILE]`: (exit code, stdout, stderr).
+async fn cli_call(node: &NodeProcess, ca: Option<&std::path::Path>) -> (i32, String, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_heterogen"));
+    command
+        .args(["call", "listWorkers", "--url"])
+        .arg(format!("wss://localhost:{}", node.addr.port()))
+        .env_remove("HETEROGEN_URL")
+        .env_remove("HETEROGEN_CA")
+        .env_remove("HETEROGEN_KEY");
+    if let Some(ca) = ca {
+        command.arg("--ca").arg(ca);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("the CLI hung")
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 #[tokio::test]
 async fn https_and_wss_with_a_certificate_renewed_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,6 +131,14 @@ async fn https_and_wss_with_a_certificate_renewed_on_sighup() {
         .send()
         .await;
     assert!(plain.is_err(), "plain HTTP on the TLS port: {plain:?}");
+    // The command-line client over wss, trusting the node's CA with --ca, and not without it.
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, &first_ca).unwrap();
+    let (code, stdout, stderr) = cli_call(&node, Some(&ca_path)).await;
+    assert_eq!((code, stdout.trim()), (0, "[]"), "{stderr}");
+    let (code, _, stderr) = cli_call(&node, None).await;
+    assert_ne!(code, 0);
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
     let mut open_before = wss(&node, &first_ca).await;
     let answer = wss_call(&mut open_before, 1).await;
     assert_eq!(

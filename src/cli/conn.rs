@@ -82,7 +82,7 @@ impl Connection {
         let mut ws_url = endpoints.ws.clone();
         if let Some(key) = &args.key {
             let wallet = crate::auth::keyfile::read(key).map_err(|e| CliError::Failed(e.to_string()))?;
-            let session = crate::client::login(&endpoints.http, &wallet)
+            let session = crate::client::login(&endpoints.http, &wallet, args.ca.as_deref())
                 .await
                 .map_err(|e| match e {
                     crate::client::ClientError::Unreachable { source, .. } => {
@@ -100,7 +100,14 @@ impl Connection {
             "sec-websocket-protocol",
             tungstenite::http::HeaderValue::from_static("webfix"),
         );
-        let connect = tokio_tungstenite::connect_async(request);
+        let tls =
+            crate::client::tls_config(args.ca.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
+        let connect = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            None,
+            false,
+            Some(tokio_tungstenite::Connector::Rustls(tls)),
+        );
         let (ws, _) = tokio::time::timeout(REQUEST_TIMEOUT, connect)
             .await
             .map_err(|_| {

@@ -46,6 +46,10 @@ pub struct ConnectArgs {
     /// A wallet key file (from `wallet new`) to log in with; without it the node must be `--open`.
     #[arg(long, env = "HETEROGEN_KEY", global = true)]
     pub key: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for a `wss://`/`https://` node besides the public ones
+    /// (a private CA, or the node's self-signed certificate).
+    #[arg(long, env = "HETEROGEN_CA", global = true)]
+    pub ca: Option<PathBuf>,
 }
 
 /// `heterogen call METHOD [JSON-BODY]`.
