@@ -32,6 +32,29 @@ fn main() {
     table.push_str("];\n");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     std::fs::write(out.join("console_files.rs"), table).expect("cannot write the console table");
+    embed_git_revision(Path::new(&manifest_dir));
+}
+
+/// `HETEROGEN_GIT_REVISION`: the commit the binary is built from (`heterogen --version`),
+/// `unknown` outside a git checkout (a source archive).
+fn embed_git_revision(root: &Path) {
+    let git = root.join(".git");
+    if git.is_dir() {
+        println!("cargo:rerun-if-changed={}", git.join("HEAD").display());
+        println!("cargo:rerun-if-changed={}", git.join("refs").display());
+        println!("cargo:rerun-if-changed={}", git.join("packed-refs").display());
+    }
+    let revision = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=HETEROGEN_GIT_REVISION={revision}");
 }
 
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) {

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use heterogen::config::ServeArgs;
 use heterogen::logging::LogFormat;
 use std::io::Write;
@@ -10,7 +10,7 @@ use std::io::Write;
 #[derive(Parser)]
 #[command(
     name = "heterogen",
-    version,
+    version = VERSION,
     about = "Stores JavaScript workers and runs them across a cluster of nodes"
 )]
 struct Cli {
@@ -18,8 +18,21 @@ struct Cli {
     command: Command,
 }
 
+/// The version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HETEROGEN_GIT_REVISION"),
+    ")"
+);
+
 #[derive(Subcommand)]
 enum Command {
+    /// Prints a completion script for a shell (`source <(heterogen completions bash)`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Run a node.
     Serve(Box<ServeArgs>),
     /// Gliesereum wallets: the keys that log in to nodes.
@@ -80,6 +93,10 @@ fn main() -> ExitCode {
         _ => heterogen::logging::init(LogFormat::Text, None),
     };
     match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "heterogen", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => serve(*args),
         Command::Wallet(WalletCommand::New { out }) => wallet_new(&out),
         Command::Wallet(WalletCommand::Show { keyfile }) => wallet_show(&keyfile),

@@ -149,3 +149,50 @@ async fn open_mode_and_unsafe_durability_are_announced_at_start() {
     }
     child.start_kill().unwrap();
 }
+
+fn heterogen(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_heterogen"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_version_names_the_commit_and_completions_are_generated() {
+    let version = heterogen(&["--version"]);
+    assert!(version.status.success());
+    let text = String::from_utf8(version.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!("heterogen {} (", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    if let Some(head) = head {
+        let head = String::from_utf8(head.stdout).unwrap();
+        assert!(
+            text.contains(&format!("({})", head.trim())),
+            "{text} is not built from HEAD"
+        );
+    }
+    for (shell, marker) in [
+        ("bash", "complete -F _heterogen"),
+        ("zsh", "#compdef heterogen"),
+        ("fish", "complete -c heterogen"),
+    ] {
+        let script = heterogen(&["completions", shell]);
+        assert!(script.status.success(), "{shell}");
+        let script = String::from_utf8(script.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {marker} missing");
+        assert!(
+            script.contains("workers") && script.contains("serve"),
+            "{shell}: subcommands"
+        );
+    }
+    let unknown = heterogen(&["completions", "cmd.exe"]);
+    assert_eq!(unknown.status.code(), Some(2));
+}
