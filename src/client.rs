@@ -3,8 +3,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 use tokio_rustls::rustls::crypto::ring::default_provider;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
@@ -59,14 +57,7 @@ pub fn tls_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, ClientError> {
             path: path.to_path_buf(),
             reason,
         };
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| bad(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(bad("no PEM certificate in it".into()));
-        }
-        for cert in certs {
+        for cert in crate::pem::certificates(path).map_err(bad)? {
             roots.add(cert).map_err(|e| bad(e.to_string()))?;
         }
     }

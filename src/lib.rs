@@ -49,6 +49,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod pem;
 pub mod runtime;
 pub mod store;
 pub mod streams;
