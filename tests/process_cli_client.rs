@@ -211,8 +211,11 @@ async fn call_prints_the_result_and_fails_on_error_statuses() {
     assert_eq!(ok(&out), "[]\n", "compact JSON when stdout is not a terminal");
 
     let out = cli(&node.url, &["call", "noSuchMethod"]).await;
-    fails(&out, 1, "error (404): WebFIX method not found");
+    fails(&out, 1, "the node has no method \"noSuchMethod\"");
     assert!(stdout(&out).is_empty());
+    // A near miss names the method meant.
+    let out = cli(&node.url, &["call", "listWorker"]).await;
+    fails(&out, 1, "did you mean listWorkers?");
 
     let out = cli(
         &node.url,
@@ -385,9 +388,11 @@ async fn a_node_that_is_down_is_a_clear_error() {
         .unwrap()
         .port();
     let url = format!("ws://127.0.0.1:{port}");
-    fails(&cli(&url, &["call", "listWorkers"]).await, 1, "cannot connect");
-    fails(&cli(&url, &["workers", "list"]).await, 1, "cannot connect");
-    fails(&cli(&url, &["stats", "--watch"]).await, 1, "cannot connect");
+    // Exit 3, and what to do about it.
+    let advice = "is a node running? start one with 'heterogen serve'";
+    fails(&cli(&url, &["call", "listWorkers"]).await, 3, advice);
+    fails(&cli(&url, &["workers", "list"]).await, 3, "cannot reach");
+    fails(&cli(&url, &["stats", "--watch"]).await, 3, "cannot reach");
     // A usage problem is found before connecting.
     fails(
         &cli(&url, &["call", "setWorker", "{not json"]).await,

@@ -141,6 +141,11 @@ impl Method {
         Method::ALL.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)
     }
 
+    /// Every method's name on the wire.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Method::ALL.iter().map(|(name, _)| *name)
+    }
+
     /// The method's name on the wire.
     pub fn name(self) -> &'static str {
         Method::ALL

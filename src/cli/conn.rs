@@ -85,9 +85,7 @@ impl Connection {
             let session = crate::client::login(&endpoints.http, &wallet, args.ca.as_deref())
                 .await
                 .map_err(|e| match e {
-                    crate::client::ClientError::Unreachable { source, .. } => {
-                        CliError::Failed(format!("cannot connect to {}: {source}", args.url))
-                    }
+                    crate::client::ClientError::Unreachable { source, .. } => unreachable(&args.url, &source),
                     other => CliError::Failed(format!("cannot log in: {other}")),
                 })?;
             ws_url = with_session(&ws_url, &session);
@@ -111,8 +109,8 @@ impl Connection {
         let (ws, _) = tokio::time::timeout(REQUEST_TIMEOUT, connect)
             .await
             .map_err(|_| {
-                CliError::Failed(format!(
-                    "cannot connect to {}: no answer within {} s",
+                CliError::Unreachable(format!(
+                    "cannot reach {}: no answer within {} s — is the address right, and the node running?",
                     args.url,
                     REQUEST_TIMEOUT.as_secs()
                 ))
@@ -280,6 +278,13 @@ impl Connection {
 }
 
 /// A clear message for a failed WebSocket handshake.
+/// Nothing answered at `url`: what happened, and what to do about it.
+fn unreachable(url: &str, error: &dyn std::fmt::Display) -> CliError {
+    CliError::Unreachable(format!(
+        "cannot reach {url}: {error} — is a node running? start one with 'heterogen serve'"
+    ))
+}
+
 fn connect_error(url: &str, with_key: bool, error: tungstenite::Error) -> CliError {
     match error {
         tungstenite::Error::Http(response) => {
@@ -309,7 +314,7 @@ fn connect_error(url: &str, with_key: bool, error: tungstenite::Error) -> CliErr
             format!("cannot connect to {url}: this build has no TLS support for wss://"),
         ),
         tungstenite::Error::Url(e) => CliError::Usage(format!("--url {url:?} is not usable: {e}")),
-        tungstenite::Error::Io(e) => CliError::Failed(format!("cannot connect to {url}: {e}")),
+        tungstenite::Error::Io(e) => unreachable(url, &e),
         other => CliError::Failed(format!("cannot connect to {url}: {other}")),
     }
 }

@@ -93,6 +93,8 @@ pub enum CliError {
         /// The whole answer frame.
         frame: Value,
     },
+    /// The node could not be reached (refused, no answer, no such host): exit 3.
+    Unreachable(String),
     /// Stdout was closed by its reader (`… | head`): stop quietly, exit 0.
     StdoutClosed,
 }
@@ -102,6 +104,7 @@ impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Usage(_) => ExitCode::from(2),
+            CliError::Unreachable(_) => ExitCode::from(3),
             CliError::StdoutClosed => ExitCode::SUCCESS,
             CliError::Failed(_) | CliError::Status { .. } => ExitCode::FAILURE,
         }
@@ -110,7 +113,9 @@ impl CliError {
     /// The text for stderr (without a trailing newline); empty for [`CliError::StdoutClosed`].
     pub fn message(&self) -> String {
         match self {
-            CliError::Usage(text) | CliError::Failed(text) => format!("heterogen: {text}"),
+            CliError::Usage(text) | CliError::Failed(text) | CliError::Unreachable(text) => {
+                format!("heterogen: {text}")
+            }
             CliError::Status { status, frame } => format::error_frame(*status, frame),
             CliError::StdoutClosed => String::new(),
         }
@@ -176,9 +181,27 @@ async fn call(args: CallArgs) -> Result<(), CliError> {
         }
     };
     let mut conn = Connection::open(&args.connect).await?;
-    let result = conn.call(&args.method, body).await?;
+    let result = match conn.call(&args.method, body).await {
+        // WebFIX code 13: the node has no such method.
+        Err(CliError::Status { status: 404, frame }) if frame.get("code") == Some(&Value::from(13)) => {
+            return Err(CliError::Failed(unknown_method(&args.method)));
+        }
+        other => other?,
+    };
     conn.close().await;
     format::print_json(&result)
+}
+
+/// "The node has no method …", with the closest method name when one is near.
+fn unknown_method(name: &str) -> String {
+    let closest = crate::api::Method::names()
+        .map(|known| (strsim::levenshtein(name, known), known))
+        .filter(|(distance, _)| *distance <= 3)
+        .min();
+    match closest {
+        Some((_, known)) => format!("the node has no method {name:?} — did you mean {known}?"),
+        None => format!("the node has no method {name:?} (see the methods in the README)"),
+    }
 }
 
 /// Reads a script file (`-`: stdin).
