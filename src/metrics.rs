@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 /// The `Content-Type` of [`encode`]'s text.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -60,11 +60,6 @@ impl Metrics {
     pub fn add_scraped(registry: &mut Registry, scraped: Scraped) {
         registry.register_collector(Box::new(scraped));
     }
-
-    /// Handles registered nowhere, for code run without a node (tests of one layer).
-    pub fn detached() -> Metrics {
-        Metrics::register().1
-    }
 }
 
 /// The registry in the Prometheus text format (version 0.0.4).
@@ -72,6 +67,21 @@ pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
     let mut text = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut text, registry)?;
     Ok(text)
+}
+
+/// `metric`, registered under `name` (in `unit`, when it has one); a handle to it is returned.
+fn registered<M: Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    metric: M,
+) -> M {
+    match unit {
+        Some(unit) => registry.register_with_unit(name, help, unit, metric.clone()),
+        None => registry.register(name, help, metric.clone()),
+    }
+    metric
 }
 
 /// A histogram of durations from 100 µs to about 6.5 s.
@@ -105,22 +115,22 @@ pub struct RequestMetrics {
 
 impl RequestMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let metrics = RequestMetrics {
-            total: Family::default(),
-            duration: durations(),
-        };
-        registry.register(
-            "requests",
-            "WebFIX requests answered, by method and status",
-            metrics.total.clone(),
-        );
-        registry.register_with_unit(
-            "request_duration",
-            "Time from a request's arrival to its answer, by method",
-            Unit::Seconds,
-            metrics.duration.clone(),
-        );
-        metrics
+        RequestMetrics {
+            total: registered(
+                registry,
+                "requests",
+                "WebFIX requests answered, by method and status",
+                None,
+                Family::default(),
+            ),
+            duration: registered(
+                registry,
+                "request_duration",
+                "Time from a request's arrival to its answer, by method",
+                Some(Unit::Seconds),
+                durations(),
+            ),
+        }
     }
 
     /// One answered request; `method` is one of the node's method names, or `unknown`.
@@ -173,21 +183,22 @@ pub struct ConnectionMetrics {
 
 impl ConnectionMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let metrics = ConnectionMetrics {
-            opened: Family::default(),
-            refused: Family::default(),
-        };
-        registry.register(
-            "connections_opened",
-            "Connections accepted: TCP connections (http), WebSocket upgrades, SSE log streams",
-            metrics.opened.clone(),
-        );
-        registry.register(
-            "connections_refused",
-            "Connections refused, by kind and reason",
-            metrics.refused.clone(),
-        );
-        metrics
+        ConnectionMetrics {
+            opened: registered(
+                registry,
+                "connections_opened",
+                "Connections accepted: TCP connections (http), WebSocket upgrades, SSE log streams",
+                None,
+                Family::default(),
+            ),
+            refused: registered(
+                registry,
+                "connections_refused",
+                "Connections refused, by kind and reason",
+                None,
+                Family::default(),
+            ),
+        }
     }
 
     /// One connection of `kind` accepted.
@@ -219,15 +230,15 @@ pub struct LoginMetrics {
 
 impl LoginMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let metrics = LoginMetrics {
-            total: Family::default(),
-        };
-        registry.register(
-            "logins",
-            "Wallet logins, by outcome (success, failure)",
-            metrics.total.clone(),
-        );
-        metrics
+        LoginMetrics {
+            total: registered(
+                registry,
+                "logins",
+                "Wallet logins, by outcome (success, failure)",
+                None,
+                Family::default(),
+            ),
+        }
     }
 
     /// A login that opened a session.
@@ -267,34 +278,36 @@ pub struct RunMetrics {
 
 impl RunMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let metrics = RunMetrics {
-            runs: Family::default(),
-            errors: Family::default(),
-            auto_stops: Family::default(),
-            queue_wait: durations(),
-        };
-        registry.register(
-            "worker_runs",
-            "Worker script executions started, by priority",
-            metrics.runs.clone(),
-        );
-        registry.register(
-            "worker_errors",
-            "Worker script executions that failed, by priority and kind (network, critical)",
-            metrics.errors.clone(),
-        );
-        registry.register(
-            "worker_auto_stops",
-            "Workers stopped on this node by the error rules, by priority",
-            metrics.auto_stops.clone(),
-        );
-        registry.register_with_unit(
-            "pool_wait",
-            "Time a worker waited for a JS pool thread before it ran, by priority",
-            Unit::Seconds,
-            metrics.queue_wait.clone(),
-        );
-        metrics
+        RunMetrics {
+            runs: registered(
+                registry,
+                "worker_runs",
+                "Worker script executions started, by priority",
+                None,
+                Family::default(),
+            ),
+            errors: registered(
+                registry,
+                "worker_errors",
+                "Worker script executions that failed, by priority and kind (network, critical)",
+                None,
+                Family::default(),
+            ),
+            auto_stops: registered(
+                registry,
+                "worker_auto_stops",
+                "Workers stopped on this node by the error rules, by priority",
+                None,
+                Family::default(),
+            ),
+            queue_wait: registered(
+                registry,
+                "pool_wait",
+                "Time a worker waited for a JS pool thread before it ran, by priority",
+                Some(Unit::Seconds),
+                durations(),
+            ),
+        }
     }
 
     /// One execution started.
@@ -329,22 +342,22 @@ pub struct StoreMetrics {
 
 impl StoreMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let metrics = StoreMetrics {
-            commit: duration_histogram(),
-            failed: Counter::default(),
-        };
-        registry.register_with_unit(
-            "store_commit_duration",
-            "Time of one commit to the cluster store, until it is acknowledged",
-            Unit::Seconds,
-            metrics.commit.clone(),
-        );
-        registry.register(
-            "store_commit_failures",
-            "Commits to the cluster store that failed (unavailable, timed out, refused)",
-            metrics.failed.clone(),
-        );
-        metrics
+        StoreMetrics {
+            commit: registered(
+                registry,
+                "store_commit_duration",
+                "Time of one commit to the cluster store, until it is acknowledged",
+                Some(Unit::Seconds),
+                duration_histogram(),
+            ),
+            failed: registered(
+                registry,
+                "store_commit_failures",
+                "Commits to the cluster store that failed (unavailable, timed out, refused)",
+                None,
+                Counter::default(),
+            ),
+        }
     }
 
     /// One commit that returned (applied or with a failed check) after `took`.
@@ -374,15 +387,15 @@ pub struct StreamMetrics {
 
 impl StreamMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let metrics = StreamMetrics {
-            frames: Family::default(),
-        };
-        registry.register(
-            "stream_frames",
-            "Stream pushes, by stream and outcome (sent, dropped for a subscriber's lag)",
-            metrics.frames.clone(),
-        );
-        metrics
+        StreamMetrics {
+            frames: registered(
+                registry,
+                "stream_frames",
+                "Stream pushes, by stream and outcome (sent, dropped for a subscriber's lag)",
+                None,
+                Family::default(),
+            ),
+        }
     }
 
     /// One push queued for a subscriber.
@@ -418,7 +431,7 @@ pub struct Scraped {
     pub websockets_open: Option<Reading>,
     /// Workers known to this node by state (`running`, `idle`, `halted`).
     pub workers: Option<Readings>,
-    /// Worker log lines kept, and dropped by the rate limit.
+    /// Worker log lines written, and dropped by the rate limit.
     pub log_lines: Option<Readings>,
     /// Journal syncs of the embedded store.
     pub store_syncs: Option<Reading>,
@@ -440,86 +453,78 @@ struct StateLabel {
 impl Collector for Scraped {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         if let Some(read) = &self.websockets_open {
-            let gauge = ConstGauge::new(i64::try_from(read()).unwrap_or(i64::MAX));
-            let metric = encoder.encode_descriptor(
+            encode_reading(
+                &mut encoder,
                 "websockets_open",
                 "WebSockets open now",
-                None,
-                gauge.metric_type(),
+                gauge(read()),
             )?;
-            gauge.encode(metric)?;
         }
         if let Some(read) = &self.workers {
-            encode_gauges(
+            let help = "Workers this node knows, by state (running, idle, halted)";
+            encode_readings(
                 &mut encoder,
                 "workers",
-                "Workers this node knows, by state (running, idle, halted)",
+                help,
                 read(),
                 |state| StateLabel { state },
+                gauge,
             )?;
         }
         if let Some(read) = &self.log_lines {
-            encode_counters(
+            let help = "Worker log lines, by outcome (written, dropped by the rate limit)";
+            let label = |outcome| OutcomeLabel { outcome };
+            encode_readings(
                 &mut encoder,
                 "worker_log_lines",
-                "Worker log lines, by outcome (kept, dropped by the rate limit)",
+                help,
                 read(),
-                |outcome| OutcomeLabel { outcome },
+                label,
+                ConstCounter::new,
             )?;
         }
         if let Some(read) = &self.store_syncs {
-            let counter = ConstCounter::new(read());
-            let metric = encoder.encode_descriptor(
-                "store_fsyncs",
-                "Journal syncs of the embedded store (one covers every commit waiting for it)",
-                None,
-                counter.metric_type(),
-            )?;
-            counter.encode(metric)?;
+            let help = "Journal syncs of the embedded store (one covers every commit waiting for it)";
+            encode_reading(&mut encoder, "store_fsyncs", help, ConstCounter::new(read()))?;
         }
         if let Some(read) = &self.pool_queued {
-            encode_gauges(
-                &mut encoder,
-                "pool_queued",
-                "Runs waiting for a JS pool thread now, by priority",
-                read(),
-                |priority| PriorityLabel { priority },
-            )?;
+            let help = "Runs waiting for a JS pool thread now, by priority";
+            let label = |priority| PriorityLabel { priority };
+            encode_readings(&mut encoder, "pool_queued", help, read(), label, gauge)?;
         }
         Ok(())
     }
 }
 
-fn encode_gauges<L: EncodeLabelSet>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    values: Vec<(&'static str, u64)>,
-    label: impl Fn(&'static str) -> L,
-) -> Result<(), std::fmt::Error> {
-    let gauge = ConstGauge::new(0i64);
-    let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
-    for (value_label, value) in values {
-        let labels = label(value_label);
-        let metric = family.encode_family(&labels)?;
-        ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(metric)?;
-    }
-    Ok(())
+/// A gauge of a reading.
+fn gauge(value: u64) -> ConstGauge {
+    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))
 }
 
-fn encode_counters<L: EncodeLabelSet>(
+/// One unlabelled metric read at this scrape.
+fn encode_reading(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    values: Vec<(&'static str, u64)>,
-    label: impl Fn(&'static str) -> L,
+    metric: impl EncodeMetric,
 ) -> Result<(), std::fmt::Error> {
-    let counter = ConstCounter::new(0u64);
-    let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-    for (value_label, value) in values {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// A family read at this scrape: each reading as `metric` makes it, under the labels `label`
+/// makes of its label value.
+fn encode_readings<L: EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    readings: Vec<(&'static str, u64)>,
+    label: impl Fn(&'static str) -> L,
+    metric: impl Fn(u64) -> M,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, metric(0).metric_type())?;
+    for (value_label, value) in readings {
         let labels = label(value_label);
-        let metric = family.encode_family(&labels)?;
-        ConstCounter::new(value).encode(metric)?;
+        metric(value).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }
