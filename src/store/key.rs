@@ -110,13 +110,8 @@ impl Key {
     /// Appends the JSON array form to `out`, as [`Key::to_json`] would serialise it.
     pub fn write_json(&self, out: &mut String) {
         out.push('[');
-        for (i, part) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            PartRef::of(part).write_json(out);
-        }
-        out.push(']');
+        // Parts of a `Key` always write.
+        let _ = write_parts(self.0.iter().map(|part| Some(PartRef::of(part))), false, out);
     }
 
     /// Appends the JSON array form of the key that `bytes` encode, read straight from the
@@ -124,14 +119,7 @@ impl Key {
     /// encodes to.
     pub fn write_encoded_json(bytes: &[u8], out: &mut String) -> Option<()> {
         out.push('[');
-        for (i, part) in EncodedParts(bytes).enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            part?.write_json(out);
-        }
-        out.push(']');
-        Some(())
+        write_parts(EncodedParts(bytes), false, out)
     }
 
     /// The JSON array form (`["ami","worker","…"]`).
@@ -209,15 +197,25 @@ impl PrefixedKeyJson {
             _ => return Key::write_encoded_json(bytes, out),
         };
         out.push_str(&self.open);
-        for (i, part) in EncodedParts(rest).enumerate() {
-            if i > 0 || self.has_parts {
-                out.push(',');
-            }
-            part?.write_json(out);
-        }
-        out.push(']');
-        Some(())
+        write_parts(EncodedParts(rest), self.has_parts, out)
     }
+}
+
+/// Appends `parts` as JSON array items and the closing bracket (the caller wrote the opening
+/// one and, when `after_items`, items before them); `None` at the first part that is not one.
+fn write_parts<'a>(
+    parts: impl Iterator<Item = Option<PartRef<'a>>>,
+    after_items: bool,
+    out: &mut String,
+) -> Option<()> {
+    for (i, part) in parts.enumerate() {
+        if i > 0 || after_items {
+            out.push(',');
+        }
+        part?.write_json(out);
+    }
+    out.push(']');
+    Some(())
 }
 
 /// A key part borrowed from a [`Key`] or read from an encoding.
