@@ -68,21 +68,21 @@ impl Versionstamp {
     /// Appends the 20-hex-digit form to `out` (what `Display` writes, without its machinery:
     /// lists write one per entry).
     pub fn write_hex(&self, out: &mut String) {
-        let mut text = [0u8; 20];
-        // Ten bytes always fit twenty digits, and hex digits are ASCII.
-        if hex::encode_to_slice(self.0, &mut text).is_ok()
-            && let Ok(text) = std::str::from_utf8(&text)
-        {
-            out.push_str(text);
-        }
+        let mut digits = [0u8; 20];
+        out.push_str(self.hex(&mut digits));
+    }
+
+    /// The 20 hex digits, written into `digits`.
+    fn hex<'a>(&self, digits: &'a mut [u8; 20]) -> &'a str {
+        // Ten bytes always fill twenty digits, and hex digits are ASCII.
+        let _ = hex::encode_to_slice(self.0, digits);
+        std::str::from_utf8(digits).unwrap_or_default()
     }
 }
 
 impl fmt::Display for Versionstamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = String::with_capacity(20);
-        self.write_hex(&mut text);
-        f.write_str(&text)
+        f.write_str(self.hex(&mut [0u8; 20]))
     }
 }
 
