@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestNode, eventually, quick_runtime, sid, ws_call, ws_next};
+use common::{TestNode, eventually, quick_runtime, sid, ws_call, ws_next_event};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -33,13 +33,7 @@ async fn a_running_worker_is_deleted_with_everything_the_node_kept() {
     assert_eq!(status, 200, "{deleted}");
     assert_eq!(deleted, current, "the entry as it was when deleted");
 
-    loop {
-        let frame = ws_next(&mut ws).await;
-        let raw = &frame["value"]["raw"];
-        if frame["value"]["module"] == "events" && raw["type"] == "deleted" && raw["sid"] == id.as_str() {
-            break;
-        }
-    }
+    ws_next_event(&mut ws, "deleted", &id).await;
     eventually(10, "the run stopped and its stats gone", || async {
         let (_, stats) = node.call("getWorkerStats", json!({})).await;
         let gone = stats["workers"]

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::process::spawn_node;
+use common::process::{heterogen, spawn_node};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -148,13 +148,6 @@ async fn open_mode_and_unsafe_durability_are_announced_at_start() {
         fsync_warned |= line.contains("fsync OFF");
     }
     child.start_kill().unwrap();
-}
-
-fn heterogen(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_heterogen"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

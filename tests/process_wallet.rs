@@ -1,14 +1,9 @@
 //! `heterogen wallet new` and `wallet show`: the key file is private, never overwritten, and
 //! shows the same wallet back; bad files get a clear error.
 
-use std::process::Command;
+mod common;
 
-fn heterogen(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_heterogen"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::process::heterogen;
 
 #[test]
 fn new_then_show() {

@@ -4,19 +4,8 @@
 
 mod common;
 
-use common::{TestNode, quick_runtime, raw, sid, ws_call, ws_next};
+use common::{TestNode, quick_runtime, raw, sid, ws_call, ws_next_event};
 use serde_json::{Value, json};
-
-/// The next pushed event of type `kind` about `sid`, skipping others.
-async fn next_event(ws: &mut common::Ws, kind: &str, sid: &str) -> Value {
-    loop {
-        let frame = ws_next(ws).await;
-        let raw = &frame["value"]["raw"];
-        if frame["value"]["module"] == "events" && raw["type"] == kind && raw["sid"] == sid {
-            return raw.clone();
-        }
-    }
-}
 
 #[tokio::test]
 async fn saves_from_any_client_arrive_with_the_record() {
@@ -27,14 +16,14 @@ async fn saves_from_any_client_arrive_with_the_record() {
 
     let created = node.create_worker(json!({"note": "first"})).await;
     let id = sid(&created);
-    let saved = next_event(&mut ws, "saved", &id).await;
+    let saved = ws_next_event(&mut ws, "saved", &id).await;
     assert_eq!(
         saved["entry"], created,
         "the record exactly as setWorker answered it"
     );
 
     let updated = node.update_field(&created, "note", json!("second")).await;
-    let saved = next_event(&mut ws, "saved", &id).await;
+    let saved = ws_next_event(&mut ws, "saved", &id).await;
     assert_eq!(saved["entry"]["versionstamp"], updated["versionstamp"]);
     assert_eq!(raw(&saved["entry"])["note"], "second");
 }

@@ -160,6 +160,17 @@ pub async fn ws_next(ws: &mut Ws) -> Value {
     serde_json::from_str(&ws_next_text(ws).await).unwrap()
 }
 
+/// The next `events` push of type `kind` about `sid` (its `raw`), skipping other frames.
+pub async fn ws_next_event(ws: &mut Ws, kind: &str, sid: &str) -> Value {
+    loop {
+        let frame = ws_next(ws).await;
+        let raw = &frame["value"]["raw"];
+        if frame["value"]["module"] == "events" && raw["type"] == kind && raw["sid"] == sid {
+            return raw.clone();
+        }
+    }
+}
+
 /// The next text frame as sent (skipping pings), failing after 10 s.
 pub async fn ws_next_text(ws: &mut Ws) -> String {
     loop {

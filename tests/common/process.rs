@@ -8,6 +8,14 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// `heterogen ARGS…` run to its end: exit status and output.
+pub fn heterogen(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_heterogen"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// A `heterogen serve` child and the address it printed.
 pub struct NodeProcess {
     pub child: Child,
