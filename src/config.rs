@@ -265,9 +265,14 @@ impl NodeConfig {
     pub fn api_url(&self, bound: SocketAddr) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_string(),
-            None if self.tls.is_some() => format!("https://{bound}"),
-            None => format!("http://{bound}"),
+            None => self.listening_url(bound),
         }
+    }
+
+    /// `http://ADDR`, or `https://ADDR` with TLS: the listener bound at `bound` itself.
+    pub fn listening_url(&self, bound: SocketAddr) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{bound}")
     }
 }
 

@@ -203,7 +203,7 @@ pub fn init(format: LogFormat, nid: Option<&str>) -> Option<LogGuard> {
     let installed = match format {
         LogFormat::Text => builder.with_ansi(colours_wanted()).try_init(),
         LogFormat::Json => builder
-            .json()
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
             .event_format(WithNid {
                 inner: tracing_subscriber::fmt::format()
                     .json()

@@ -630,12 +630,7 @@ impl RunningNode {
 
     /// `http://ADDR` or, with TLS, `https://ADDR`: where the node listens.
     pub fn listening_url(&self) -> String {
-        let scheme = if self.net.config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        format!("{scheme}://{}", self.net.local_addr)
+        self.net.config.listening_url(self.net.local_addr)
     }
 
     /// The address of the metrics listener (`--metrics-listen`), if any.

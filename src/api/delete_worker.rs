@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::store::{Entry, StoreError};
+use crate::store::StoreError;
 use crate::webfix::{ApiError, JsonBody, Reply};
 use crate::workers::WorkerRepo;
 
@@ -33,7 +33,7 @@ impl DeleteWorker {
         match workers.delete(&self.sid).await {
             Ok(Some(entry)) => {
                 tracing::info!(sid = %self.sid, "worker deleted");
-                Ok((200, JsonBody::assembled(Entry::to_json_text(&entry))))
+                Ok((200, JsonBody::assembled(entry.to_json_text())))
             }
             Ok(None) => Err(ApiError::new(404, "Worker not found")),
             Err(StoreError::Conflict(_)) => Err(ApiError::new(

@@ -167,7 +167,8 @@ impl Method {
 /// Runs one request to completion.
 pub async fn dispatch(api: &Api, caller: &Caller, request: &Envelope) -> Reply {
     let started = std::time::Instant::now();
-    let reply = run(api, caller, request).await;
+    let method = Method::from_name(&request.method);
+    let reply = run(api, caller, request, method).await;
     let status = match &reply {
         Ok((status, _)) => *status,
         Err(error) => {
@@ -175,7 +176,6 @@ pub async fn dispatch(api: &Api, caller: &Caller, request: &Envelope) -> Reply {
             error.status
         }
     };
-    let method = Method::from_name(&request.method);
     api.requests
         .observe(method.map_or("unknown", Method::name), status, started.elapsed());
     if matches!(
@@ -191,15 +191,15 @@ pub async fn dispatch(api: &Api, caller: &Caller, request: &Envelope) -> Reply {
     reply
 }
 
-/// Looks the method up, authorises the caller, parses the body into the method's command and
-/// applies it with the handles it uses.
-async fn run(api: &Api, caller: &Caller, request: &Envelope) -> Reply {
+/// Authorises the caller for `method` (the request's, looked up), parses the body into the
+/// method's command and applies it with the handles it uses.
+async fn run(api: &Api, caller: &Caller, request: &Envelope, method: Option<Method>) -> Reply {
     if matches!(request.method.as_str(), "subscribe" | "unsubscribe") {
         return Err(ApiError::bad_request(
             "Subscriptions need a WebSocket connection (GET / or /ws)",
         ));
     }
-    let method = Method::from_name(&request.method).ok_or_else(ApiError::method_not_found)?;
+    let method = method.ok_or_else(ApiError::method_not_found)?;
     let principal = api
         .gate
         .authorize(caller, method.access())

@@ -696,13 +696,7 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
                     isolate = None;
                 }
                 let kind = classify(&error);
-                shared.metrics.error(
-                    spec.priority.as_str(),
-                    match kind {
-                        ErrorKind::Network => "network",
-                        ErrorKind::Critical => "critical",
-                    },
-                );
+                shared.metrics.error(spec.priority.as_str(), kind.as_str());
                 // The limits speak for themselves (W-RUN-6 names them exactly).
                 let text = match error.cause {
                     RunErrorCause::CpuTimeLimit | RunErrorCause::MemoryLimit => error.message.clone(),
