@@ -72,13 +72,13 @@ pub fn tls_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, ClientError> {
     Ok(Arc::new(config))
 }
 
-/// Logs in to the node at `url` (its HTTP URL) and returns the session token, trusting the
-/// certificate authority in `ca` besides the public ones. The node's network name is read from
-/// the node first, so the signed request names the right one.
-pub async fn login(url: &str, wallet: &Wallet, ca: Option<&Path>) -> Result<String, ClientError> {
+/// Logs in to the node at `url` (its HTTP URL) over `tls` (see [`tls_config`]) and returns the
+/// session token. The node's network name is read from the node first, so the signed request
+/// names the right one.
+pub async fn login(url: &str, wallet: &Wallet, tls: &ClientConfig) -> Result<String, ClientError> {
     let url = url.trim_end_matches('/');
     let http = reqwest::Client::builder()
-        .use_preconfigured_tls((*tls_config(ca)?).clone())
+        .use_preconfigured_tls(tls.clone())
         .build()
         .map_err(|source| ClientError::Unreachable {
             url: url.to_string(),

@@ -127,6 +127,10 @@ fn session_for(url: &str, key: &std::path::Path, ca: Option<&std::path::Path>) -
         eprintln!("heterogen: {e}");
         ExitCode::FAILURE
     })?;
+    let tls = heterogen::client::tls_config(ca).map_err(|e| {
+        eprintln!("heterogen: {e}");
+        ExitCode::FAILURE
+    })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -135,7 +139,7 @@ fn session_for(url: &str, key: &std::path::Path, ca: Option<&std::path::Path>) -
             ExitCode::FAILURE
         })?;
     runtime
-        .block_on(heterogen::client::login(url, &wallet, ca))
+        .block_on(heterogen::client::login(url, &wallet, &tls))
         .map_err(|e| {
             eprintln!("heterogen: {e}");
             ExitCode::FAILURE

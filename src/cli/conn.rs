@@ -79,10 +79,12 @@ impl Connection {
     /// Logs in when `--key` is given, then opens the WebSocket with the `webfix` subprotocol.
     pub async fn open(args: &ConnectArgs) -> Result<Connection, CliError> {
         let endpoints = endpoints(&args.url)?;
+        let tls =
+            crate::client::tls_config(args.ca.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
         let mut ws_url = endpoints.ws.clone();
         if let Some(key) = &args.key {
             let wallet = crate::auth::keyfile::read(key).map_err(|e| CliError::Failed(e.to_string()))?;
-            let session = crate::client::login(&endpoints.http, &wallet, args.ca.as_deref())
+            let session = crate::client::login(&endpoints.http, &wallet, &tls)
                 .await
                 .map_err(|e| match e {
                     crate::client::ClientError::Unreachable { source, .. } => unreachable(&args.url, &source),
@@ -98,8 +100,6 @@ impl Connection {
             "sec-websocket-protocol",
             tungstenite::http::HeaderValue::from_static("webfix"),
         );
-        let tls =
-            crate::client::tls_config(args.ca.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
         let connect = tokio_tungstenite::connect_async_tls_with_config(
             request,
             None,
