@@ -134,18 +134,6 @@ pub async fn login(url: &str, wallet: &Wallet, tls: &ClientConfig) -> Result<Str
     }
 }
 
-/// The HTTP URL of a node given as `http(s)://` or `ws(s)://`, without a trailing slash.
-pub fn http_url(url: &str) -> String {
-    let url = url.trim().trim_end_matches('/');
-    if let Some(rest) = url.strip_prefix("wss://") {
-        format!("https://{rest}")
-    } else if let Some(rest) = url.strip_prefix("ws://") {
-        format!("http://{rest}")
-    } else {
-        url.to_string()
-    }
-}
-
 /// Starts the person's browser on `link` without waiting for it: `$BROWSER`, else `open` on
 /// macOS, else `xdg-open` where a display exists. Returns whether one was started.
 pub fn open_in_browser(link: &str) -> bool {
@@ -164,16 +152,4 @@ pub fn open_in_browser(link: &str) -> bool {
         .stderr(std::process::Stdio::null())
         .spawn()
         .is_ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn websocket_urls_become_http_ones() {
-        assert_eq!(http_url("ws://127.0.0.1:8088/"), "http://127.0.0.1:8088");
-        assert_eq!(http_url("wss://node.example"), "https://node.example");
-        assert_eq!(http_url("http://127.0.0.1:8088"), "http://127.0.0.1:8088");
-    }
 }

@@ -38,36 +38,8 @@ enum Command {
     /// Gliesereum wallets: the keys that log in to nodes.
     #[command(subcommand)]
     Wallet(WalletCommand),
-    /// Logs in to a node with a wallet key file and prints the session token.
-    Login {
-        /// The node's HTTP URL.
-        #[arg(long, env = "HETEROGEN_URL", default_value = "http://127.0.0.1:8088")]
-        url: String,
-        /// The key file written by `wallet new`.
-        #[arg(long, env = "HETEROGEN_KEY")]
-        key: std::path::PathBuf,
-        /// A CA certificate (PEM) to trust for an `https://` node besides the public ones.
-        #[arg(long, env = "HETEROGEN_CA")]
-        ca: Option<std::path::PathBuf>,
-    },
-    /// Logs in with a wallet key file and prints (and opens) a browser console link carrying
-    /// a fresh session.
-    Console {
-        /// The node's URL (http(s):// or ws(s)://).
-        #[arg(long, env = "HETEROGEN_URL", default_value = "http://127.0.0.1:8088")]
-        url: String,
-        /// The key file written by `wallet new` (or the node's own `owner-key.json`).
-        #[arg(long, env = "HETEROGEN_KEY")]
-        key: std::path::PathBuf,
-        /// Only print the link; do not start a browser.
-        #[arg(long)]
-        no_open: bool,
-        /// A CA certificate (PEM) to trust for an `https://` node besides the public ones.
-        #[arg(long, env = "HETEROGEN_CA")]
-        ca: Option<std::path::PathBuf>,
-    },
     #[command(flatten)]
-    Client(heterogen::cli::ClientCommand),
+    Client(Box<heterogen::cli::ClientCommand>),
 }
 
 #[derive(Subcommand)]
@@ -100,66 +72,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Wallet(WalletCommand::New { out }) => wallet_new(&out),
         Command::Wallet(WalletCommand::Show { keyfile }) => wallet_show(&keyfile),
-        Command::Login { url, key, ca } => login(&url, &key, ca.as_deref()),
-        Command::Console {
-            url,
-            key,
-            no_open,
-            ca,
-        } => console(&url, &key, no_open, ca.as_deref()),
-        Command::Client(command) => heterogen::cli::run(command),
+        Command::Client(command) => heterogen::cli::run(*command),
     }
-}
-
-fn login(url: &str, key: &std::path::Path, ca: Option<&std::path::Path>) -> ExitCode {
-    match session_for(url, key, ca) {
-        Ok(session) => {
-            println!("{session}");
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
-    }
-}
-
-/// Logs in to the node at `url` with the key file `key`; errors are reported on stderr.
-fn session_for(url: &str, key: &std::path::Path, ca: Option<&std::path::Path>) -> Result<String, ExitCode> {
-    let wallet = heterogen::auth::keyfile::read(key).map_err(|e| {
-        eprintln!("heterogen: {e}");
-        ExitCode::FAILURE
-    })?;
-    let tls = heterogen::client::tls_config(ca).map_err(|e| {
-        eprintln!("heterogen: {e}");
-        ExitCode::FAILURE
-    })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("heterogen: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        })?;
-    runtime
-        .block_on(heterogen::client::login(url, &wallet, &tls))
-        .map_err(|e| {
-            eprintln!("heterogen: {e}");
-            ExitCode::FAILURE
-        })
-}
-
-/// `heterogen console`: a fresh session in a console link, the session in the fragment only
-/// (browsers never send a fragment, so it reaches no server log and no Referer).
-fn console(url: &str, key: &std::path::Path, no_open: bool, ca: Option<&std::path::Path>) -> ExitCode {
-    let base = heterogen::client::http_url(url);
-    let session = match session_for(&base, key, ca) {
-        Ok(session) => session,
-        Err(code) => return code,
-    };
-    let link = format!("{base}/console/#session={session}");
-    println!("{link}");
-    if !no_open && heterogen::client::open_in_browser(&link) {
-        eprintln!("heterogen: opened the console in your browser");
-    }
-    ExitCode::SUCCESS
 }
 
 fn wallet_new(out: &std::path::Path) -> ExitCode {

@@ -65,6 +65,9 @@ async fn cli_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         .args(["--url", url])
         .env_remove("HETEROGEN_URL")
         .env_remove("HETEROGEN_KEY")
+        .env_remove("HETEROGEN_SESSION")
+        .env_remove("HETEROGEN_PROFILE")
+        .env("HETEROGEN_CONFIG_DIR", config_dir())
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output();
@@ -72,6 +75,11 @@ async fn cli_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         .await
         .expect("the client hung")
         .unwrap()
+}
+
+/// Saved logins of these tests: none, and never the user's own.
+fn config_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-client-config")
 }
 
 fn stdout(out: &Output) -> String {
@@ -159,6 +167,7 @@ fn spawn_client(url: &str, args: &[&str]) -> (Child, Lines<BufReader<ChildStdout
         .args(args)
         .args(["--url", url])
         .env_remove("HETEROGEN_KEY")
+        .env("HETEROGEN_CONFIG_DIR", config_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -9,61 +9,11 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::target::{Auth, Target, root_cause, unreachable};
 use super::{CliError, ConnectArgs, REQUEST_TIMEOUT};
 
 /// Pushes kept while waiting for an answer; older ones are dropped past this.
 const MAX_QUEUED_PUSHES: usize = 10_000;
-
-/// The WebSocket and HTTP addresses of a node, from `--url`.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Endpoints {
-    /// `ws(s)://host[:port]/path[?query]`, the path at least `/`.
-    pub ws: String,
-    /// `http(s)://host[:port]`, for logging in.
-    pub http: String,
-}
-
-/// Splits `--url` into its WebSocket and HTTP forms; `ws`, `wss`, `http` and `https` are taken.
-pub(crate) fn endpoints(url: &str) -> Result<Endpoints, CliError> {
-    let bad = |why: &str| CliError::Usage(format!("--url {url:?} {why} (expected ws://host:port)"));
-    let (scheme, rest) = url.trim().split_once("://").ok_or_else(|| bad("has no scheme"))?;
-    let (ws_scheme, http_scheme) = match scheme.to_ascii_lowercase().as_str() {
-        "ws" | "http" => ("ws", "http"),
-        "wss" | "https" => ("wss", "https"),
-        _ => return Err(bad("has an unsupported scheme")),
-    };
-    let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(split);
-    if authority.is_empty() {
-        return Err(bad("has no host"));
-    }
-    let tail = tail.split('#').next().unwrap_or_default();
-    let tail = if tail.starts_with('/') {
-        tail.to_string()
-    } else {
-        format!("/{tail}")
-    };
-    Ok(Endpoints {
-        ws: format!("{ws_scheme}://{authority}{tail}"),
-        http: format!("{http_scheme}://{authority}"),
-    })
-}
-
-/// Appends `session=<token>` to the query of `url`.
-fn with_session(url: &str, session: &str) -> String {
-    let encoded: String = session
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}session={encoded}")
-}
 
 /// An open WebFIX connection.
 pub struct Connection {
@@ -76,26 +26,24 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Logs in when `--key` is given, then opens the WebSocket with the `webfix` subprotocol.
+    /// Logs in when `--key` is given (or uses `--session`, or the saved profile's session),
+    /// then opens the WebSocket with the `webfix` subprotocol.
     pub async fn open(args: &ConnectArgs) -> Result<Connection, CliError> {
-        let endpoints = endpoints(&args.url)?;
-        let tls =
-            crate::client::tls_config(args.ca.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
-        let mut ws_url = endpoints.ws.clone();
-        if let Some(key) = &args.key {
-            let wallet = crate::auth::keyfile::read(key).map_err(|e| CliError::Failed(e.to_string()))?;
-            let session = crate::client::login(&endpoints.http, &wallet, &tls)
-                .await
-                .map_err(|e| match e {
-                    crate::client::ClientError::Unreachable { source, .. } => unreachable(&args.url, &source),
-                    other => CliError::Failed(format!("cannot log in: {other}")),
-                })?;
-            ws_url = with_session(&ws_url, &session);
+        let target = Target::resolve(args)?;
+        let tls = target.tls()?;
+        let mut ws_url = target.endpoints.ws.clone();
+        let session = match &target.auth {
+            Auth::Key(key) => Some(target.log_in(key, &tls).await?.0),
+            Auth::Session { token, .. } => Some(token.clone()),
+            Auth::Anonymous => None,
+        };
+        if let Some(session) = session {
+            ws_url.query_pairs_mut().append_pair("session", &session);
         }
         let mut request = ws_url
             .as_str()
             .into_client_request()
-            .map_err(|e| CliError::Usage(format!("--url {:?} is not usable: {e}", args.url)))?;
+            .map_err(|e| CliError::Usage(format!("--url {:?} is not usable: {e}", target.url)))?;
         request.headers_mut().insert(
             "sec-websocket-protocol",
             tungstenite::http::HeaderValue::from_static("webfix"),
@@ -111,14 +59,14 @@ impl Connection {
             .map_err(|_| {
                 CliError::Unreachable(format!(
                     "cannot reach {}: no answer within {} s — is the address right, and the node running?",
-                    args.url,
+                    target.url,
                     REQUEST_TIMEOUT.as_secs()
                 ))
             })?
-            .map_err(|e| connect_error(&args.url, args.key.is_some(), e))?;
+            .map_err(|e| connect_error(&target, e))?;
         Ok(Connection {
             ws,
-            url: args.url.clone(),
+            url: target.url,
             next_id: 1,
             pushes: VecDeque::new(),
         })
@@ -278,14 +226,8 @@ impl Connection {
 }
 
 /// A clear message for a failed WebSocket handshake.
-/// Nothing answered at `url`: what happened, and what to do about it.
-fn unreachable(url: &str, error: &dyn std::fmt::Display) -> CliError {
-    CliError::Unreachable(format!(
-        "cannot reach {url}: {error} — is a node running? start one with 'heterogen serve'"
-    ))
-}
-
-fn connect_error(url: &str, with_key: bool, error: tungstenite::Error) -> CliError {
+fn connect_error(target: &Target, error: tungstenite::Error) -> CliError {
+    let url = &target.url;
     match error {
         tungstenite::Error::Http(response) => {
             let status = response.status();
@@ -296,12 +238,7 @@ fn connect_error(url: &str, with_key: bool, error: tungstenite::Error) -> CliErr
                 .and_then(|body| error_text(&body))
                 .unwrap_or_else(|| status.canonical_reason().unwrap_or("refused").to_string());
             if status.as_u16() == 401 {
-                let hint = if with_key {
-                    "the session from --key was not accepted; try again, or check the node's --owners"
-                } else {
-                    "the node needs a session: pass --key KEYFILE (a wallet among its --owners), \
-                     or start the node with --open"
-                };
+                let hint = target.refused_hint();
                 CliError::Failed(format!("{url} refused the connection (401 {text}): {hint}"))
             } else {
                 CliError::Failed(format!(
@@ -315,6 +252,9 @@ fn connect_error(url: &str, with_key: bool, error: tungstenite::Error) -> CliErr
         ),
         tungstenite::Error::Url(e) => CliError::Usage(format!("--url {url:?} is not usable: {e}")),
         tungstenite::Error::Io(e) => unreachable(url, &e),
+        tungstenite::Error::Tls(e) => {
+            CliError::Failed(format!("cannot connect to {url}: TLS: {}", root_cause(&e)))
+        }
         other => CliError::Failed(format!("cannot connect to {url}: {other}")),
     }
 }
@@ -325,31 +265,5 @@ pub(crate) fn error_text(body: &Value) -> Option<String> {
         Value::String(text) => Some(text.clone()),
         Value::Object(object) => object.get("message").and_then(Value::as_str).map(str::to_string),
         other => Some(other.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_become_ws_and_http_endpoints() {
-        let e = endpoints("ws://127.0.0.1:8088").unwrap();
-        assert_eq!(e.ws, "ws://127.0.0.1:8088/");
-        assert_eq!(e.http, "http://127.0.0.1:8088");
-        let e = endpoints("https://node.example/ws?x=1").unwrap();
-        assert_eq!(e.ws, "wss://node.example/ws?x=1");
-        assert_eq!(e.http, "https://node.example");
-        let e = endpoints("WS://h:1?a=b").unwrap();
-        assert_eq!(e.ws, "ws://h:1/?a=b");
-        assert!(matches!(endpoints("127.0.0.1:8088"), Err(CliError::Usage(_))));
-        assert!(matches!(endpoints("ftp://h"), Err(CliError::Usage(_))));
-        assert!(matches!(endpoints("ws:///x"), Err(CliError::Usage(_))));
-    }
-
-    #[test]
-    fn sessions_go_into_the_query() {
-        assert_eq!(with_session("ws://h/", "ab12"), "ws://h/?session=ab12");
-        assert_eq!(with_session("ws://h/?x=1", "a b"), "ws://h/?x=1&session=a%20b");
     }
 }

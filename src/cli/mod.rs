@@ -1,22 +1,28 @@
 //! The command-line client (issue #5): `call`, `workers`, `logs`, `stats` and `nodes`, over one WebFIX
 //! WebSocket per command.
 //!
-//! Every command takes `--url` (`HETEROGEN_URL`, default `ws://127.0.0.1:8088`; `http(s)://`
-//! works too) and `--key` (`HETEROGEN_KEY`): with a key file the command first logs in over HTTP
-//! ([`crate::client::login`]) and opens the socket with `?session=`; without one it connects
-//! bare, which a node started with `--open` accepts.
+//! Every command takes `--url` (`HETEROGEN_URL`; `http(s)://` works too), `--key`
+//! (`HETEROGEN_KEY`), `--session` (`HETEROGEN_SESSION`) and `--profile` (`HETEROGEN_PROFILE`):
+//! with a key file the command first logs in over HTTP ([`crate::client::login`]); else it uses
+//! the session given, else the one `heterogen login` saved for that node; without any it
+//! connects bare, which a node started with `--open` accepts.
 //!
 //! Exit codes: 0 on success (and on Ctrl-C while following), 1 on an error status, a refused
-//! or failed connection, or an unknown worker, 2 on a usage problem (clap's own errors too).
+//! or failed request, or an unknown worker, 2 on a usage problem (clap's own errors too), 3
+//! when the node cannot be reached.
 // The client reads the node's JSON replies through serde_json's `Index`, which gives `Null` for
 // a missing field rather than panicking, and it reads no stranger's input.
 #![allow(clippy::indexing_slicing)]
 
 mod conn;
+mod console;
 mod format;
+mod login;
 mod logs;
 mod nodes;
+mod profile;
 mod stats;
+mod target;
 mod workers;
 
 use std::path::PathBuf;
@@ -26,6 +32,8 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 pub use conn::Connection;
+pub use console::ConsoleArgs;
+pub use login::{LoginArgs, LogoutArgs};
 pub use logs::LogsArgs;
 pub use nodes::NodesArgs;
 pub use stats::StatsArgs;
@@ -40,12 +48,19 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// Where and as whom a client command connects.
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
-    /// The node's WebSocket URL (`ws://host:port`; `http://` is accepted too).
-    #[arg(long, env = "HETEROGEN_URL", default_value = DEFAULT_URL, global = true)]
-    pub url: String,
-    /// A wallet key file (from `wallet new`) to log in with; without it the node must be `--open`.
+    /// The node's URL: `ws(s)://host:port` (`http(s)://` is taken too) [default: the saved
+    /// profile's, else ws://127.0.0.1:8088].
+    #[arg(long, env = "HETEROGEN_URL", global = true)]
+    pub url: Option<String>,
+    /// A wallet key file (from `wallet new`) to log in with afresh.
     #[arg(long, env = "HETEROGEN_KEY", global = true)]
     pub key: Option<PathBuf>,
+    /// A session token (from `heterogen login`) to use instead of logging in.
+    #[arg(long, env = "HETEROGEN_SESSION", global = true, hide_env_values = true)]
+    pub session: Option<String>,
+    /// The saved login to use (written by `heterogen login --profile NAME`) [default: default].
+    #[arg(long, env = "HETEROGEN_PROFILE", global = true)]
+    pub profile: Option<String>,
     /// A CA certificate (PEM) to trust for a `wss://`/`https://` node besides the public ones
     /// (a private CA, or the node's self-signed certificate).
     #[arg(long, env = "HETEROGEN_CA", global = true)]
@@ -67,6 +82,14 @@ pub struct CallArgs {
 /// The client commands, flattened into the binary's own subcommands.
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
+    /// Logs in with a wallet key file and saves the session as a profile that later commands
+    /// use; prints the session token.
+    Login(LoginArgs),
+    /// Forgets a saved login.
+    Logout(LogoutArgs),
+    /// Prints (and opens) a browser console link carrying a session: a fresh one with `--key`,
+    /// else the saved login's.
+    Console(ConsoleArgs),
     /// Calls a WebFIX method over WebSocket and prints its result JSON (exit 1 on an error status).
     Call(CallArgs),
     /// Lists, creates, starts, stops and edits workers.
@@ -155,6 +178,9 @@ pub fn run(command: ClientCommand) -> ExitCode {
 
 async fn execute(command: ClientCommand) -> Result<(), CliError> {
     match command {
+        ClientCommand::Login(args) => login::login(args).await,
+        ClientCommand::Logout(args) => login::logout(args),
+        ClientCommand::Console(args) => console::run(args).await,
         ClientCommand::Call(args) => call(args).await,
         ClientCommand::Workers(args) => workers::run(args).await,
         ClientCommand::Logs(args) => logs::run(args).await,

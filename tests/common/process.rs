@@ -8,12 +8,31 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// `heterogen ARGS…` run to its end: exit status and output.
+/// `heterogen ARGS…` run to its end: exit status and output. Saved logins go to a directory
+/// of the test build, never the user's own, and no `HETEROGEN_*` setting of the caller leaks in.
 pub fn heterogen(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_heterogen"))
-        .args(args)
-        .output()
-        .unwrap()
+    client_command().args(args).output().unwrap()
+}
+
+/// The binary as a client command: [`heterogen`]'s environment, not started yet.
+pub fn client_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_heterogen"));
+    command.env("HETEROGEN_CONFIG_DIR", test_config_dir());
+    for name in [
+        "HETEROGEN_URL",
+        "HETEROGEN_KEY",
+        "HETEROGEN_SESSION",
+        "HETEROGEN_PROFILE",
+        "HETEROGEN_CA",
+    ] {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// Where the client commands of these tests keep saved logins.
+pub fn test_config_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-config")
 }
 
 /// A `heterogen serve` child and the address it printed.
