@@ -367,6 +367,111 @@ async fn workers_create_list_start_stop_edit() {
 }
 
 #[tokio::test]
+async fn workers_show_restart_and_delete_by_sid_prefix() {
+    let node = node(&[]).await;
+    let sid = running_worker(&node, "logger.info('tick');\nawait Stels.sleep(50);").await;
+    let prefix = &sid[..8];
+    wait_for_log_line(&node, &sid, "tick").await;
+
+    let shown = ok(&cli(&node.url, &["workers", "show", prefix]).await);
+    for field in [
+        "sid ",
+        "active ",
+        "running here",
+        "memory",
+        "cpu time",
+        "versionstamp",
+    ] {
+        assert!(shown.contains(field), "{field:?} missing:\n{shown}");
+    }
+    assert!(shown.contains(&sid), "{shown}");
+    let shown: Value =
+        serde_json::from_str(&ok(&cli(&node.url, &["workers", "show", prefix, "--json"]).await)).unwrap();
+    assert_eq!(shown["entry"]["value"]["raw"]["sid"], sid.as_str());
+    assert_eq!(shown["stats"]["isRunning"], true);
+    let script = ok(&cli(&node.url, &["workers", "show", prefix, "--script"]).await);
+    assert!(script.contains("tick"), "{script}");
+
+    // Restart: the run ends and a new one starts.
+    let started = |lines: &str| lines.matches("Worker started").count();
+    let before = started(&ok(&cli(&node.url, &["logs", &sid]).await));
+    assert_eq!(
+        ok(&cli(&node.url, &["workers", "restart", prefix]).await),
+        format!("restarted {sid}\n")
+    );
+    let mut after = 0;
+    for _ in 0..100 {
+        after = started(&ok(&cli(&node.url, &["logs", &sid]).await));
+        if after > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(after > before, "no new run after the restart");
+    assert_eq!(raw_of(&node, &sid).await["active"], true);
+
+    // Several sids share a first hex digit once there are 17 workers: a prefix that names
+    // more than one is a usage error that lists them.
+    let file = write(node.dir.path(), "idle.js", "await Stels.sleep(10);");
+    for _ in 0..16 {
+        ok(&cli(&node.url, &["workers", "create", &file]).await);
+    }
+    let sids: Vec<String> = list(&node)
+        .await
+        .iter()
+        .map(|e| e["value"]["raw"]["sid"].as_str().unwrap().to_string())
+        .collect();
+    let shared = (0..sids.len())
+        .flat_map(|i| (i + 1..sids.len()).map(move |j| (i, j)))
+        .find(|&(i, j)| sids[i][..1] == sids[j][..1])
+        .map(|(i, _)| sids[i][..1].to_string())
+        .unwrap();
+    fails(
+        &cli(&node.url, &["workers", "show", &shared]).await,
+        2,
+        "give more of the sid",
+    );
+    fails(
+        &cli(&node.url, &["workers", "show", "zzz"]).await,
+        1,
+        "no worker with sid zzz",
+    );
+
+    // Delete asks; without a terminal it will not, unless --yes.
+    fails(&cli(&node.url, &["workers", "delete", prefix]).await, 2, "--yes");
+    assert!(
+        list(&node)
+            .await
+            .iter()
+            .any(|e| e["value"]["raw"]["sid"] == sid.as_str())
+    );
+    let out = ok(&cli(&node.url, &["workers", "delete", prefix, "--yes"]).await);
+    assert_eq!(out, format!("deleted {sid}\n"));
+    assert!(
+        !list(&node)
+            .await
+            .iter()
+            .any(|e| e["value"]["raw"]["sid"] == sid.as_str())
+    );
+    fails(
+        &cli(&node.url, &["workers", "delete", &sid, "--yes"]).await,
+        1,
+        "no worker",
+    );
+}
+
+/// Waits until the worker's log holds `needle`.
+async fn wait_for_log_line(node: &Node, sid: &str, needle: &str) {
+    for _ in 0..100 {
+        if ok(&cli(&node.url, &["logs", sid]).await).contains(needle) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{needle:?} never appeared in the log of {sid}");
+}
+
+#[tokio::test]
 async fn stats_prints_a_table() {
     let node = node(&[]).await;
     let out = ok(&cli(&node.url, &["stats"]).await);

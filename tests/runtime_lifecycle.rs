@@ -239,3 +239,36 @@ async fn a_run_that_ignores_the_stop_is_interrupted_after_the_grace_period() {
     let stats = node.worker_stats(&sid).await.unwrap();
     assert_eq!(stats["errors"], 0, "a stop is not the script's error");
 }
+
+#[tokio::test]
+async fn statistics_show_each_workers_memory_and_cpu_time() {
+    let node = TestNode::start_with(quick_runtime).await;
+    // A worker that holds about 2 MB and computes for a while in each run, and an idle one.
+    let busy = sid(&node
+        .start_worker(json!({
+            "scriptContent": "globalThis.keep ??= new Array(250000).fill(1.5);\nlet x = 0; const until = Date.now() + 30; while (Date.now() < until) x++;",
+            "priority": "high",
+        }))
+        .await);
+    let idle = sid(&node
+        .start_worker(json!({"scriptContent": "await Stels.sleep(60000);", "priority": "high"}))
+        .await);
+    let busy_stats = eventually(20, "the busy worker's figures", || async {
+        node.worker_stats(&busy)
+            .await
+            .filter(|w| w["cpuMs"].as_u64().unwrap_or(0) >= 100)
+    })
+    .await;
+    let idle_stats = eventually(10, "the idle worker's figures", || async {
+        node.worker_stats(&idle)
+            .await
+            .filter(|w| w["memoryBytes"].is_u64())
+    })
+    .await;
+    let busy_memory = busy_stats["memoryBytes"].as_u64().unwrap();
+    let idle_memory = idle_stats["memoryBytes"].as_u64().unwrap();
+    assert!(busy_memory > 2_000_000, "busy: {busy_stats}");
+    assert!((10_000..1_000_000).contains(&idle_memory), "idle: {idle_stats}");
+    // Sleeping costs no CPU time.
+    assert!(idle_stats["cpuMs"].as_u64().unwrap() < 100, "idle: {idle_stats}");
+}

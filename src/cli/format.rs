@@ -2,6 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 
+use comfy_table::{Attribute, Cell, Color};
 use serde_json::Value;
 
 use super::CliError;
@@ -83,6 +84,21 @@ pub fn duration_ms(value: &Value) -> String {
     }
 }
 
+/// A byte count for people: `512 B`, `12.3 KiB`, `4.0 MiB`.
+pub fn bytes(count: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if count < 1024 {
+        return format!("{count} B");
+    }
+    let mut value = count as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds; now when absent.
 pub fn timestamp(value: &Value) -> String {
     let at = value
@@ -92,51 +108,65 @@ pub fn timestamp(value: &Value) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// A plain text table: left-aligned columns two spaces apart, the last one unpadded.
+/// Whether stdout gets ANSI colours: only a terminal, and never with `NO_COLOR` set
+/// (<https://no-color.org>).
+pub fn colours() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A cell for a good state (green where colours are on).
+pub fn good(text: impl Into<String>) -> Cell {
+    Cell::new(text.into()).fg(Color::Green)
+}
+
+/// A cell for a bad state (red where colours are on).
+pub fn bad(text: impl Into<String>) -> Cell {
+    Cell::new(text.into()).fg(Color::Red)
+}
+
+/// A cell of little interest (dim where colours are on).
+pub fn dim(text: impl Into<String>) -> Cell {
+    Cell::new(text.into()).add_attribute(Attribute::Dim)
+}
+
+/// A plain text table (`comfy-table`, widths in terminal columns): left-aligned columns two
+/// spaces apart, no borders, the header bold and states coloured on a terminal.
 pub struct Table {
-    headers: Vec<&'static str>,
-    rows: Vec<Vec<String>>,
+    table: comfy_table::Table,
 }
 
 impl Table {
     pub fn new(headers: &[&'static str]) -> Table {
-        Table {
-            headers: headers.to_vec(),
-            rows: Vec::new(),
+        let mut table = comfy_table::Table::new();
+        table
+            .load_style(comfy_table::presets::NOTHING)
+            .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+            .set_header(
+                headers
+                    .iter()
+                    .map(|h| Cell::new(h).add_attribute(Attribute::Bold)),
+            );
+        if colours() {
+            table.enforce_styling();
+        } else {
+            table.force_no_tty();
         }
+        for column in table.column_iter_mut() {
+            column.set_padding((0, 2));
+        }
+        Table { table }
     }
 
-    pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+    pub fn row<C: Into<Cell>>(&mut self, cells: Vec<C>) {
+        self.table.add_row(cells);
     }
 
-    /// The table as lines (without newlines).
+    /// The table as lines (without newlines or trailing blanks).
     pub fn lines(&self) -> Vec<String> {
-        let columns = self.headers.len();
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
-        for row in &self.rows {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
-            }
-        }
-        let line = |cells: &mut dyn Iterator<Item = &str>| {
-            let mut line = String::new();
-            for (i, cell) in cells.enumerate().take(columns) {
-                if i + 1 < columns {
-                    let pad = widths[i].saturating_sub(cell.chars().count());
-                    line.push_str(cell);
-                    line.push_str(&" ".repeat(pad + 2));
-                } else {
-                    line.push_str(cell);
-                }
-            }
-            line.trim_end().to_string()
-        };
-        let mut lines = vec![line(&mut self.headers.iter().copied())];
-        for row in &self.rows {
-            lines.push(line(&mut row.iter().map(String::as_str)));
-        }
-        lines
+        self.table
+            .lines()
+            .map(|line| line.trim_end().to_string())
+            .collect()
     }
 }
 
@@ -153,13 +183,20 @@ mod tests {
         assert_eq!(duration_ms(&json!(7_500_000)), "2h05m");
         assert_eq!(duration_ms(&json!(273_600_000)), "3d04h");
         assert_eq!(duration_ms(&Value::Null), "-");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(12_595), "12.3 KiB");
+        assert_eq!(bytes(4 * 1024 * 1024), "4.0 MiB");
     }
 
     #[test]
     fn tables_align() {
         let mut table = Table::new(&["A", "LONG"]);
-        table.row(vec!["wide cell".into(), "x".into()]);
-        assert_eq!(table.lines(), vec!["A          LONG", "wide cell  x"]);
+        table.row(vec!["wide cell", "x"]);
+        table.row(vec!["日本", "y"]);
+        assert_eq!(
+            table.lines(),
+            vec!["A          LONG", "wide cell  x", "日本       y"]
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@ use std::io::IsTerminal;
 use clap::Args;
 use serde_json::{Value, json};
 
+use comfy_table::Cell;
+
 use super::format::{self, Table, duration_ms, plain, truncate};
 use super::{CliError, ConnectArgs, Connection};
 
@@ -72,13 +74,16 @@ pub async fn run(args: StatsArgs) -> Result<(), CliError> {
         conn.close().await;
         return match style {
             Style::Json => format::print_json(&stats),
-            _ => show(style, &stats),
+            _ => show(style, &stats, None),
         };
     }
     // The node pushes the first snapshot at once, then one every interval.
+    let mut previous: Option<Value> = None;
     conn.follow(json!({"stream": "stats", "interval": args.interval}), |frame| {
         if frame["value"]["module"] == "stats" {
-            show(style, &frame["value"]["raw"])?;
+            let stats = &frame["value"]["raw"];
+            show(style, stats, previous.as_ref())?;
+            previous = Some(stats.clone());
         }
         Ok(())
     })
@@ -91,14 +96,16 @@ pub async fn run(args: StatsArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn show(style: Style, stats: &Value) -> Result<(), CliError> {
+/// Prints a snapshot; `previous` (the snapshot before, when watching) turns CPU time into a
+/// share of a core.
+fn show(style: Style, stats: &Value, previous: Option<&Value>) -> Result<(), CliError> {
     match style {
         Style::Json => format::print_json_line(stats),
         Style::Plain => format::print_raw(&format!("{}\n", plain_line(stats))),
-        Style::Table => format::print_raw(&format!("{}\n", table(stats).join("\n"))),
+        Style::Table => format::print_raw(&format!("{}\n", table(stats, previous).join("\n"))),
         Style::Live => {
             let mut screen = String::from(HOME);
-            for line in table(stats) {
+            for line in table(stats, previous) {
                 screen.push_str(&line);
                 screen.push_str(CLEAR_LINE);
                 screen.push('\n');
@@ -136,8 +143,9 @@ fn plain_line(stats: &Value) -> String {
     )
 }
 
-/// A summary line, a blank line, and one row per worker.
-fn table(stats: &Value) -> Vec<String> {
+/// A summary line, a blank line, and one row per worker. CPU is the time the worker's code
+/// ran since its run started, or with `previous` its share of a core since that snapshot.
+fn table(stats: &Value, previous: Option<&Value>) -> Vec<String> {
     let [workers, running, stopped, executions, errors, network, critical] = totals(stats);
     let mut lines = vec![format!(
         "workers {workers}  running {running}  stopped {stopped}  executions {executions}  errors {errors} \
@@ -156,32 +164,71 @@ fn table(stats: &Value) -> Vec<String> {
         "RATE",
         "NET",
         "CRIT",
+        "MEM",
+        if previous.is_some() { "CPU%" } else { "CPU" },
         "LAST RUN",
         "UPTIME",
         "HASH",
         "LAST ERROR",
     ]);
     for w in workers {
+        let errors = plain(&w["errors"]);
         table.row(vec![
-            plain(&w["sid"]),
-            if w["isRunning"] == true { "yes" } else { "no" }.into(),
-            plain(&w["executions"]),
-            plain(&w["errors"]),
-            plain(&w["errorRate"]),
-            plain(&w["networkErrors"]),
-            plain(&w["criticalErrors"]),
-            match &w["lastRunAgo"] {
+            Cell::new(plain(&w["sid"])),
+            if w["isRunning"] == true {
+                format::good("yes")
+            } else if w["haltedReason"].is_null() {
+                format::dim("no")
+            } else {
+                format::bad("halted")
+            },
+            Cell::new(plain(&w["executions"])),
+            if errors == "0" {
+                Cell::new(errors)
+            } else {
+                format::bad(errors)
+            },
+            Cell::new(plain(&w["errorRate"])),
+            Cell::new(plain(&w["networkErrors"])),
+            Cell::new(plain(&w["criticalErrors"])),
+            Cell::new(w["memoryBytes"].as_u64().map_or("-".into(), format::bytes)),
+            Cell::new(match previous {
+                Some(previous) => cpu_share(w, stats, previous),
+                None => duration_ms(&w["cpuMs"]),
+            }),
+            Cell::new(match &w["lastRunAgo"] {
                 Value::Null => "-".into(),
                 ago => format!("{} ago", duration_ms(ago)),
-            },
-            duration_ms(&w["uptime"]),
-            plain(&w["scriptHash"]),
-            truncate(&plain(&w["lastError"]), 60),
+            }),
+            Cell::new(duration_ms(&w["uptime"])),
+            Cell::new(plain(&w["scriptHash"])),
+            Cell::new(truncate(&plain(&w["lastError"]), 60)),
         ]);
     }
     lines.push(String::new());
     lines.extend(table.lines());
     lines
+}
+
+/// `12.5%`: the CPU time worker `w` gained since `previous`, over the time between the two
+/// snapshots; `-` when the worker is new or restarted since.
+fn cpu_share(w: &Value, stats: &Value, previous: &Value) -> String {
+    let before = previous["workers"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["sid"] == w["sid"]));
+    let (Some(before), Some(now), Some(then)) = (
+        before,
+        stats["timestamp"].as_i64(),
+        previous["timestamp"].as_i64(),
+    ) else {
+        return "-".into();
+    };
+    match (w["cpuMs"].as_u64(), before["cpuMs"].as_u64()) {
+        (Some(cpu), Some(cpu_before)) if cpu >= cpu_before && now > then => {
+            format!("{:.1}%", (cpu - cpu_before) as f64 * 100.0 / (now - then) as f64)
+        }
+        _ => "-".into(),
+    }
 }
 
 #[cfg(test)]
@@ -198,10 +245,22 @@ mod tests {
             plain_line(&stats),
             "1970-01-01T00:00:00.000Z workers=1 running=1 stopped=0 executions=5 errors=0 network=0 critical=0"
         );
-        let lines = table(&stats);
+        let lines = table(&stats, None);
         assert!(lines[2].starts_with("SID  RUNNING  EXECS"), "{lines:?}");
         assert!(
             lines[3].contains("12ms ago") && lines[3].contains("1.5s"),
+            "{lines:?}"
+        );
+        let mut later = stats.clone();
+        later["timestamp"] = json!(2000);
+        later["workers"][0]["cpuMs"] = json!(500);
+        later["workers"][0]["memoryBytes"] = json!(230_000);
+        let mut before = stats.clone();
+        before["workers"][0]["cpuMs"] = json!(100);
+        let lines = table(&later, Some(&before));
+        assert!(lines[2].contains("CPU%"), "{lines:?}");
+        assert!(
+            lines[3].contains("20.0%") && lines[3].contains("224.6 KiB"),
             "{lines:?}"
         );
     }

@@ -1,8 +1,10 @@
-//! `heterogen workers list | create | start | stop | edit`.
+//! `heterogen workers list | show | create | edit | start | stop | restart | delete`; a worker
+//! is named by its sid or by a prefix of it that no other sid shares.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use comfy_table::Cell;
 use serde_json::{Map, Value, json};
 
 use super::format::{self, Table, plain, truncate};
@@ -33,9 +35,20 @@ pub enum WorkersCommand {
     },
     /// Creates a worker (inactive) from a script file (`-`: stdin); prints its sid.
     Create(CreateArgs),
+    /// Shows one worker: its record, this node's statistics of it, its leader, its last error.
+    Show {
+        /// The worker's sid, or a unique prefix of it.
+        sid: String,
+        /// Prints only the stored script.
+        #[arg(long, conflicts_with = "json")]
+        script: bool,
+        /// Prints `{entry, stats, leader}` as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Activates a worker.
     Start {
-        /// The worker's id.
+        /// The worker's sid, or a unique prefix of it.
         sid: String,
         /// Prints the updated entry as JSON.
         #[arg(long)]
@@ -43,7 +56,15 @@ pub enum WorkersCommand {
     },
     /// Deactivates a worker.
     Stop {
-        /// The worker's id.
+        /// The worker's sid, or a unique prefix of it.
+        sid: String,
+        /// Prints the updated entry as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stops a worker and starts it again (on every node that runs it); starts an inactive one.
+    Restart {
+        /// The worker's sid, or a unique prefix of it.
         sid: String,
         /// Prints the updated entry as JSON.
         #[arg(long)]
@@ -51,11 +72,23 @@ pub enum WorkersCommand {
     },
     /// Replaces a worker's script with a file (`-`: stdin); a running worker hot-reloads.
     Edit {
-        /// The worker's id.
+        /// The worker's sid, or a unique prefix of it.
         sid: String,
         /// The new script (`-`: stdin).
         file: PathBuf,
         /// Prints the updated entry as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deletes a worker: stops it on every node and removes its record, logs and statistics.
+    /// Asks first unless `--yes`.
+    Delete {
+        /// The worker's sid, or a unique prefix of it.
+        sid: String,
+        /// Deletes without asking.
+        #[arg(long, short)]
+        yes: bool,
+        /// Prints the deleted entry as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -88,6 +121,8 @@ pub struct CreateArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+mod show;
 
 pub async fn run(args: WorkersArgs) -> Result<(), CliError> {
     match args.command {
@@ -127,8 +162,11 @@ pub async fn run(args: WorkersArgs) -> Result<(), CliError> {
                 format::print_raw(&format!("{}\n", plain(&entry["value"]["raw"]["sid"])))
             }
         }
+        WorkersCommand::Show { sid, script, json } => show::run(&args.connect, &sid, script, json).await,
         WorkersCommand::Start { sid, json } => set_active(&args.connect, &sid, true, json).await,
         WorkersCommand::Stop { sid, json } => set_active(&args.connect, &sid, false, json).await,
+        WorkersCommand::Restart { sid, json } => restart(&args.connect, &sid, json).await,
+        WorkersCommand::Delete { sid, yes, json } => delete(&args.connect, &sid, yes, json).await,
         WorkersCommand::Edit { sid, file, json } => {
             let script = super::read_script(&file)?;
             let mut conn = Connection::open(&args.connect).await?;
@@ -138,6 +176,7 @@ pub async fn run(args: WorkersArgs) -> Result<(), CliError> {
             })
             .await?;
             conn.close().await;
+            let sid = sid_of(&before);
             let after = after.unwrap_or(before.clone());
             if json {
                 return format::print_json(&after);
@@ -167,6 +206,7 @@ async fn set_active(connect: &ConnectArgs, sid: &str, active: bool, json: bool) 
     if json {
         return format::print_json(after.as_ref().unwrap_or(&before));
     }
+    let sid = sid_of(&before);
     let verb = if active { "started" } else { "stopped" };
     let text = match after {
         Some(_) => format!("{verb} {sid}\n"),
@@ -190,11 +230,7 @@ async fn update(
     loop {
         attempt += 1;
         let entries = conn.call("listWorkers", None).await?;
-        let entry = entries
-            .as_array()
-            .and_then(|entries| entries.iter().find(|e| e["value"]["raw"]["sid"] == sid))
-            .cloned()
-            .ok_or_else(|| CliError::Failed(format!("no worker with sid {sid}")))?;
+        let entry = find(&entries, sid)?.clone();
         let mut raw = entry["value"]["raw"].clone();
         if !change(&mut raw) {
             return Ok((entry, None));
@@ -212,6 +248,119 @@ async fn update(
     }
 }
 
+/// Stops the worker (`active: false`), then starts it (`active: true`): two writes, so every
+/// node ends the old run before it starts the new one, and a worker the error rules halted
+/// runs again.
+async fn restart(connect: &ConnectArgs, sid: &str, json: bool) -> Result<(), CliError> {
+    let mut conn = Connection::open(connect).await?;
+    let (before, _) = update(&mut conn, sid, |raw| {
+        if raw["active"] == Value::Bool(false) {
+            return false;
+        }
+        raw["active"] = Value::Bool(false);
+        true
+    })
+    .await?;
+    let sid = sid_of(&before);
+    let (_, after) = update(&mut conn, &sid, |raw| {
+        raw["active"] = Value::Bool(true);
+        true
+    })
+    .await?;
+    conn.close().await;
+    if json {
+        return format::print_json(after.as_ref().unwrap_or(&before));
+    }
+    format::print_raw(&format!("restarted {sid}\n"))
+}
+
+async fn delete(connect: &ConnectArgs, sid: &str, yes: bool, json: bool) -> Result<(), CliError> {
+    let mut conn = Connection::open(connect).await?;
+    let entries = conn.call("listWorkers", None).await?;
+    let entry = find(&entries, sid)?;
+    let sid = sid_of(entry);
+    if !yes {
+        let note = plain(&entry["value"]["raw"]["note"]);
+        let question = format!(
+            "Delete worker {sid}{}? It stops on every node; its record, logs and statistics are removed.",
+            if note == "-" {
+                String::new()
+            } else {
+                format!(" ({})", truncate(&note, 40))
+            }
+        );
+        if !confirm(&question)? {
+            conn.close().await;
+            return Err(CliError::Failed(format!("{sid} was not deleted")));
+        }
+    }
+    let deleted = conn.call("deleteWorker", Some(json!({"sid": sid}))).await?;
+    conn.close().await;
+    if json {
+        return format::print_json(&deleted);
+    }
+    format::print_raw(&format!("deleted {sid}\n"))
+}
+
+/// Asks `question` on stderr and reads y/N from a terminal; without one, asking is a usage
+/// error (a script must say `--yes`).
+fn confirm(question: &str) -> Result<bool, CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Usage(format!(
+            "{question}\nRefusing to ask without a terminal: pass --yes to delete"
+        )));
+    }
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(stderr, "{question} [y/N] ");
+    let _ = stderr.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::Failed(format!("cannot read the answer: {e}")))?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+/// The sid of a `listWorkers` entry.
+pub(super) fn sid_of(entry: &Value) -> String {
+    plain(&entry["value"]["raw"]["sid"])
+}
+
+/// The entry whose sid is `name`, or the only one whose sid starts with it.
+pub(super) fn find<'a>(entries: &'a Value, name: &str) -> Result<&'a Value, CliError> {
+    let entries = entries.as_array().map(Vec::as_slice).unwrap_or_default();
+    if let Some(exact) = entries.iter().find(|e| e["value"]["raw"]["sid"] == name) {
+        return Ok(exact);
+    }
+    let matching: Vec<&Value> = if name.is_empty() {
+        Vec::new()
+    } else {
+        entries
+            .iter()
+            .filter(|e| {
+                e["value"]["raw"]["sid"]
+                    .as_str()
+                    .is_some_and(|sid| sid.starts_with(name))
+            })
+            .collect()
+    };
+    match matching.as_slice() {
+        [one] => Ok(one),
+        [] => Err(CliError::Failed(format!("no worker with sid {name}"))),
+        several => Err(CliError::Usage(format!(
+            "{name} names {} workers ({}); give more of the sid",
+            several.len(),
+            several
+                .iter()
+                .take(5)
+                .map(|e| sid_of(e))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 fn print_list(entries: &Value) -> Result<(), CliError> {
     let mut table = Table::new(&["SID", "ACTIVE", "MODE", "EXECUTION", "PRIORITY", "NOTE"]);
     for entry in entries.as_array().map(Vec::as_slice).unwrap_or_default() {
@@ -221,12 +370,16 @@ fn print_list(entries: &Value) -> Result<(), CliError> {
             value => plain(value),
         };
         table.row(vec![
-            plain(&raw["sid"]),
-            if raw["active"] == true { "yes" } else { "no" }.into(),
-            or_default("mode", "loop"),
-            or_default("executionMode", "parallel"),
-            or_default("priority", "normal"),
-            truncate(&plain(&raw["note"]), 48),
+            Cell::new(plain(&raw["sid"])),
+            if raw["active"] == true {
+                format::good("yes")
+            } else {
+                format::dim("no")
+            },
+            Cell::new(or_default("mode", "loop")),
+            Cell::new(or_default("executionMode", "parallel")),
+            Cell::new(or_default("priority", "normal")),
+            Cell::new(truncate(&plain(&raw["note"]), 48)),
         ]);
     }
     let mut text = table.lines().join("\n");

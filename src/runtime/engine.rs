@@ -133,6 +133,18 @@ pub trait ScriptIsolate: Send {
         stop: &'a CancellationToken,
         grace: Duration,
     ) -> BoxFuture<'a, Result<(), RunError>>;
+
+    /// What the isolate holds and has used so far (walks its heap: not for every run).
+    fn usage(&self) -> BoxFuture<'_, IsolateUsage>;
+}
+
+/// A worker's resource use on this node, for its statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IsolateUsage {
+    /// Bytes its JavaScript heap holds (allocated by the engine for it).
+    pub memory_bytes: u64,
+    /// Time its code ran on the JS pool (compiling and every run), in total.
+    pub busy: Duration,
 }
 
 /// Makes isolates.

@@ -32,7 +32,7 @@ use rquickjs::{AsyncContext, AsyncRuntime, Ctx, Function, Promise, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::engine::{
-    IsolateLimits, RunError, RunErrorCause, ScriptEngine, ScriptIsolate, WorkerEnv,
+    IsolateLimits, IsolateUsage, RunError, RunErrorCause, ScriptEngine, ScriptIsolate, WorkerEnv,
 };
 use crate::runtime::sdk::logger::{coerce_text, format_value, property_text};
 use crate::runtime::sdk::{self, RunSignal};
@@ -146,6 +146,16 @@ impl ScriptIsolate for QuickJsIsolate {
     ) -> BoxFuture<'a, Result<(), RunError>> {
         Box::pin(self.run_once(stop, grace))
     }
+
+    fn usage(&self) -> BoxFuture<'_, IsolateUsage> {
+        Box::pin(async move {
+            let heap = self.context.runtime().memory_usage().await;
+            IsolateUsage {
+                memory_bytes: u64::try_from(heap.malloc_size).unwrap_or(0),
+                busy: Duration::from_nanos(self.watch.busy.load(Ordering::Relaxed)),
+            }
+        })
+    }
 }
 
 /// Installs the SDK, compiles the script and keeps the function each run calls.
@@ -214,6 +224,8 @@ struct RunWatch {
     tripped: AtomicU8,
     /// The current run's stop token, shared with the SDK.
     signal: RunSignal,
+    /// Nanoseconds spent inside polls (compiling and running), in total.
+    busy: AtomicU64,
 }
 
 impl RunWatch {
@@ -226,6 +238,7 @@ impl RunWatch {
             cpu_slice: nanos(cpu_slice),
             tripped: AtomicU8::new(TRIP_NONE),
             signal: RunSignal::default(),
+            busy: AtomicU64::new(0),
         }
     }
 
@@ -250,7 +263,11 @@ impl RunWatch {
     }
 
     fn poll_ends(&self) {
-        self.poll_started.store(0, Ordering::Relaxed);
+        let started = self.poll_started.swap(0, Ordering::Relaxed);
+        if started != 0 {
+            self.busy
+                .fetch_add(self.now().saturating_sub(started), Ordering::Relaxed);
+        }
     }
 
     /// Records `now` as the time the stop was seen, unless seen before; returns that time.

@@ -621,6 +621,14 @@ async fn run_worker(
     let _ = events.send(Event::Ended { sid, generation, end });
 }
 
+/// How often a worker's memory and CPU figures are read after a run: reading the heap walks
+/// it, which 10,000 workers each second would feel.
+const USAGE_SAMPLE_EVERY: Duration = Duration::from_secs(2);
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &CancellationToken) -> RunEnd {
     let rt = &shared.config.runtime;
     let log = shared.logs.sink(sid).await;
@@ -632,6 +640,8 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
         w.script_hash = hash.clone();
         w.consecutive_errors = 0;
         w.halted_reason = None;
+        w.memory_bytes = None;
+        w.cpu_ms = 0;
     });
     log.log(
         LogLevel::Info,
@@ -650,6 +660,9 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
     };
     let mut isolate: Option<Box<dyn ScriptIsolate>> = None;
     let mut tracker = ErrorTracker::default();
+    let mut usage_sampled: Option<std::time::Instant> = None;
+    // Busy time of the isolates this run dropped (after a memory-limit error).
+    let mut busy_before = Duration::ZERO;
     let end = loop {
         if stop.is_cancelled() {
             break RunEnd::Stopped;
@@ -663,12 +676,31 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
                 .create(&spec.script, env_for(shared, sid, spec, log.clone()), limits)
                 .await
             {
-                Ok(created) => isolate.insert(created).run(stop, rt.stop_grace).await,
+                Ok(created) => {
+                    // A run may last forever: its compiled size is known at once.
+                    let usage = created.usage().await;
+                    usage_sampled = Some(std::time::Instant::now());
+                    shared.stats.update(sid, |w| {
+                        w.memory_bytes = Some(usage.memory_bytes);
+                        w.cpu_ms = millis(busy_before + usage.busy);
+                    });
+                    isolate.insert(created).run(stop, rt.stop_grace).await
+                }
                 Err(e) => Err(e),
             },
         };
         let finished_at = shared.clock.wall_ms();
         let duration_ms = u64::try_from(run_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Some(current) = &isolate
+            && usage_sampled.is_none_or(|at| at.elapsed() >= USAGE_SAMPLE_EVERY)
+        {
+            let usage = current.usage().await;
+            usage_sampled = Some(std::time::Instant::now());
+            shared.stats.update(sid, |w| {
+                w.memory_bytes = Some(usage.memory_bytes);
+                w.cpu_ms = millis(busy_before + usage.busy);
+            });
+        }
         match result {
             Ok(()) => {
                 tracker.on_success();
@@ -692,8 +724,10 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
                 break RunEnd::Stopped;
             }
             Err(error) => {
-                if error.cause == RunErrorCause::MemoryLimit {
-                    isolate = None;
+                if error.cause == RunErrorCause::MemoryLimit
+                    && let Some(dropped) = isolate.take()
+                {
+                    busy_before += dropped.usage().await.busy;
                 }
                 let kind = classify(&error);
                 shared.metrics.error(spec.priority.as_str(), kind.as_str());

@@ -57,6 +57,10 @@ pub struct WorkerStats {
     pub halted_reason: Option<String>,
     /// How long the last run took, in milliseconds.
     pub last_duration_ms: Option<u64>,
+    /// Bytes its JavaScript heap held when last read (at most once a second, after a run).
+    pub memory_bytes: Option<u64>,
+    /// Milliseconds its code ran on the JS pool since the current run started, when last read.
+    pub cpu_ms: u64,
 }
 
 /// `"12.34%"`, or `"0%"` without executions (W-STATS-2).
@@ -178,6 +182,8 @@ impl StatsBoard {
                     "isRunning": w.is_running,
                     "haltedReason": w.halted_reason,
                     "lastDurationMs": w.last_duration_ms,
+                    "memoryBytes": w.memory_bytes,
+                    "cpuMs": w.cpu_ms,
                 })
             })
             .collect();
