@@ -180,7 +180,7 @@ impl Connection {
                 Some(Ok(message)) => message,
                 Some(Err(e)) => return Err(self.lost(e)),
                 None => {
-                    return Err(CliError::Failed(format!(
+                    return Err(CliError::Lost(format!(
                         "the node at {} closed the connection",
                         self.url
                     )));
@@ -202,7 +202,7 @@ impl Connection {
                             }
                         })
                         .unwrap_or_default();
-                    return Err(CliError::Failed(format!(
+                    return Err(CliError::Lost(format!(
                         "the node at {} closed the connection{why}",
                         self.url
                     )));
@@ -221,7 +221,7 @@ impl Connection {
     }
 
     fn lost(&self, error: tungstenite::Error) -> CliError {
-        CliError::Failed(format!("connection to {} lost: {error}", self.url))
+        CliError::Lost(format!("connection to {} lost: {error}", self.url))
     }
 }
 

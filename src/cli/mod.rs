@@ -118,6 +118,8 @@ pub enum CliError {
     },
     /// The node could not be reached (refused, no answer, no such host): exit 3.
     Unreachable(String),
+    /// An open connection broke (the node closed it or went away): exit 1.
+    Lost(String),
     /// Stdout was closed by its reader (`… | head`): stop quietly, exit 0.
     StdoutClosed,
 }
@@ -129,14 +131,17 @@ impl CliError {
             CliError::Usage(_) => ExitCode::from(2),
             CliError::Unreachable(_) => ExitCode::from(3),
             CliError::StdoutClosed => ExitCode::SUCCESS,
-            CliError::Failed(_) | CliError::Status { .. } => ExitCode::FAILURE,
+            CliError::Failed(_) | CliError::Lost(_) | CliError::Status { .. } => ExitCode::FAILURE,
         }
     }
 
     /// The text for stderr (without a trailing newline); empty for [`CliError::StdoutClosed`].
     pub fn message(&self) -> String {
         match self {
-            CliError::Usage(text) | CliError::Failed(text) | CliError::Unreachable(text) => {
+            CliError::Usage(text)
+            | CliError::Failed(text)
+            | CliError::Unreachable(text)
+            | CliError::Lost(text) => {
                 format!("heterogen: {text}")
             }
             CliError::Status { status, frame } => format::error_frame(*status, frame),
