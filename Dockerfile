@@ -9,9 +9,11 @@ ARG FEATURES=etcd
 
 FROM rust:1-bookworm AS builder
 ARG FEATURES
-# protoc: etcd-client generates its gRPC code at build time.
+# protoc: etcd-client generates its gRPC code at build time; its protos import Google's
+# well-known types (google/protobuf/descriptor.proto, struct.proto), which are in
+# libprotobuf-dev (only recommended by protobuf-compiler, so --no-install-recommends omits it).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends protobuf-compiler \
+    && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /build
 

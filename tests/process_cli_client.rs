@@ -589,7 +589,11 @@ async fn logs_prints_a_workers_lines() {
     let first: Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
     assert_eq!(first["sid"], sid.as_str());
     assert!(first["cursor"].is_u64(), "{first}");
-    fails(&cli(&node.url, &["logs", "not-a-sid"]).await, 1, "no worker with sid not-a-sid");
+    fails(
+        &cli(&node.url, &["logs", "not-a-sid"]).await,
+        1,
+        "no worker with sid not-a-sid",
+    );
 }
 
 #[tokio::test]

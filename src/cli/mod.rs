@@ -16,6 +16,7 @@
 
 mod conn;
 mod console;
+mod deploy;
 mod format;
 mod login;
 mod logs;
@@ -33,6 +34,7 @@ use serde_json::Value;
 
 pub use conn::Connection;
 pub use console::ConsoleArgs;
+pub use deploy::DeployArgs;
 pub use login::{LoginArgs, LogoutArgs};
 pub use logs::LogsArgs;
 pub use nodes::NodesArgs;
@@ -94,6 +96,8 @@ pub enum ClientCommand {
     Call(CallArgs),
     /// Lists, creates, starts, stops and edits workers.
     Workers(WorkersArgs),
+    /// Creates or updates the workers a `heterogen.toml` manifest lists (`--dry-run`: the plan).
+    Deploy(DeployArgs),
     /// Prints a worker's log lines kept on the node; `-f` keeps following them.
     Logs(LogsArgs),
     /// Prints this node's worker statistics; `--watch` keeps them live; `--cluster`: every node's.
@@ -188,6 +192,7 @@ async fn execute(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Console(args) => console::run(args).await,
         ClientCommand::Call(args) => call(args).await,
         ClientCommand::Workers(args) => workers::run(args).await,
+        ClientCommand::Deploy(args) => deploy::run(args).await,
         ClientCommand::Logs(args) => logs::run(args).await,
         ClientCommand::Stats(args) => stats::run(args).await,
         ClientCommand::Nodes(args) => nodes::run(args).await,

@@ -98,11 +98,7 @@ impl ApiError {
 
     /// Settings of a new worker that cannot be used (`setWorker`): 400 naming the field.
     pub fn settings(error: crate::workers::validate::SettingsError) -> Self {
-        use crate::workers::validate::SettingsError;
-        match error {
-            SettingsError::Field(f) => Self::bad_request(format!("Invalid {}: {}", f.field, f.reason)),
-            SettingsError::Rule(message) => Self::bad_request(message),
-        }
+        Self::bad_request(error.to_string())
     }
 
     /// Settings inside an `updateWorker` `raw` that cannot be used: 400 naming `raw.<field>`.

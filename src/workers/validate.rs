@@ -97,6 +97,15 @@ pub enum SettingsError {
     Rule(String),
 }
 
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SettingsError::Field(e) => write!(f, "Invalid {}: {}", e.field, e.reason),
+            SettingsError::Rule(message) => f.write_str(message),
+        }
+    }
+}
+
 impl From<FieldError> for SettingsError {
     fn from(e: FieldError) -> Self {
         SettingsError::Field(e)
