@@ -49,11 +49,17 @@ enum WalletCommand {
         /// Where to write the key file; an existing file is never overwritten.
         #[arg(long, default_value = "heterogen-wallet.json")]
         out: std::path::PathBuf,
+        /// Prints `{address, publicKey, number, file}` as JSON instead of the address.
+        #[arg(long)]
+        json: bool,
     },
     /// Prints the address, public key and card number of a key file.
     Show {
         /// The key file written by `wallet new`.
         keyfile: std::path::PathBuf,
+        /// Prints `{address, publicKey, number}` as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -70,17 +76,23 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve(*args),
-        Command::Wallet(WalletCommand::New { out }) => wallet_new(&out),
-        Command::Wallet(WalletCommand::Show { keyfile }) => wallet_show(&keyfile),
+        Command::Wallet(WalletCommand::New { out, json }) => wallet_new(&out, json),
+        Command::Wallet(WalletCommand::Show { keyfile, json }) => wallet_show(&keyfile, json),
         Command::Client(command) => heterogen::cli::run(*command),
     }
 }
 
-fn wallet_new(out: &std::path::Path) -> ExitCode {
+fn wallet_new(out: &std::path::Path, json: bool) -> ExitCode {
     let wallet = heterogen::auth::gliesereum::Wallet::generate();
     match heterogen::auth::keyfile::write_new(out, &wallet) {
         Ok(()) => {
-            println!("{}", wallet.address());
+            if json {
+                let mut described = describe_wallet(&wallet);
+                described["file"] = serde_json::json!(out);
+                println!("{described}");
+            } else {
+                println!("{}", wallet.address());
+            }
             eprintln!(
                 "heterogen: wallet key written to {} (keep it private)",
                 out.display()
@@ -94,8 +106,12 @@ fn wallet_new(out: &std::path::Path) -> ExitCode {
     }
 }
 
-fn wallet_show(keyfile: &std::path::Path) -> ExitCode {
+fn wallet_show(keyfile: &std::path::Path, json: bool) -> ExitCode {
     match heterogen::auth::keyfile::read(keyfile) {
+        Ok(wallet) if json => {
+            println!("{}", describe_wallet(&wallet));
+            ExitCode::SUCCESS
+        }
         Ok(wallet) => {
             println!("address: {}", wallet.address());
             println!("public key: {}", wallet.public_compressed_hex());
@@ -107,6 +123,15 @@ fn wallet_show(keyfile: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A wallet's public parts (never its private key).
+fn describe_wallet(wallet: &heterogen::auth::gliesereum::Wallet) -> serde_json::Value {
+    serde_json::json!({
+        "address": wallet.address(),
+        "publicKey": wallet.public_compressed_hex(),
+        "number": wallet.number(),
+    })
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

@@ -643,3 +643,47 @@ async fn stats_watch_prints_one_plain_line_per_push() {
     }
     interrupt_and_expect_success(child).await;
 }
+
+/// `heterogen ARGS --url URL` on a pseudo-terminal (util-linux `script`): what it printed.
+fn on_a_terminal(url: &str, args: &str, extra_env: &[(&str, &str)]) -> String {
+    let command = format!("{BIN} {args} --url {url}");
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-qfc", &command, "/dev/null"])
+        .env("HETEROGEN_CONFIG_DIR", config_dir())
+        .env_remove("NO_COLOR")
+        .env_remove("HETEROGEN_KEY");
+    for (name, value) in extra_env {
+        script.env(name, value);
+    }
+    let output = script.output().expect("util-linux `script` is needed");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn tables_are_coloured_on_a_terminal_only_and_never_with_no_color() {
+    let node = node(&[]).await;
+    let sid = running_worker(&node, "await Stels.sleep(20);").await;
+    let url = node.url.clone();
+    let (coloured, plain, piped) = tokio::task::spawn_blocking(move || {
+        (
+            on_a_terminal(&url, "workers list", &[]),
+            on_a_terminal(&url, "workers list", &[("NO_COLOR", "1")]),
+            std::process::Command::new(BIN)
+                .args(["workers", "list", "--url", &url])
+                .env("HETEROGEN_CONFIG_DIR", config_dir())
+                .env_remove("NO_COLOR")
+                .output()
+                .unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        coloured.contains(&sid) && coloured.contains("\u{1b}["),
+        "{coloured:?}"
+    );
+    assert!(plain.contains(&sid) && !plain.contains("\u{1b}["), "{plain:?}");
+    let piped = stdout(&piped);
+    assert!(piped.contains(&sid) && !piped.contains("\u{1b}["), "{piped:?}");
+}

@@ -34,6 +34,18 @@ fn new_then_show() {
         "show must not print the private key"
     );
 
+    let out = heterogen(&["wallet", "show", path_text, "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["address"], address.as_str());
+    assert_eq!(shown["publicKey"].as_str().unwrap().len(), 66, "{shown}");
+    assert_eq!(shown.as_object().unwrap().len(), 3, "no private key: {shown}");
+    let other = dir.path().join("other.json");
+    let out = heterogen(&["wallet", "new", "--json", "--out", other.to_str().unwrap()]);
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(heterogen::auth::gliesereum::validate_address(
+        created["address"].as_str().unwrap()
+    ));
+
     let again = heterogen(&["wallet", "new", "--out", path_text]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
