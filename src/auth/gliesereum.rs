@@ -267,16 +267,10 @@ pub fn validate_address(address: &str) -> bool {
     }
     let (payload, checksum) = bytes.split_at(ADDRESS_BYTES - 4);
     let expected = Sha256::digest(payload);
-    constant_time_eq(expected.get(..4).unwrap_or_default(), checksum)
-}
-
-/// Compares two byte strings without an early exit on the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+    bool::from(subtle::ConstantTimeEq::ct_eq(
+        expected.get(..4).unwrap_or_default(),
+        checksum,
+    ))
 }
 
 /// The 16-digit card number of an address, as the client's `wallet.number`.
