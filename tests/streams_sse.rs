@@ -92,6 +92,12 @@ async fn follow_false_sends_the_log_then_complete() {
     }
     assert!(sse.next().await.is_none(), "the stream must end after complete");
     assert!(!sse.raw.contains('\r'), "LF only");
+    for block in sse.raw.split_terminator("\n\n") {
+        assert!(
+            block.starts_with("data: {") && !block.contains('\n'),
+            "one data line per event: {block:?}"
+        );
+    }
     for i in 0..5 {
         assert!(
             contents

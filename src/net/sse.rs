@@ -1,15 +1,16 @@
 //! `GET /api/worker/logs/stream?sid=…&follow=true|false[&since=cursor]` (W-STR-6), framed exactly as the
 //! existing client parses it (stels-client.md §5): LF only, one `data: {json}` line per event,
 //! events `connected`, `log` (`content`), `complete`, `error`; `: ping` comments keep idle
-//! streams alive. Each event is written as soon as it exists (no buffering).
+//! streams alive (axum's `Sse` with its keep-alive). Each event is written as soon as it exists
+//! (no buffering).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -25,8 +26,8 @@ const QUEUE: usize = 64;
 /// Lines read per step.
 const BATCH: usize = 256;
 
-fn event(value: Value) -> Bytes {
-    Bytes::from(format!("data: {value}\n\n"))
+fn event(value: Value) -> Event {
+    Event::default().data(value.to_string())
 }
 
 /// What a stream asks for: `sid` (a worker id), `follow` (`true|1` by default, or `false|0`)
@@ -125,17 +126,17 @@ pub async fn logs_stream(
     };
     node.connection_metrics
         .opened(crate::metrics::ConnectionKind::Sse);
-    let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
+    let (tx, rx) = mpsc::channel::<Event>(QUEUE);
     tokio::spawn(produce(node, query, ring, tx));
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>);
+    let events = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("ping"));
     (
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache, no-transform"),
             (header::HeaderName::from_static("x-accel-buffering"), "no"),
         ],
-        Body::from_stream(stream),
+        events,
     )
         .into_response()
 }
@@ -147,7 +148,7 @@ async fn produce(
     node: Arc<NetState>,
     query: StreamQuery,
     ring: Option<Arc<LogRing>>,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Event>,
 ) {
     let StreamQuery { sid, follow, since } = query;
     if tx
@@ -193,11 +194,8 @@ async fn produce(
                 return;
             }
             more = wait_after(newest, cursor) => if !more { return },
-            _ = tokio::time::sleep(KEEP_ALIVE) => {
-                if tx.send(Bytes::from_static(b": ping\n\n")).await.is_err() {
-                    return;
-                }
-            }
+            // A reader that went away ends the stream even while the worker is quiet.
+            () = tx.closed() => return,
         }
     }
 }
