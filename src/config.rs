@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::logging::LogFormat;
 
@@ -388,11 +388,15 @@ fn parse_store(text: &str, network: &str) -> Result<StoreChoice, ConfigError> {
     }))
 }
 
-/// Flags of `heterogen serve`. Each also reads `HETEROGEN_<NAME>` and the `--config` file.
-#[derive(Args, Debug, Default, Clone)]
+/// Flags of `heterogen serve`. Each also reads `HETEROGEN_<NAME>` and the `--config` file,
+/// whose keys are the same settings: this one declaration serves all three.
+#[serde_with::skip_serializing_none]
+#[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServeArgs {
     /// TOML file with any of the settings below (keys as the flag names, `-` or `_`).
     #[arg(long, env = "HETEROGEN_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8088].
     #[arg(long, env = "HETEROGEN_LISTEN", value_name = "ADDR")]
@@ -589,131 +593,42 @@ pub struct ServeArgs {
     pub consecutive_stop_after: Option<u32>,
 }
 
-/// The `--config` file: the same settings as the flags.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
-    listen: Option<String>,
-    store: Option<String>,
-    #[serde(alias = "etcd_prefix")]
-    etcd_prefix: Option<String>,
-    #[serde(alias = "etcd_ca")]
-    etcd_ca: Option<PathBuf>,
-    #[serde(alias = "etcd_cert")]
-    etcd_cert: Option<PathBuf>,
-    #[serde(alias = "etcd_key")]
-    etcd_key: Option<PathBuf>,
-    #[serde(alias = "etcd_timeout_ms")]
-    etcd_timeout_ms: Option<u64>,
-    #[serde(alias = "membership_ttl_ms")]
-    membership_ttl_ms: Option<u64>,
-    #[serde(alias = "data_dir")]
-    data_dir: Option<PathBuf>,
-    nid: Option<String>,
-    owners: Option<Vec<String>>,
-    open: Option<bool>,
-    #[serde(alias = "max_connections")]
-    max_connections: Option<usize>,
-    network: Option<String>,
-    #[serde(alias = "public_url")]
-    public_url: Option<String>,
-    fsync: Option<bool>,
-    #[serde(alias = "log_format")]
-    log_format: Option<LogFormat>,
-    #[serde(alias = "max_request_bytes")]
-    max_request_bytes: Option<usize>,
-    #[serde(alias = "ws_ping_interval_ms")]
-    ws_ping_interval_ms: Option<u64>,
-    #[serde(alias = "metrics_listen")]
-    metrics_listen: Option<SocketAddr>,
-    #[serde(alias = "tls_cert")]
-    tls_cert: Option<PathBuf>,
-    #[serde(alias = "tls_key")]
-    tls_key: Option<PathBuf>,
-    title: Option<String>,
-    #[serde(alias = "session_idle_secs")]
-    session_idle_secs: Option<u64>,
-    #[serde(alias = "login_window_secs")]
-    login_window_secs: Option<u64>,
-    #[serde(alias = "login_max_failures")]
-    login_max_failures: Option<usize>,
-    #[serde(alias = "logins_per_wallet")]
-    logins_per_wallet: Option<usize>,
-    #[serde(alias = "logins_per_ip")]
-    logins_per_ip: Option<usize>,
-    #[serde(alias = "reaper_interval_ms")]
-    reaper_interval_ms: Option<u64>,
-    #[serde(alias = "http_header_timeout_ms")]
-    http_header_timeout_ms: Option<u64>,
-    #[serde(alias = "http_idle_timeout_ms")]
-    http_idle_timeout_ms: Option<u64>,
-    #[serde(alias = "http_body_timeout_ms")]
-    http_body_timeout_ms: Option<u64>,
-    #[serde(alias = "max_pending_per_ip")]
-    max_pending_per_ip: Option<usize>,
-    #[serde(alias = "max_pending")]
-    max_pending: Option<usize>,
-    #[serde(alias = "ws_outbound_bytes")]
-    ws_outbound_bytes: Option<usize>,
-    #[serde(alias = "ws_write_timeout_ms")]
-    ws_write_timeout_ms: Option<u64>,
-    #[serde(alias = "max_connections_per_ip")]
-    max_connections_per_ip: Option<usize>,
-    #[serde(alias = "max_connections_per_wallet")]
-    max_connections_per_wallet: Option<usize>,
-    #[serde(alias = "owner_reserve_percent")]
-    owner_reserve_percent: Option<u8>,
-    #[serde(alias = "kv_quota_mb")]
-    kv_quota_mb: Option<u64>,
-    #[serde(alias = "js_threads")]
-    js_threads: Option<usize>,
-    #[serde(alias = "js_nice")]
-    js_nice: Option<i32>,
-    #[serde(alias = "worker_memory_mb")]
-    worker_memory_mb: Option<usize>,
-    #[serde(alias = "worker_cpu_ms")]
-    worker_cpu_ms: Option<u64>,
-    #[serde(alias = "stop_grace_ms")]
-    stop_grace_ms: Option<u64>,
-    #[serde(alias = "lease_ms")]
-    lease_ms: Option<u64>,
-    #[serde(alias = "lease_renew_ms")]
-    lease_renew_ms: Option<u64>,
-    #[serde(alias = "log_history_lines")]
-    log_history_lines: Option<usize>,
-    #[serde(alias = "log_rate")]
-    log_rate: Option<u32>,
-    #[serde(alias = "fetch_allow")]
-    fetch_allow: Option<Vec<String>>,
-    #[serde(alias = "fetch_timeout_ms")]
-    fetch_timeout_ms: Option<u64>,
-    #[serde(alias = "network_backoff_ms")]
-    network_backoff_ms: Option<u64>,
-    #[serde(alias = "network_backoff_cap_ms")]
-    network_backoff_cap_ms: Option<u64>,
-    #[serde(alias = "network_pause_after")]
-    network_pause_after: Option<u32>,
-    #[serde(alias = "network_pause_ms")]
-    network_pause_ms: Option<u64>,
-    #[serde(alias = "critical_backoff_ms")]
-    critical_backoff_ms: Option<u64>,
-    #[serde(alias = "critical_backoff_cap_ms")]
-    critical_backoff_cap_ms: Option<u64>,
-    #[serde(alias = "critical_stop_after")]
-    critical_stop_after: Option<u32>,
-    #[serde(alias = "consecutive_stop_after")]
-    consecutive_stop_after: Option<u32>,
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+/// The `--config` file: the settings of [`ServeArgs`], keys as the flag names with `-` or `_`.
+fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
+    let bad = |message: String| ConfigError::ParseFile {
+        path: path.to_path_buf(),
+        message,
+    };
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
         path: path.to_path_buf(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    let table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    // The flags' own ids (`max_connections`) are the settings a file may give.
+    let command = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+    let known: Vec<&str> = command
+        .get_arguments()
+        .map(|arg| arg.get_id().as_str())
+        .filter(|id| *id != "config")
+        .collect();
+    for key in table.keys() {
+        let id = key.replace('-', "_");
+        if !known.contains(&id.as_str()) {
+            let closest = known
+                .iter()
+                .map(|k| (strsim::levenshtein(&id, k), *k))
+                .min()
+                .filter(|(distance, _)| *distance <= 3)
+                .map(|(_, k)| format!(" — did you mean {:?}?", k.replace('_', "-")))
+                .unwrap_or_default();
+            return Err(bad(format!("unknown field {key:?}{closest}")));
+        }
+    }
+    let table: toml::Table = table
+        .into_iter()
+        .map(|(key, value)| (key.replace('_', "-"), value))
+        .collect();
+    ServeArgs::deserialize(toml::Value::Table(table)).map_err(|e| bad(e.to_string()))
 }
 
 /// etcd's user and password from `HETEROGEN_ETCD_USER` and `HETEROGEN_ETCD_PASSWORD`.
@@ -742,30 +657,18 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
 impl ServeArgs {
     /// Merges flags/env over the file over the defaults and checks every value.
     pub fn resolve(&self) -> Result<NodeConfig, ConfigError> {
-        let file = match &self.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
+        let s = match &self.config {
+            Some(path) => self.over(read_file(path)?)?,
+            None => self.clone(),
         };
-        let mut config = NodeConfig::new(
-            self.data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("./data")),
-        );
-        if let Some(listen) = self.listen {
+        let mut config = NodeConfig::new(s.data_dir.clone().unwrap_or_else(|| PathBuf::from("./data")));
+        if let Some(listen) = s.listen {
             config.listen = listen;
-        } else if let Some(text) = file.listen {
-            config.listen = text.parse().map_err(|_| {
-                invalid(
-                    "listen",
-                    format!("{text:?} is not an address like 127.0.0.1:8088"),
-                )
-            })?;
         }
-        if let Some(nid) = self.nid.clone().or(file.nid) {
+        if let Some(nid) = s.nid.clone() {
             config.nid = nid;
         }
-        if let Some(owners) = self.owners.clone().or(file.owners) {
+        if let Some(owners) = s.owners.clone() {
             config.owners = owners
                 .into_iter()
                 .map(|o| o.trim().to_string())
@@ -779,33 +682,33 @@ impl ServeArgs {
                 ));
             }
         }
-        config.open = self.open.or(file.open).unwrap_or(false);
-        if let Some(n) = self.max_connections.or(file.max_connections) {
+        config.open = s.open.unwrap_or(false);
+        if let Some(n) = s.max_connections {
             config.max_connections = n;
         }
-        if let Some(network) = self.network.clone().or(file.network) {
+        if let Some(network) = s.network.clone() {
             config.network = network;
         }
-        config.public_url = self.public_url.clone().or(file.public_url);
-        if let Some(fsync) = self.fsync.or(file.fsync) {
+        config.public_url = s.public_url.clone();
+        if let Some(fsync) = s.fsync {
             config.fsync = fsync;
         }
-        if let Some(format) = self.log_format.or(file.log_format) {
+        if let Some(format) = s.log_format {
             config.log_format = format;
         }
-        if let Some(ms) = self.membership_ttl_ms.or(file.membership_ttl_ms) {
+        if let Some(ms) = s.membership_ttl_ms {
             config.membership_ttl = Duration::from_millis(ms);
         }
-        let store = self.store.clone().or(file.store);
+        let store = s.store.clone();
         config.store = match store {
             None => StoreChoice::Fjall,
             Some(text) => parse_store(&text, &config.network)?,
         };
-        let etcd_ca = self.etcd_ca.clone().or(file.etcd_ca);
-        let etcd_cert = self.etcd_cert.clone().or(file.etcd_cert);
-        let etcd_key = self.etcd_key.clone().or(file.etcd_key);
-        let etcd_prefix = self.etcd_prefix.clone().or(file.etcd_prefix);
-        let etcd_timeout_ms = self.etcd_timeout_ms.or(file.etcd_timeout_ms);
+        let etcd_ca = s.etcd_ca.clone();
+        let etcd_cert = s.etcd_cert.clone();
+        let etcd_key = s.etcd_key.clone();
+        let etcd_prefix = s.etcd_prefix.clone();
+        let etcd_timeout_ms = s.etcd_timeout_ms;
         match &mut config.store {
             StoreChoice::Etcd(etcd) => {
                 if let Some(prefix) = etcd_prefix {
@@ -841,14 +744,11 @@ impl ServeArgs {
                 }
             }
         }
-        if let Some(n) = self.max_request_bytes.or(file.max_request_bytes) {
+        if let Some(n) = s.max_request_bytes {
             config.max_request_bytes = n;
         }
-        config.metrics_listen = self.metrics_listen.or(file.metrics_listen);
-        config.tls = match (
-            self.tls_cert.clone().or(file.tls_cert),
-            self.tls_key.clone().or(file.tls_key),
-        ) {
+        config.metrics_listen = s.metrics_listen;
+        config.tls = match (s.tls_cert.clone(), s.tls_key.clone()) {
             (Some(cert), Some(key)) => Some(TlsPaths { cert, key }),
             (None, None) => None,
             _ => {
@@ -858,130 +758,138 @@ impl ServeArgs {
                 ));
             }
         };
-        if let Some(ms) = self.ws_ping_interval_ms.or(file.ws_ping_interval_ms) {
+        if let Some(ms) = s.ws_ping_interval_ms {
             config.ws_ping_interval = Duration::from_millis(ms);
         }
-        if let Some(title) = self.title.clone().or(file.title) {
+        if let Some(title) = s.title.clone() {
             config.title = title;
         }
-        if let Some(secs) = self.session_idle_secs.or(file.session_idle_secs) {
+        if let Some(secs) = s.session_idle_secs {
             config.session_idle = Duration::from_secs(secs);
         }
-        if let Some(secs) = self.login_window_secs.or(file.login_window_secs) {
+        if let Some(secs) = s.login_window_secs {
             config.login_window = Duration::from_secs(secs);
         }
-        if let Some(n) = self.login_max_failures.or(file.login_max_failures) {
+        if let Some(n) = s.login_max_failures {
             config.login_max_failures = n;
         }
-        if let Some(n) = self.logins_per_wallet.or(file.logins_per_wallet) {
+        if let Some(n) = s.logins_per_wallet {
             config.logins_per_wallet = n;
         }
-        if let Some(n) = self.logins_per_ip.or(file.logins_per_ip) {
+        if let Some(n) = s.logins_per_ip {
             config.logins_per_ip = n;
         }
-        if let Some(v) = self.reaper_interval_ms.or(file.reaper_interval_ms) {
+        if let Some(v) = s.reaper_interval_ms {
             config.reaper_interval = Duration::from_millis(v);
         }
         let http = &mut config.http;
-        if let Some(v) = self.http_header_timeout_ms.or(file.http_header_timeout_ms) {
+        if let Some(v) = s.http_header_timeout_ms {
             http.header_timeout = Duration::from_millis(v);
         }
-        if let Some(v) = self.http_idle_timeout_ms.or(file.http_idle_timeout_ms) {
+        if let Some(v) = s.http_idle_timeout_ms {
             http.idle_timeout = Duration::from_millis(v);
         }
-        if let Some(v) = self.http_body_timeout_ms.or(file.http_body_timeout_ms) {
+        if let Some(v) = s.http_body_timeout_ms {
             http.body_timeout = Duration::from_millis(v);
         }
-        if let Some(n) = self.max_pending_per_ip.or(file.max_pending_per_ip) {
+        if let Some(n) = s.max_pending_per_ip {
             http.max_pending_per_ip = n;
         }
-        if let Some(n) = self.max_pending.or(file.max_pending) {
+        if let Some(n) = s.max_pending {
             http.max_pending = n;
         }
         let ws = &mut config.ws;
-        if let Some(n) = self.ws_outbound_bytes.or(file.ws_outbound_bytes) {
+        if let Some(n) = s.ws_outbound_bytes {
             ws.outbound_bytes = n;
         }
-        if let Some(v) = self.ws_write_timeout_ms.or(file.ws_write_timeout_ms) {
+        if let Some(v) = s.ws_write_timeout_ms {
             ws.write_timeout = Duration::from_millis(v);
         }
-        if let Some(n) = self.max_connections_per_ip.or(file.max_connections_per_ip) {
+        if let Some(n) = s.max_connections_per_ip {
             ws.max_per_ip = n;
         }
-        if let Some(n) = self
-            .max_connections_per_wallet
-            .or(file.max_connections_per_wallet)
-        {
+        if let Some(n) = s.max_connections_per_wallet {
             ws.max_per_wallet = n;
         }
-        if let Some(n) = self.owner_reserve_percent.or(file.owner_reserve_percent) {
+        if let Some(n) = s.owner_reserve_percent {
             ws.owner_reserve_percent = n;
         }
         let rt = &mut config.runtime;
         let ms = Duration::from_millis;
-        if let Some(mib) = self.kv_quota_mb.or(file.kv_quota_mb) {
+        if let Some(mib) = s.kv_quota_mb {
             rt.kv_quota_bytes = mib.saturating_mul(1024 * 1024);
         }
-        if let Some(n) = self.js_threads.or(file.js_threads) {
+        if let Some(n) = s.js_threads {
             rt.js_threads = n;
         }
-        if let Some(n) = self.js_nice.or(file.js_nice) {
+        if let Some(n) = s.js_nice {
             rt.js_nice = n;
         }
-        if let Some(mib) = self.worker_memory_mb.or(file.worker_memory_mb) {
+        if let Some(mib) = s.worker_memory_mb {
             rt.memory_limit_bytes = mib.saturating_mul(1024 * 1024);
         }
-        if let Some(v) = self.worker_cpu_ms.or(file.worker_cpu_ms) {
+        if let Some(v) = s.worker_cpu_ms {
             rt.cpu_limit = ms(v);
         }
-        if let Some(v) = self.stop_grace_ms.or(file.stop_grace_ms) {
+        if let Some(v) = s.stop_grace_ms {
             rt.stop_grace = ms(v);
         }
-        if let Some(v) = self.lease_ms.or(file.lease_ms) {
+        if let Some(v) = s.lease_ms {
             rt.lease_duration = ms(v);
         }
-        if let Some(v) = self.lease_renew_ms.or(file.lease_renew_ms) {
+        if let Some(v) = s.lease_renew_ms {
             rt.lease_renew_interval = ms(v);
         }
-        if let Some(n) = self.log_history_lines.or(file.log_history_lines) {
+        if let Some(n) = s.log_history_lines {
             rt.log_history_lines = n;
         }
-        if let Some(n) = self.log_rate.or(file.log_rate) {
+        if let Some(n) = s.log_rate {
             rt.log_rate = n;
         }
-        if let Some(hosts) = self.fetch_allow.clone().or(file.fetch_allow) {
+        if let Some(hosts) = s.fetch_allow.clone() {
             rt.fetch_allowed_hosts = Some(hosts.into_iter().map(|h| h.trim().to_ascii_lowercase()).collect());
         }
-        if let Some(v) = self.fetch_timeout_ms.or(file.fetch_timeout_ms) {
+        if let Some(v) = s.fetch_timeout_ms {
             rt.fetch_timeout = ms(v);
         }
         let e = &mut rt.errors;
-        if let Some(v) = self.network_backoff_ms.or(file.network_backoff_ms) {
+        if let Some(v) = s.network_backoff_ms {
             e.network_backoff_base = ms(v);
         }
-        if let Some(v) = self.network_backoff_cap_ms.or(file.network_backoff_cap_ms) {
+        if let Some(v) = s.network_backoff_cap_ms {
             e.network_backoff_cap = ms(v);
         }
-        if let Some(v) = self.network_pause_after.or(file.network_pause_after) {
+        if let Some(v) = s.network_pause_after {
             e.network_pause_after = v;
         }
-        if let Some(v) = self.network_pause_ms.or(file.network_pause_ms) {
+        if let Some(v) = s.network_pause_ms {
             e.network_pause = ms(v);
         }
-        if let Some(v) = self.critical_backoff_ms.or(file.critical_backoff_ms) {
+        if let Some(v) = s.critical_backoff_ms {
             e.critical_backoff_base = ms(v);
         }
-        if let Some(v) = self.critical_backoff_cap_ms.or(file.critical_backoff_cap_ms) {
+        if let Some(v) = s.critical_backoff_cap_ms {
             e.critical_backoff_cap = ms(v);
         }
-        if let Some(v) = self.critical_stop_after.or(file.critical_stop_after) {
+        if let Some(v) = s.critical_stop_after {
             e.critical_stop_after = v;
         }
-        if let Some(v) = self.consecutive_stop_after.or(file.consecutive_stop_after) {
+        if let Some(v) = s.consecutive_stop_after {
             e.consecutive_stop_after = v;
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// These flags over `file`: one value per setting, the flag's where both give one.
+    fn over(&self, file: ServeArgs) -> Result<ServeArgs, ConfigError> {
+        let merge = |message: String| invalid("config", message);
+        let mut merged = toml::Table::try_from(&file).map_err(|e| merge(e.to_string()))?;
+        merged.extend(toml::Table::try_from(self).map_err(|e| merge(e.to_string()))?);
+        let mut settings =
+            ServeArgs::deserialize(toml::Value::Table(merged)).map_err(|e| merge(e.to_string()))?;
+        settings.config = self.config.clone();
+        Ok(settings)
     }
 }
 

@@ -173,7 +173,9 @@ impl<'a> MakeWriter<'a> for StderrQueue {
 }
 
 /// How log lines look (`--log-format`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One line of text an event, for people (coloured only on a terminal).

@@ -57,7 +57,23 @@ fn a_config_file_with_an_unknown_key_is_refused() {
     std::fs::write(&path, "nid = \"s-0003\"\nmax_conections = 5\n").unwrap();
     let out = serve(&["--config", path.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("max_conections"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("max_conections"), "{stderr}");
+    assert!(stderr.contains("did you mean \"max-connections\""), "{stderr}");
+}
+
+#[test]
+fn a_config_file_value_of_the_wrong_kind_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, "js_threads = \"many\"\n").unwrap();
+    let out = serve(&["--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("node.toml") && stderr.contains("many"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
