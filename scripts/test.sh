@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 # console's end-to-end tests use Debian's `chromium` driven by `playwright-core` from npm (with
 # Node.js); the cluster tests run real `etcd` processes (Debian's `etcd-server`, with `etcdctl`
 # to turn authentication on, `openssl` for TLS certificates and `curl` in the local-cluster
-# script), and the etcd backend (cargo feature `etcd`) needs `protoc` to build. Anything missing
-# is installed here.
+# script), the README's examples (run by tests/readme_examples.rs) use `curl` and `openssl`, and
+# the etcd backend (cargo feature `etcd`) needs `protoc` to build. Anything missing is installed
+# here.
 for tool in cargo rustfmt cargo-clippy; do
     command -v "$tool" >/dev/null || { echo "scripts/test.sh: $tool is missing" >&2; exit 1; }
 done
