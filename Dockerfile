@@ -44,8 +44,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
-    && groupadd --system --gid 10001 heterogen \
-    && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home \
+    && groupadd --gid 10001 heterogen \
+    && useradd --uid 10001 --gid 10001 --home-dir /data --no-create-home \
        --shell /usr/sbin/nologin heterogen \
     && mkdir /data \
     && chown 10001:10001 /data \
@@ -66,7 +66,7 @@ EXPOSE 8088
 # /healthz: 200 while the process serves HTTP (plain, or TLS with --tls-cert); /readyz also
 # checks the store (503 while etcd does not answer), for a load balancer's readiness probe.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD curl -fsS -o /dev/null http://127.0.0.1:8088/healthz \
+    CMD curl -fs -o /dev/null http://127.0.0.1:8088/healthz \
         || curl -fsSk -o /dev/null https://127.0.0.1:8088/healthz \
         || exit 1
 
