@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 # Node.js); the cluster tests run real `etcd` processes (Debian's `etcd-server`, with `etcdctl`
 # to turn authentication on, `openssl` for TLS certificates and `curl` in the local-cluster
 # script), the README's examples (run by tests/readme_examples.rs) use `curl` and `openssl`, and
-# the etcd backend (cargo feature `etcd`) needs `protoc` to build. Anything missing is installed
+# the etcd backend (cargo feature `etcd`) needs `protoc` to build, and `systemd-analyze` checks
+# contrib/heterogen.service. Anything missing is installed
 # here.
 for tool in cargo rustfmt cargo-clippy; do
     command -v "$tool" >/dev/null || { echo "scripts/test.sh: $tool is missing" >&2; exit 1; }
@@ -28,6 +29,7 @@ command -v etcdctl >/dev/null || missing+=(etcd-client)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     apt-get update -q && apt-get install -y -q "${missing[@]}"

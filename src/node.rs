@@ -380,9 +380,7 @@ pub async fn start_with_stores(
         pending,
         tls: tls.clone(),
     };
-    if let Some(tls) = tls {
-        tokio::spawn(reload_on_hangup(tls, shutdown.clone()));
-    }
+    tokio::spawn(reload_on_hangup(tls.clone(), shutdown.clone()));
     let metrics_server = match state.config.metrics_listen {
         None => None,
         Some(addr) => {
@@ -440,7 +438,9 @@ pub async fn start_with_stores(
 
 /// Reads the TLS certificate and key again at each SIGHUP until shutdown; a pair that does
 /// not load leaves the previous one in use.
-async fn reload_on_hangup(tls: Arc<net::TlsFiles>, shutdown: CancellationToken) {
+/// Reloads the TLS certificate on every SIGHUP. Without TLS a SIGHUP is still taken (and
+/// logged), so that a `systemctl reload` or a stray hangup never ends the node.
+async fn reload_on_hangup(tls: Option<Arc<net::TlsFiles>>, shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(hangups) => hangups,
@@ -456,9 +456,10 @@ async fn reload_on_hangup(tls: Arc<net::TlsFiles>, shutdown: CancellationToken) 
                 if got.is_none() {
                     return;
                 }
-                match tls.reload() {
-                    Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
-                    Err(error) => tracing::error!(%error, "SIGHUP: TLS certificate not reloaded; the previous one stays in use"),
+                match tls.as_ref().map(|tls| tls.reload()) {
+                    None => tracing::info!("SIGHUP: nothing to reload (no --tls-cert)"),
+                    Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                    Some(Err(error)) => tracing::error!(%error, "SIGHUP: TLS certificate not reloaded; the previous one stays in use"),
                 }
             }
         }

@@ -2,15 +2,11 @@
 //! and three nodes that list each other, `status` shows them, `stop` ends every process.
 #![cfg(feature = "etcd")]
 
+mod common;
+
 use std::process::Command;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::process::free_port;
 
 fn script(dir: &std::path::Path, etcd_port: u16, base_port: u16, action: &str) -> (bool, String) {
     let output = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/local-cluster.sh"))

@@ -104,6 +104,18 @@ async fn sigterm_closes_websockets_with_1001_and_exits_cleanly() {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/", node.addr))
         .await
         .unwrap();
+    // A SIGHUP (`systemctl reload`) without TLS has nothing to reload and must not end the node.
+    let pid = node.child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let alive = client.get(format!("{}healthz", node.url())).send().await.unwrap();
+    assert_eq!(alive.status().as_u16(), 200);
     node.terminate();
     let frame = loop {
         match ws.next().await {

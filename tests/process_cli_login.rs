@@ -11,17 +11,8 @@ use common::process::spawn_node_logged;
 
 /// The binary with saved logins in `config`, and nothing from the caller's environment.
 fn cli(config: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_heterogen"));
+    let mut command = Command::from_std(common::process::client_command());
     command.env("HETEROGEN_CONFIG_DIR", config);
-    for name in [
-        "HETEROGEN_URL",
-        "HETEROGEN_KEY",
-        "HETEROGEN_SESSION",
-        "HETEROGEN_PROFILE",
-        "HETEROGEN_CA",
-    ] {
-        command.env_remove(name);
-    }
     command
 }
 

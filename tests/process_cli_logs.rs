@@ -10,29 +10,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use common::process::{client_command, test_config_dir};
+use common::process::{client_command, free_port, spawn_node_at, test_config_dir};
 
-/// `heterogen serve` on `port` over the data in `dir`; returns once it listens.
+/// `heterogen serve --open` on `port` over the data in `dir`; returns once it listens.
 async fn serve(dir: &Path, port: u16) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heterogen"))
-        .args(["serve", "--open", "--fsync", "false", "--js-threads", "2"])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+    let listen = format!("127.0.0.1:{port}");
+    spawn_node_at(&listen, dir, &["--fsync", "false", "--js-threads", "2"])
         .await
-        .expect("node did not start within 30 s")
-        .unwrap()
-        .expect("node exited before listening");
-    assert!(line.starts_with("heterogen listening on"), "{line}");
-    child
+        .child
 }
 
 /// Runs a client command to its end.
@@ -47,14 +34,6 @@ async fn cli(url: &str, args: &[&str]) -> std::process::Output {
 fn stdout(out: &std::process::Output) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A worker that logs `tick N` (and every third run a warning) once per run.

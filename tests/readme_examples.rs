@@ -4,9 +4,13 @@
 //! Blocks marked `norun` install system packages, build release binaries, need an etcd cluster
 //! or run in the foreground forever.
 
+mod common;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
+
+use common::process::free_port;
 
 /// Longest a block may take.
 const BLOCK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -37,14 +41,6 @@ fn runnable_blocks(readme: &str) -> Vec<(usize, String)> {
     }
     assert!(open.is_none(), "an unclosed code block in the README");
     blocks
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs `script` with bash in `work`, as its own process group (killed afterwards, so a block

@@ -28,6 +28,7 @@ pub struct EtcdCluster {
     pub members: Vec<EtcdMember>,
 }
 
+/// A port free on 127.0.0.1 a moment ago (this file is also compiled outside `common`).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

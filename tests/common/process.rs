@@ -30,6 +30,31 @@ pub fn client_command() -> std::process::Command {
     command
 }
 
+/// A port free on 127.0.0.1 a moment ago (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `heterogen serve --listen LISTEN --data-dir DIR --open ARGS…` (a fixed address, so a test
+/// can restart a node where its clients expect it), its log filtered to errors.
+pub async fn spawn_node_at(listen: &str, dir: &Path, args: &[&str]) -> NodeProcess {
+    let mut all = vec!["--open"];
+    all.extend_from_slice(args);
+    spawn_serve_at(
+        listen,
+        Command::new(env!("CARGO_BIN_EXE_heterogen")),
+        dir,
+        &all,
+        Stdio::inherit(),
+        "error",
+    )
+    .await
+}
+
 /// Where the client commands of these tests keep saved logins.
 pub fn test_config_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-config")
@@ -99,6 +124,17 @@ async fn spawn_node_with(
 }
 
 async fn spawn_serve(
+    command: Command,
+    dir: &Path,
+    args: &[&str],
+    stderr: Stdio,
+    log_filter: &str,
+) -> NodeProcess {
+    spawn_serve_at("127.0.0.1:0", command, dir, args, stderr, log_filter).await
+}
+
+async fn spawn_serve_at(
+    listen: &str,
     mut command: Command,
     dir: &Path,
     args: &[&str],
@@ -111,7 +147,7 @@ async fn spawn_serve(
         command.env("RUST_LOG", log_filter);
     }
     let mut child = command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", listen, "--data-dir"])
         .arg(dir)
         .args(args)
         .stdout(Stdio::piped())
