@@ -70,6 +70,12 @@ pub struct NodeConfig {
     pub http: HttpLimits,
     /// Limits on open WebSockets beyond `max_connections`.
     pub ws: WsLimits,
+    /// The node's own wallet key file (`Stels.wallet`); `None`: `node-key.json` in `data_dir`,
+    /// created at first start.
+    pub node_key: Option<PathBuf>,
+    /// The key that encrypts workers' secrets at rest; every node of a cluster needs the same
+    /// one. `None`: `secrets-key` in `data_dir`, created at first start.
+    pub secrets_key: Option<PathBuf>,
 }
 
 /// What a connection may hold before it has sent a whole request: the defence against clients
@@ -160,6 +166,8 @@ pub struct RuntimeConfig {
     pub fetch_timeout: Duration,
     /// Bytes of keys and values one worker may hold in each KV scope (`Stels.net`, `Stels.local`).
     pub kv_quota_bytes: u64,
+    /// `WebSocket`s one worker may hold open at once.
+    pub script_websockets: usize,
 }
 
 /// W-RUN-4: waits after errors and when a worker stops or pauses.
@@ -218,6 +226,7 @@ impl Default for RuntimeConfig {
             fetch_allowed_hosts: None,
             fetch_timeout: Duration::from_secs(30),
             kv_quota_bytes: 64 * 1024 * 1024,
+            script_websockets: 16,
         }
     }
 }
@@ -253,6 +262,8 @@ impl NodeConfig {
             reaper_interval: Duration::from_secs(60),
             http: HttpLimits::default(),
             ws: WsLimits::default(),
+            node_key: None,
+            secrets_key: None,
         }
     }
 
@@ -567,6 +578,15 @@ pub struct ServeArgs {
     /// Time limit of one `fetch` in ms [default: 30000].
     #[arg(long, env = "HETEROGEN_FETCH_TIMEOUT_MS", value_name = "MS")]
     pub fetch_timeout_ms: Option<u64>,
+    /// `WebSocket`s one worker may hold open at once [default: 16].
+    #[arg(long, env = "HETEROGEN_SCRIPT_WEBSOCKETS", value_name = "N")]
+    pub script_websockets: Option<usize>,
+    /// The node's own wallet key file, `Stels.wallet` to scripts [default: <data-dir>/node-key.json, created when absent].
+    #[arg(long, env = "HETEROGEN_NODE_KEY", value_name = "FILE")]
+    pub node_key: Option<PathBuf>,
+    /// Key file that encrypts workers' secrets; the same on every node of a cluster [default: <data-dir>/secrets-key, created when absent].
+    #[arg(long, env = "HETEROGEN_SECRETS_KEY", value_name = "FILE")]
+    pub secrets_key: Option<PathBuf>,
     /// First wait after a network error, in ms [default: 5000].
     #[arg(long, env = "HETEROGEN_NETWORK_BACKOFF_MS", value_name = "MS")]
     pub network_backoff_ms: Option<u64>,
@@ -852,6 +872,11 @@ impl ServeArgs {
         if let Some(v) = s.fetch_timeout_ms {
             rt.fetch_timeout = ms(v);
         }
+        if let Some(n) = s.script_websockets {
+            rt.script_websockets = n;
+        }
+        config.node_key = s.node_key.clone();
+        config.secrets_key = s.secrets_key.clone();
         let e = &mut rt.errors;
         if let Some(v) = s.network_backoff_ms {
             e.network_backoff_base = ms(v);

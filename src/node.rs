@@ -18,6 +18,7 @@ use crate::cluster::membership::{Claim, JoinError, Membership, NodeList, NodeLoa
 use crate::config::{NodeConfig, StoreChoice};
 use crate::metrics::{Metrics, Scraped};
 use crate::net::{self, ConnectionSlots, NetState};
+use crate::runtime::engine::NodeIdentity;
 use crate::runtime::pool::{JsPool, MinShares};
 use crate::runtime::quickjs::QuickJsEngine;
 use crate::runtime::supervisor::{RuntimeShared, Supervisor};
@@ -77,11 +78,18 @@ pub enum NodeError {
     #[error("cannot use the owner key: {0}")]
     /// The owner key file could not be read or created.
     OwnerKey(#[from] crate::auth::keyfile::KeyFileError),
+    /// The node's own wallet key file cannot be read or created.
+    #[error("cannot use the node key: {0}")]
+    NodeKey(crate::auth::keyfile::KeyFileError),
 }
 
 /// The key file a node without `--owners` (and without `--open`) creates in its data directory
 /// and logs in with, so that a first start is usable at once.
 pub const OWNER_KEY_FILE: &str = "owner-key.json";
+
+/// The node's own wallet key file (`Stels.wallet`) in its data directory, unless `--node-key`
+/// names another; created at first start.
+pub const NODE_KEY_FILE: &str = "node-key.json";
 
 /// A started node.
 pub struct RunningNode {
@@ -254,6 +262,7 @@ pub async fn start_with_stores(
     // Before anything runs: a node whose nid a live node holds must not start workers.
     let membership = join_cluster(&config, &store, &local_store, &api_url, &ws_url).await?;
     let clock = Clock::system();
+    let node_identity = Arc::new(node_identity(&config, &clock)?);
     let stats = Arc::new(StatsBoard::new(clock.clone()));
     let logs = Arc::new(
         LogBook::persistent(
@@ -299,6 +308,7 @@ pub async fn start_with_stores(
         logs: logs.clone(),
         running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         metrics: metrics.runs.clone(),
+        node: node_identity,
     }));
     let sessions = Arc::new(Sessions::new(
         store.clone(),
@@ -599,6 +609,32 @@ fn adopt_first_owner(config: &mut NodeConfig) -> Result<Option<String>, NodeErro
     );
     config.owners.push(address.clone());
     Ok(Some(address))
+}
+
+/// The node's wallet for scripts: `--node-key`, or the one in the data directory, created at
+/// first start.
+fn node_identity(config: &NodeConfig, clock: &Clock) -> Result<NodeIdentity, NodeError> {
+    let path = match &config.node_key {
+        Some(path) => path.clone(),
+        None => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
+            config.data_dir.join(NODE_KEY_FILE)
+        }
+    };
+    let (wallet, created) = crate::auth::keyfile::read_or_create(&path).map_err(NodeError::NodeKey)?;
+    tracing::info!(
+        key = %path.display(),
+        address = %wallet.address(),
+        created,
+        "node wallet (Stels.wallet to scripts)"
+    );
+    Ok(NodeIdentity {
+        wallet: Arc::new(wallet),
+        start_time_ms: u64::try_from(clock.wall_ms()).unwrap_or(0),
+    })
 }
 
 /// Every `every` until `stop`: expired sessions, login replay marks and scripts' expiring keys

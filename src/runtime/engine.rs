@@ -4,12 +4,13 @@
 //! one implementation here, and a V8 backend could be added where the `v8` crate builds.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::gliesereum::Wallet;
 use crate::cluster::coordinator::Fence;
 use crate::store::{ExpiryLeases, Store};
 use crate::workers::{ExecutionMode, Priority, RunMode};
@@ -52,6 +53,60 @@ pub struct FetchPolicy {
     pub max_body_bytes: usize,
 }
 
+/// What a script may know about the node it runs on.
+#[derive(Clone, Debug)]
+pub struct NodeIdentity {
+    /// The node's own wallet (`Stels.wallet`): scripts see its public parts and may have it
+    /// sign, never its private key.
+    pub wallet: Arc<Wallet>,
+    /// When the node started, in ms since the Unix epoch (`Stels.startTime`).
+    pub start_time_ms: u64,
+}
+
+/// Limits of `WebSocket` connections opened by scripts (the hosts they may reach are those of
+/// [`FetchPolicy::allowed_hosts`]).
+#[derive(Clone, Copy, Debug)]
+pub struct WebSocketPolicy {
+    /// Sockets one worker may hold open at once.
+    pub max_per_worker: usize,
+    /// Inbound messages queued per socket before the script reads them; past it the socket is
+    /// closed with an error rather than buffering without limit.
+    pub max_queued_messages: usize,
+    /// Largest message received or sent, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for WebSocketPolicy {
+    fn default() -> Self {
+        WebSocketPolicy {
+            max_per_worker: 16,
+            max_queued_messages: 1024,
+            max_message_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// A worker's secrets as its script reads them (`Stels.secrets`, `Deno.env.get`).
+pub trait SecretReader: Send + Sync {
+    /// The value of the secret `name`, if this worker has one.
+    fn get(&self, name: &str) -> Option<String>;
+    /// Every value, so that log lines can mask them.
+    fn values(&self) -> Vec<String>;
+}
+
+/// A worker without secrets.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoSecrets;
+
+impl SecretReader for NoSecrets {
+    fn get(&self, _name: &str) -> Option<String> {
+        None
+    }
+    fn values(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 /// Everything the SDK of one worker needs from its node.
 #[derive(Clone)]
 pub struct WorkerEnv {
@@ -75,6 +130,17 @@ pub struct WorkerEnv {
     pub fetch: FetchPolicy,
     /// Bytes this worker may hold in each of `net` and `local` (keys and values).
     pub kv_quota_bytes: u64,
+    /// The node, as scripts may see it.
+    pub node: Arc<NodeIdentity>,
+    /// The worker's declared dependencies (`gliesereum` opens `Stels.blockchain`).
+    pub dependencies: Vec<String>,
+    /// This worker's secrets.
+    pub secrets: Arc<dyn SecretReader>,
+    /// What `WebSocket` may hold.
+    pub websocket: WebSocketPolicy,
+    /// The worker's heap size in bytes as last sampled with its statistics
+    /// (`Deno.memoryUsage()`); the isolate updates it.
+    pub heap_bytes: Arc<AtomicU64>,
 }
 
 /// Per-isolate resource limits (W-RUN-6).
@@ -228,6 +294,19 @@ pub(crate) mod testing {
             log: Arc::new(NoLog),
             fetch,
             kv_quota_bytes: 64 * 1024 * 1024,
+            node: Arc::new(test_node()),
+            dependencies: Vec::new(),
+            secrets: Arc::new(NoSecrets),
+            websocket: WebSocketPolicy::default(),
+            heap_bytes: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// A node with a fresh wallet that started at 1 700 000 000 000 ms.
+    pub fn test_node() -> NodeIdentity {
+        NodeIdentity {
+            wallet: Arc::new(Wallet::generate()),
+            start_time_ms: 1_700_000_000_000,
         }
     }
 }

@@ -82,6 +82,8 @@ pub struct QuickJsIsolate {
     /// Set once the heap limit was hit: the runtime may be inconsistent, so every later run
     /// fails at once with this error and the caller drops the isolate.
     poisoned: Option<RunError>,
+    /// Where each usage sample's heap size goes for the script itself (`Deno.memoryUsage()`).
+    heap_bytes: Arc<AtomicU64>,
 }
 
 impl QuickJsIsolate {
@@ -110,6 +112,7 @@ impl QuickJsIsolate {
             context,
             watch,
             poisoned: None,
+            heap_bytes: env.heap_bytes,
         })
     }
 
@@ -150,8 +153,10 @@ impl ScriptIsolate for QuickJsIsolate {
     fn usage(&self) -> BoxFuture<'_, IsolateUsage> {
         Box::pin(async move {
             let heap = self.context.runtime().memory_usage().await;
+            let memory_bytes = u64::try_from(heap.malloc_size).unwrap_or(0);
+            self.heap_bytes.store(memory_bytes, Ordering::Relaxed);
             IsolateUsage {
-                memory_bytes: u64::try_from(heap.malloc_size).unwrap_or(0),
+                memory_bytes,
                 busy: Duration::from_nanos(self.watch.busy.load(Ordering::Relaxed)),
             }
         })
@@ -577,6 +582,11 @@ mod tests {
             log: lines.clone(),
             fetch: FetchPolicy::default(),
             kv_quota_bytes: 1 << 20,
+            node: Arc::new(crate::runtime::engine::testing::test_node()),
+            dependencies: Vec::new(),
+            secrets: Arc::new(crate::runtime::engine::NoSecrets),
+            websocket: Default::default(),
+            heap_bytes: Arc::new(AtomicU64::new(0)),
         };
         Harness { lines, running, env }
     }

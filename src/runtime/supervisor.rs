@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_task::Task;
@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{
-    FetchPolicy, IsolateLimits, LogLevel, LogSink, RunErrorCause, ScriptConfig, ScriptEngine, ScriptIsolate,
-    WorkerEnv,
+    FetchPolicy, IsolateLimits, LogLevel, LogSink, NoSecrets, NodeIdentity, RunErrorCause, ScriptConfig,
+    ScriptEngine, ScriptIsolate, WebSocketPolicy, WorkerEnv,
 };
 use super::errors::{AfterError, ErrorTracker, classify};
 use super::pool::JsPool;
@@ -167,6 +167,8 @@ pub struct RuntimeShared {
     pub events: Arc<crate::streams::EventBus>,
     /// Runs, errors, auto-stops and pool waits for the node's metrics.
     pub metrics: crate::metrics::RunMetrics,
+    /// The node as scripts see it (`Stels.wallet`, `Stels.startTime`).
+    pub node: Arc<NodeIdentity>,
 }
 
 /// The supervisor's handle: stop it to stop every run.
@@ -587,6 +589,14 @@ fn env_for(shared: &RuntimeShared, sid: &str, spec: &RunSpec, log: Arc<dyn LogSi
             max_body_bytes: 16 * 1024 * 1024,
         },
         kv_quota_bytes: rt.kv_quota_bytes,
+        node: shared.node.clone(),
+        dependencies: spec.record.dependencies.clone(),
+        secrets: Arc::new(NoSecrets),
+        websocket: WebSocketPolicy {
+            max_per_worker: rt.script_websockets,
+            ..WebSocketPolicy::default()
+        },
+        heap_bytes: Arc::new(AtomicU64::new(0)),
     }
 }
 

@@ -11,6 +11,8 @@ pub mod kv;
 pub mod kv_quota;
 pub mod lifecycle;
 pub mod logger;
+pub mod secrets;
+pub mod websocket;
 
 use rquickjs::function::This;
 use rquickjs::object::Accessor;
@@ -36,6 +38,14 @@ pub fn install_sdk<'js>(ctx: &Ctx<'js>, env: &WorkerEnv, run: &RunSignal) -> rqu
     let fetch_env = env.clone();
     install_on_first_use(&ctx.globals(), &["fetch"], move |ctx, _| {
         fetch::install_fetch(ctx, &fetch_env)
+    })?;
+    let websocket_env = env.clone();
+    install_on_first_use(&ctx.globals(), &["WebSocket"], move |ctx, globals| {
+        websocket::install_websocket(ctx, globals, &websocket_env)
+    })?;
+    let secrets_env = env.clone();
+    install_on_first_use(&stels, &["secrets"], move |ctx, stels| {
+        secrets::install_secrets(ctx, stels, &secrets_env)
     })?;
     Ok(wrap)
 }
