@@ -242,6 +242,27 @@ pub fn address_from_public_key(sec1: &[u8]) -> Result<String, WalletError> {
     Ok(address_from_verifying_key(&key))
 }
 
+/// Whether `signature_der_hex` is a valid signature of `message` (ECDSA-secp256k1 over
+/// SHA-256, DER, either hex case) by the SEC1 public key `public_key_hex` (compressed or
+/// uncompressed), as the client's `verify(data, signature, publicKey)`. High-S signatures are
+/// accepted (normalised), as `elliptic` does. Malformed hex, keys or DER are `false`.
+pub fn verify_signature(message: &str, signature_der_hex: &str, public_key_hex: &str) -> bool {
+    let Ok(public_key) = hex::decode(public_key_hex) else {
+        return false;
+    };
+    let Ok(key) = VerifyingKey::from_sec1_bytes(&public_key) else {
+        return false;
+    };
+    let Ok(signature) = hex::decode(signature_der_hex) else {
+        return false;
+    };
+    let Ok(signature) = Signature::from_der(&signature) else {
+        return false;
+    };
+    let digest: [u8; 32] = Sha256::digest(message.as_bytes()).into();
+    key.verify_prehash(&digest, &signature.normalize_s()).is_ok()
+}
+
 fn address_from_verifying_key(key: &VerifyingKey) -> String {
     let compressed = key.to_sec1_point(true);
     let hash160 = Ripemd160::digest(Sha256::digest(compressed.as_bytes()));
@@ -723,6 +744,28 @@ mod tests {
             address_from_public_key(&hex::decode(PUB_U).unwrap()).unwrap(),
             ADDRESS
         );
+    }
+
+    #[test]
+    fn signatures_verify_with_either_key_encoding_and_only_for_their_message() {
+        let canonical = transaction_canonical(vector_tx().as_object().unwrap());
+        assert!(verify_signature(&canonical, SIGNATURE, PUB_U));
+        assert!(verify_signature(&canonical, &SIGNATURE.to_uppercase(), PUB_C));
+        assert!(!verify_signature(&format!("{canonical} "), SIGNATURE, PUB_U));
+        let other = Wallet::generate();
+        assert!(!verify_signature(
+            &canonical,
+            SIGNATURE,
+            &other.public_compressed_hex()
+        ));
+        assert!(verify_signature(
+            "hello",
+            &other.sign("hello"),
+            &other.public_uncompressed_hex()
+        ));
+        for (signature, key) in [("zz", PUB_C), ("3000", PUB_C), (SIGNATURE, "02"), (SIGNATURE, "")] {
+            assert!(!verify_signature(&canonical, signature, key), "{signature} {key}");
+        }
     }
 
     #[test]

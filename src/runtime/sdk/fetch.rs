@@ -1,7 +1,11 @@
 //! The global `fetch` of worker scripts (S-10).
 //!
-//! `fetch(url, init?)` with `init.method`, `init.headers` (object, array of `[name, value]`
-//! pairs, or anything with `forEach`) and `init.body` (string) returns a `Promise` of a
+//! `fetch(input, init?)` — `input` a URL string, a `URL` or a `Request` (whose method, headers,
+//! body and signal apply unless `init` sets them) — with `init.method`, `init.headers` (object,
+//! array of `[name, value]` pairs, or anything with `forEach`, such as `Headers`), `init.body`
+//! (string, or `URLSearchParams`, sent form-encoded) and `init.signal` (an abort rejects the
+//! promise at once with the signal's reason; the request itself ends within the time limit)
+//! returns a `Promise` of a
 //! Response-like object: `{status, statusText, ok, url, redirected, headers, text(), json()}`,
 //! where `headers` has `get(name)`, `has(name)`, `forEach(fn)`, `entries()`, `keys()`,
 //! `values()` and is iterable. The body is read whole before the promise resolves (so `text()`
@@ -48,6 +52,7 @@ const USER_AGENT: &str = concat!("heterogen/", env!("CARGO_PKG_VERSION"));
 /// Turns the native `(requestJson) => Promise<replyJson>` into the script's `fetch`.
 const FETCH_PRELUDE: &str = r#"(function (nativeFetch) {
   "use strict";
+  const REQUEST_BODY = Symbol.for("heterogen.body");
   function toError(err) {
     if (err.name === "TypeError") return new TypeError(err.message);
     const e = new Error(err.message);
@@ -131,16 +136,32 @@ const FETCH_PRELUDE: &str = r#"(function (nativeFetch) {
     else throw new TypeError("fetch: the URL must be a string");
     if (init === undefined || init === null) init = {};
     if (typeof init !== "object") throw new TypeError("fetch: init must be an object");
-    const method = init.method === undefined || init.method === null ? "GET" : String(init.method);
-    const headers = headerPairs(init.headers);
-    let body = null;
-    if (init.body !== undefined && init.body !== null) {
-      if (typeof init.body !== "string") {
-        throw new TypeError("fetch: body must be a string (use JSON.stringify for objects)");
+    // A Request (the global one) brings its own method, headers, body and signal.
+    const request = input !== null && typeof input === "object" && REQUEST_BODY in input ? input : {};
+    const pick = (name) => (init[name] !== undefined && init[name] !== null ? init[name] : request[name]);
+    const method = pick("method") === undefined || pick("method") === null ? "GET" : String(pick("method"));
+    const headers = headerPairs(pick("headers"));
+    let body = init.body !== undefined ? init.body : request[REQUEST_BODY];
+    if (body === undefined) body = null;
+    if (body !== null && typeof body === "object" && typeof body.append === "function" && typeof body.getAll === "function") {
+      if (!headers.some(([name]) => name.toLowerCase() === "content-type")) {
+        headers.push(["content-type", "application/x-www-form-urlencoded;charset=UTF-8"]);
       }
-      body = init.body;
+      body = body.toString();
     }
-    const reply = JSON.parse(await nativeFetch(JSON.stringify({ url, method, headers, body })));
+    if (body !== null && typeof body !== "string") {
+      throw new TypeError("fetch: body must be a string or URLSearchParams (use JSON.stringify for objects)");
+    }
+    const signal = pick("signal");
+    if (signal !== undefined && signal !== null && signal.aborted) throw signal.reason;
+    const pending = nativeFetch(JSON.stringify({ url, method, headers, body }));
+    // An abort rejects at once; the request itself ends within the node's fetch time limit.
+    const answer = signal !== undefined && signal !== null && typeof signal.addEventListener === "function"
+      ? Promise.race([pending, new Promise((_, reject) => {
+          signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+        })])
+      : pending;
+    const reply = JSON.parse(await answer);
     if (reply.err) throw toError(reply.err);
     return makeResponse(reply.ok);
   };
@@ -289,7 +310,7 @@ impl Resolve for PublicOnlyResolver {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An error and its sources, `": "`-separated, without repeating a source already in the text.
-fn describe(err: &dyn std::error::Error) -> String {
+pub(super) fn describe(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(inner) = source {
@@ -305,7 +326,7 @@ fn describe(err: &dyn std::error::Error) -> String {
 
 /// `host` as written in a URL or in `--fetch-allow`, for comparison: lower case, without a
 /// trailing dot or IPv6 brackets.
-fn normalized_host(host: &str) -> String {
+pub(super) fn normalized_host(host: &str) -> String {
     let host = host.trim().trim_end_matches('.');
     let host = host
         .strip_prefix('[')
@@ -316,7 +337,7 @@ fn normalized_host(host: &str) -> String {
 
 /// Whether `policy` lets scripts reach `host` (exact, case-insensitive; `*.suffix` matches
 /// subdomains of `suffix` only; `*` matches all).
-fn host_allowed(policy: &FetchPolicy, host: &str) -> bool {
+pub(super) fn host_allowed(policy: &FetchPolicy, host: &str) -> bool {
     let Some(allowed) = &policy.allowed_hosts else {
         return true;
     };
@@ -332,7 +353,7 @@ fn host_allowed(policy: &FetchPolicy, host: &str) -> bool {
 
 /// Whether `host` is named exactly in `--fetch-allow`: only then may it be a non-public
 /// address (wildcards never open those).
-fn named_exactly(policy: &FetchPolicy, host: &str) -> bool {
+pub(super) fn named_exactly(policy: &FetchPolicy, host: &str) -> bool {
     let host = normalized_host(host);
     policy
         .allowed_hosts
@@ -742,6 +763,47 @@ mod tests {
         assert_eq!(out["c"]["contentType"], json!(""));
         assert_eq!(out["cRedirected"], json!(true));
         assert_eq!(out["cUrl"], json!(format!("http://{addr}/echo")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_form_bodies_and_abort_signals_from_the_web_globals() {
+        let addr = server().await;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(FjallStore::open(dir.path(), false).unwrap());
+        let env = test_env(store.clone(), store, policy(LOOPBACK, 5000, 1 << 20));
+        let body = format!(
+            r#"
+            const viaRequest = await fetch(new Request("http://{addr}/echo", {{ method: "PATCH", body: "r", headers: new Headers({{ "X-Custom": "req" }}) }}));
+            const form = await fetch(new URL("http://{addr}/echo"), {{ method: "POST", body: new URLSearchParams({{ a: "1 2" }}) }});
+            const early = new AbortController();
+            early.abort();
+            let before;
+            try {{ await fetch("http://{addr}/hello", {{ signal: early.signal }}); }} catch (e) {{ before = e.name; }}
+            let during;
+            try {{ await fetch("http://{addr}/slow", {{ signal: AbortSignal.timeout(50) }}); }} catch (e) {{ during = e.name; }}
+            return {{ viaRequest: await viaRequest.json(), form: await form.json(), before, during }};
+            "#
+        );
+        let started = std::time::Instant::now();
+        let out = eval_body(&env, &body, |ctx, env| {
+            crate::runtime::sdk::install_sdk(ctx, env, &crate::runtime::sdk::RunSignal::default()).unwrap();
+        })
+        .await
+        .unwrap();
+        assert_eq!(out["viaRequest"]["method"], json!("PATCH"));
+        assert_eq!(out["viaRequest"]["body"], json!("r"));
+        assert_eq!(out["viaRequest"]["custom"], json!("req"));
+        assert_eq!(out["form"]["body"], json!("a=1+2"));
+        assert_eq!(
+            out["form"]["contentType"],
+            json!("application/x-www-form-urlencoded;charset=UTF-8")
+        );
+        assert_eq!(out["before"], json!("AbortError"));
+        assert_eq!(out["during"], json!("TimeoutError"));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the abort did not wait for /slow"
+        );
     }
 
     #[tokio::test]

@@ -73,7 +73,8 @@ impl RunSignal {
         wakers.into_iter().for_each(std::task::Waker::wake);
     }
 
-    fn scope_token(&self) -> CancellationToken {
+    /// Cancelled when the run in progress ends (a `WebSocket` closes with its run).
+    pub fn scope_token(&self) -> CancellationToken {
         self.lock().scope.clone()
     }
 
@@ -235,7 +236,7 @@ impl std::future::Future for DeferredYield {
 }
 
 /// `ms` as a duration: negative or NaN is zero; huge values saturate.
-fn sleep_duration(ms: f64) -> Duration {
+pub(super) fn sleep_duration(ms: f64) -> Duration {
     if ms.is_nan() || ms <= 0.0 {
         return Duration::ZERO;
     }

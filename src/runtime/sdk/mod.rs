@@ -1,10 +1,14 @@
-//! The globals a worker script sees (`worker-sdk.md`): `logger`, `console`, `Stels`
-//! (`sleep`, `config`, `net`, `local`, `webfix`), `config`, `shouldStop`, `signal`, `fetch`.
+//! The globals a worker script sees (`worker-sdk.md`, docs/sdk.md): `logger`, `console`,
+//! `Stels` (`sleep`, `config`, `net`, `local`, `webfix`, `wallet`, `blockchain`, `secrets`,
+//! `startTime`, `runtime`), `config`, `shouldStop`, `signal`, `fetch`, `WebSocket`, timers, the
+//! web basics of [`web`] and a `Deno` with the few APIs a worker has.
 //!
-//! Not here, on purpose (S-21): no file system, process, environment or native modules —
-//! `Deno`, `process` and `require` do not exist, and no module loader is installed.
+//! Not here, on purpose (S-21): no file system, process, the node's environment or native
+//! modules — `process` and `require` do not exist, no module loader is installed, and every
+//! other `Deno.*` throws.
 
 pub mod address;
+pub mod chain;
 pub mod config;
 pub mod fetch;
 pub mod kv;
@@ -12,6 +16,7 @@ pub mod kv_quota;
 pub mod lifecycle;
 pub mod logger;
 pub mod secrets;
+pub mod web;
 pub mod websocket;
 
 use rquickjs::function::This;
@@ -31,6 +36,7 @@ pub fn install_sdk<'js>(ctx: &Ctx<'js>, env: &WorkerEnv, run: &RunSignal) -> rqu
     logger::install_console(ctx)?;
     config::install_config(ctx, &stels, env)?;
     let wrap = lifecycle::install_lifecycle(ctx, &stels, env, run)?;
+    chain::install_chain(ctx, &stels, env)?;
     let kv_env = env.clone();
     install_on_first_use(&stels, &["net", "local", "webfix"], move |ctx, stels| {
         kv::install_kv(ctx, stels, &kv_env)
@@ -39,9 +45,24 @@ pub fn install_sdk<'js>(ctx: &Ctx<'js>, env: &WorkerEnv, run: &RunSignal) -> rqu
     install_on_first_use(&ctx.globals(), &["fetch"], move |ctx, _| {
         fetch::install_fetch(ctx, &fetch_env)
     })?;
+    let web_env = env.clone();
+    let web_run = run.clone();
+    install_on_first_use(&ctx.globals(), web::WEB_GLOBALS, move |ctx, globals| {
+        web::install_web(ctx, globals, &web_env, &web_run)
+    })?;
+    let timer_env = env.clone();
+    let timer_run = run.clone();
+    install_on_first_use(&ctx.globals(), web::TIMER_GLOBALS, move |ctx, globals| {
+        web::install_timers(ctx, globals, &timer_env, &timer_run)
+    })?;
+    let deno_env = env.clone();
+    install_on_first_use(&ctx.globals(), &["Deno"], move |ctx, globals| {
+        web::install_deno(ctx, globals, &deno_env)
+    })?;
     let websocket_env = env.clone();
+    let websocket_run = run.clone();
     install_on_first_use(&ctx.globals(), &["WebSocket"], move |ctx, globals| {
-        websocket::install_websocket(ctx, globals, &websocket_env)
+        websocket::install_websocket(ctx, globals, &websocket_env, &websocket_run)
     })?;
     let secrets_env = env.clone();
     install_on_first_use(&stels, &["secrets"], move |ctx, stels| {
