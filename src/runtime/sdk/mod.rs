@@ -19,6 +19,8 @@ pub mod secrets;
 pub mod web;
 pub mod websocket;
 
+use std::sync::Arc;
+
 use rquickjs::function::This;
 use rquickjs::object::Accessor;
 use rquickjs::{Ctx, Function, Object, Value};
@@ -37,34 +39,36 @@ pub fn install_sdk<'js>(ctx: &Ctx<'js>, env: &WorkerEnv, run: &RunSignal) -> rqu
     config::install_config(ctx, &stels, env)?;
     let wrap = lifecycle::install_lifecycle(ctx, &stels, env, run)?;
     chain::install_chain(ctx, &stels, env)?;
-    let kv_env = env.clone();
+    // One copy of the environment for every self-installing global; each accessor holds an Arc.
+    let shared = Arc::new(env.clone());
+    let kv_env = Arc::clone(&shared);
     install_on_first_use(&stels, &["net", "local", "webfix"], move |ctx, stels| {
         kv::install_kv(ctx, stels, &kv_env)
     })?;
-    let fetch_env = env.clone();
+    let fetch_env = Arc::clone(&shared);
     install_on_first_use(&ctx.globals(), &["fetch"], move |ctx, _| {
         fetch::install_fetch(ctx, &fetch_env)
     })?;
-    let web_env = env.clone();
+    let web_env = Arc::clone(&shared);
     let web_run = run.clone();
     install_on_first_use(&ctx.globals(), web::WEB_GLOBALS, move |ctx, globals| {
         web::install_web(ctx, globals, &web_env, &web_run)
     })?;
-    let timer_env = env.clone();
+    let timer_env = Arc::clone(&shared);
     let timer_run = run.clone();
     install_on_first_use(&ctx.globals(), web::TIMER_GLOBALS, move |ctx, globals| {
         web::install_timers(ctx, globals, &timer_env, &timer_run)
     })?;
-    let deno_env = env.clone();
+    let deno_env = Arc::clone(&shared);
     install_on_first_use(&ctx.globals(), &["Deno"], move |ctx, globals| {
         web::install_deno(ctx, globals, &deno_env)
     })?;
-    let websocket_env = env.clone();
+    let websocket_env = Arc::clone(&shared);
     let websocket_run = run.clone();
     install_on_first_use(&ctx.globals(), &["WebSocket"], move |ctx, globals| {
         websocket::install_websocket(ctx, globals, &websocket_env, &websocket_run)
     })?;
-    let secrets_env = env.clone();
+    let secrets_env = Arc::clone(&shared);
     install_on_first_use(&stels, &["secrets"], move |ctx, stels| {
         secrets::install_secrets(ctx, stels, &secrets_env)
     })?;
