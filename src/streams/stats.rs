@@ -57,7 +57,7 @@ pub struct WorkerStats {
     pub halted_reason: Option<String>,
     /// How long the last run took, in milliseconds.
     pub last_duration_ms: Option<u64>,
-    /// Bytes its JavaScript heap held when last read (at most once a second, after a run).
+    /// Bytes its JavaScript heap held when last read (at creation, then at most every 2 s after a run).
     pub memory_bytes: Option<u64>,
     /// Milliseconds its code ran on the JS pool since the current run started, when last read.
     pub cpu_ms: u64,

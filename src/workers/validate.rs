@@ -70,7 +70,7 @@ impl<'a> Fields<'a> {
 pub struct Settings {
     /// Once or in a loop (default `loop`).
     pub mode: RunMode,
-    /// The client's grouping (default `local`).
+    /// The client's grouping (default `network`).
     pub scope: Scope,
     /// Where it runs (default `parallel`).
     pub execution_mode: ExecutionMode,
