@@ -39,12 +39,16 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
 use heterogen::RunningNode;
-use heterogen::runtime::engine::{FetchPolicy, IsolateLimits, LogLevel, LogSink, ScriptConfig, WorkerEnv};
+use heterogen::auth::gliesereum::Wallet;
+use heterogen::runtime::engine::{
+    FetchPolicy, IsolateLimits, LogLevel, LogSink, NoSecrets, NodeIdentity, ScriptConfig, WebSocketPolicy,
+    WorkerEnv,
+};
 use heterogen::runtime::quickjs::QuickJsIsolate;
 use heterogen::store::fjall::FjallStore;
 use heterogen::store::{AtomicWrite, ExpiryLeases, Key, Store};
@@ -472,6 +476,10 @@ async fn baseline_child(kind: &str, count: usize) {
         Duration::from_secs(1),
         heterogen::clock::Clock::system(),
     ));
+    let node = Arc::new(NodeIdentity {
+        wallet: Arc::new(Wallet::generate()),
+        start_time_ms: 0,
+    });
     for _ in 0..count {
         if kind == "bare" {
             let runtime = rquickjs::AsyncRuntime::new().expect("cannot create a QuickJS runtime");
@@ -506,6 +514,11 @@ async fn baseline_child(kind: &str, count: usize) {
                     max_body_bytes: 16 * 1024 * 1024,
                 },
                 kv_quota_bytes: 64 * 1024 * 1024,
+                node: node.clone(),
+                dependencies: vec!["gliesereum".into()],
+                secrets: Arc::new(NoSecrets),
+                websocket: WebSocketPolicy::default(),
+                heap_bytes: Arc::new(AtomicU64::new(0)),
             };
             let limits = IsolateLimits {
                 memory_bytes: 64 * 1024 * 1024,
