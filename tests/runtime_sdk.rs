@@ -314,9 +314,9 @@ async fn scripts_have_no_file_system_process_or_modules() {
     )
     .await;
     for needle in [
-        "globals undefined undefined undefined undefined undefined",
+        "globals object undefined undefined undefined undefined",
         "import refused",
-        "deno ReferenceError",
+        "deno TypeError",
     ] {
         assert_eq!(
             lines_with(&node, &sid, needle).len(),

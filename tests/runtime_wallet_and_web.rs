@@ -132,3 +132,17 @@ async fn web_and_deno_basics_work_in_a_worker() {
             "b64": "b2s=", "from": [1, 2]})
     );
 }
+
+#[tokio::test]
+async fn globals_a_script_never_names_are_not_defined_for_it() {
+    let node = TestNode::start_with(quick_runtime).await;
+    let seen = result_of(
+        &node,
+        json!([]),
+        r#"const names = Object.keys(globalThis);
+           logger.info("result " + JSON.stringify([typeof globalThis["Text" + "Encoder"], names.includes("fe" + "tch"),
+             names.includes("De" + "no"), typeof URL]));"#,
+    )
+    .await;
+    assert_eq!(seen, json!(["undefined", false, false, "function"]));
+}

@@ -32,6 +32,21 @@ use crate::runtime::engine::WorkerEnv;
 /// Installs every SDK global into `ctx`. Returns `wrap(main)`, the function that turns the
 /// compiled script into what each run calls (it gives every run a fresh `signal`).
 pub fn install_sdk<'js>(ctx: &Ctx<'js>, env: &WorkerEnv, run: &RunSignal) -> rquickjs::Result<Function<'js>> {
+    install_sdk_for(ctx, env, run, None)
+}
+
+/// [`install_sdk`] for `script`: of the globals that install themselves on first use, only
+/// those whose name appears in the script's text are defined at all. Two accessor functions
+/// for each of some twenty names would cost every worker about 5 KiB (BENCHMARKS.md); a name a
+/// script reaches without writing it (`globalThis["Te" + "xtEncoder"]`) is not there. `None`:
+/// all of them.
+pub fn install_sdk_for<'js>(
+    ctx: &Ctx<'js>,
+    env: &WorkerEnv,
+    run: &RunSignal,
+    script: Option<&str>,
+) -> rquickjs::Result<Function<'js>> {
+    let mentioned = |name: &str| script.is_none_or(|text| text.contains(name));
     let stels = Object::new(ctx.clone())?;
     ctx.globals().set("Stels", stels.clone())?;
     logger::install_logger(ctx, env)?;
@@ -46,26 +61,32 @@ pub fn install_sdk<'js>(ctx: &Ctx<'js>, env: &WorkerEnv, run: &RunSignal) -> rqu
         kv::install_kv(ctx, stels, &kv_env)
     })?;
     let fetch_env = Arc::clone(&shared);
-    install_on_first_use(&ctx.globals(), &["fetch"], move |ctx, _| {
+    install_mentioned(&ctx.globals(), &["fetch"], mentioned, move |ctx, _| {
         fetch::install_fetch(ctx, &fetch_env)
     })?;
     let web_env = Arc::clone(&shared);
     let web_run = run.clone();
-    install_on_first_use(&ctx.globals(), web::WEB_GLOBALS, move |ctx, globals| {
-        web::install_web(ctx, globals, &web_env, &web_run)
-    })?;
+    install_mentioned(
+        &ctx.globals(),
+        web::WEB_GLOBALS,
+        mentioned,
+        move |ctx, globals| web::install_web(ctx, globals, &web_env, &web_run),
+    )?;
     let timer_env = Arc::clone(&shared);
     let timer_run = run.clone();
-    install_on_first_use(&ctx.globals(), web::TIMER_GLOBALS, move |ctx, globals| {
-        web::install_timers(ctx, globals, &timer_env, &timer_run)
-    })?;
+    install_mentioned(
+        &ctx.globals(),
+        web::TIMER_GLOBALS,
+        mentioned,
+        move |ctx, globals| web::install_timers(ctx, globals, &timer_env, &timer_run),
+    )?;
     let deno_env = Arc::clone(&shared);
-    install_on_first_use(&ctx.globals(), &["Deno"], move |ctx, globals| {
+    install_mentioned(&ctx.globals(), &["Deno"], mentioned, move |ctx, globals| {
         web::install_deno(ctx, globals, &deno_env)
     })?;
     let websocket_env = Arc::clone(&shared);
     let websocket_run = run.clone();
-    install_on_first_use(&ctx.globals(), &["WebSocket"], move |ctx, globals| {
+    install_mentioned(&ctx.globals(), &["WebSocket"], mentioned, move |ctx, globals| {
         websocket::install_websocket(ctx, globals, &websocket_env, &websocket_run)
     })?;
     let secrets_env = Arc::clone(&shared);
@@ -75,13 +96,11 @@ pub fn install_sdk<'js>(ctx: &Ctx<'js>, env: &WorkerEnv, run: &RunSignal) -> rqu
     Ok(wrap)
 }
 
-/// Defines `names` on `target` as properties that install themselves when first read or
-/// written: that removes all of them and runs `install`, which defines the real ones. A worker
-/// that never touches `fetch` or `Stels.net` never compiles their preludes nor holds their
-/// objects (about 46 KiB and 0.35 ms a worker, BENCHMARKS.md).
-fn install_on_first_use<'js, F>(
+/// [`install_on_first_use`] for the `names` that `mentioned` accepts; nothing when none is.
+fn install_mentioned<'js, F>(
     target: &Object<'js>,
     names: &'static [&'static str],
+    mentioned: impl Fn(&str) -> bool,
     install: F,
 ) -> rquickjs::Result<()>
 where
@@ -89,7 +108,7 @@ where
 {
     // The accessors find their object as `this`: a Rust closure holding a JS object would keep
     // it alive outside the JS garbage collector's sight (a cycle the runtime never frees).
-    for &name in names {
+    for &name in names.iter().filter(|name| mentioned(name)) {
         let get_install = install.clone();
         let get = move |ctx: Ctx<'js>, This(target): This<Object<'js>>| -> rquickjs::Result<Value<'js>> {
             materialise(&ctx, &target, names, &get_install)?;
@@ -106,6 +125,21 @@ where
         target.prop(name, Accessor::new(get, set).configurable().enumerable())?;
     }
     Ok(())
+}
+
+/// Defines `names` on `target` as properties that install themselves when first read or
+/// written: that removes all of them and runs `install`, which defines the real ones. A worker
+/// that never touches `fetch` or `Stels.net` never compiles their preludes nor holds their
+/// objects (about 46 KiB and 0.35 ms a worker, BENCHMARKS.md).
+fn install_on_first_use<'js, F>(
+    target: &Object<'js>,
+    names: &'static [&'static str],
+    install: F,
+) -> rquickjs::Result<()>
+where
+    F: Fn(&Ctx<'js>, &Object<'js>) -> rquickjs::Result<()> + Clone + Send + 'js,
+{
+    install_mentioned(target, names, |_| true, install)
 }
 
 /// Replaces the self-installing `names` of `target` by what `install` defines.
