@@ -76,6 +76,9 @@ pub struct NodeConfig {
     /// The key that encrypts workers' secrets at rest; every node of a cluster needs the same
     /// one. `None`: `secrets-key` in `data_dir`, created at first start.
     pub secrets_key: Option<PathBuf>,
+    /// Whether a node whose key is not the cluster's deletes every stored secret and makes its
+    /// key the cluster's (for a lost key) instead of refusing to start.
+    pub secrets_key_reset: bool,
 }
 
 /// What a connection may hold before it has sent a whole request: the defence against clients
@@ -264,6 +267,7 @@ impl NodeConfig {
             ws: WsLimits::default(),
             node_key: None,
             secrets_key: None,
+            secrets_key_reset: false,
         }
     }
 
@@ -584,9 +588,12 @@ pub struct ServeArgs {
     /// The node's own wallet key file, `Stels.wallet` to scripts [default: <data-dir>/node-key.json, created when absent].
     #[arg(long, env = "HETEROGEN_NODE_KEY", value_name = "FILE")]
     pub node_key: Option<PathBuf>,
-    /// Key file that encrypts workers' secrets; the same on every node of a cluster [default: <data-dir>/secrets-key, created when absent].
+    /// Key file that encrypts workers' secrets at rest (64 hex digits, mode 0600). Every node of a cluster needs the same file: copy the first node's; a node whose key is not the cluster's refuses to start [default: <data-dir>/secrets-key, created when absent].
     #[arg(long, env = "HETEROGEN_SECRETS_KEY", value_name = "FILE")]
     pub secrets_key: Option<PathBuf>,
+    /// When this node's secrets key is not the cluster's (the key was lost): delete every stored secret of every worker and make this key the cluster's, instead of refusing to start.
+    #[arg(long, env = "HETEROGEN_SECRETS_KEY_RESET", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub secrets_key_reset: Option<bool>,
     /// First wait after a network error, in ms [default: 5000].
     #[arg(long, env = "HETEROGEN_NETWORK_BACKOFF_MS", value_name = "MS")]
     pub network_backoff_ms: Option<u64>,
@@ -877,6 +884,7 @@ impl ServeArgs {
         }
         config.node_key = s.node_key.clone();
         config.secrets_key = s.secrets_key.clone();
+        config.secrets_key_reset = s.secrets_key_reset.unwrap_or(false);
         let e = &mut rt.errors;
         if let Some(v) = s.network_backoff_ms {
             e.network_backoff_base = ms(v);

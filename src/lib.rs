@@ -23,6 +23,8 @@
 //! - [`cluster`]: placement, and election and fencing behind [`cluster::coordinator::Coordinator`].
 //! - [`streams`]: the transport-neutral hub — log book, stats board, events, shared feeds.
 //! - [`runtime`]: the JS pool, the engine, the supervisor, the script SDK.
+//! - [`secrets`]: workers' secrets — the key file, sealed records beside the worker records,
+//!   and the book of opened values the node hands the runtime (which never names this module).
 //! - [`store`]: the [`store::Store`] contract, its fjall backend, expiry leases.
 //! - [`clock`]: the one source of time, pausable in tests. [`config`]: flags, environment,
 //!   TOML. [`logging`]: the node's own log. [`cli`], [`client`]: the command-line client.
@@ -51,6 +53,7 @@ pub mod net;
 pub mod node;
 pub mod pem;
 pub mod runtime;
+pub mod secrets;
 pub mod store;
 pub mod streams;
 pub mod webfix;

@@ -153,7 +153,11 @@ fn serve(args: ServeArgs) -> ExitCode {
     runtime.block_on(async {
         let node = match heterogen::start(config).await {
             Ok(node) => node,
-            Err(e @ (heterogen::NodeError::StoreUnreachable(_) | heterogen::NodeError::NidTaken { .. })) => {
+            Err(
+                e @ (heterogen::NodeError::StoreUnreachable(_)
+                | heterogen::NodeError::NidTaken { .. }
+                | heterogen::NodeError::SecretsKey(_)),
+            ) => {
                 complain(&e);
                 return ExitCode::from(2);
             }

@@ -18,10 +18,11 @@ use crate::cluster::membership::{Claim, JoinError, Membership, NodeList, NodeLoa
 use crate::config::{NodeConfig, StoreChoice};
 use crate::metrics::{Metrics, Scraped};
 use crate::net::{self, ConnectionSlots, NetState};
-use crate::runtime::engine::NodeIdentity;
+use crate::runtime::engine::{NodeIdentity, SecretReader, SecretSource};
 use crate::runtime::pool::{JsPool, MinShares};
 use crate::runtime::quickjs::QuickJsEngine;
 use crate::runtime::supervisor::{RuntimeShared, Supervisor};
+use crate::secrets::{KeyClaim, SecretBook, SecretRepo, SecretsKey, WorkerSecrets};
 use crate::store::fjall::FjallStore;
 use crate::store::{ExpiryLeases, MeteredStore, Store};
 use crate::streams::logs::LogBook;
@@ -81,6 +82,10 @@ pub enum NodeError {
     /// The node's own wallet key file cannot be read or created.
     #[error("cannot use the node key: {0}")]
     NodeKey(crate::auth::keyfile::KeyFileError),
+    /// The secrets key file cannot be read or created, or it is not the key the cluster's
+    /// secrets are sealed with: a setup problem, not a crash.
+    #[error("cannot use the secrets key: {0}")]
+    SecretsKey(#[from] crate::secrets::KeyError),
 }
 
 /// The key file a node without `--owners` (and without `--open`) creates in its data directory
@@ -108,6 +113,8 @@ pub struct RunningNode {
     supervisor: Supervisor,
     /// This node's record in the cluster's node list.
     membership: Arc<Membership>,
+    /// Follows workers' secrets in the store until shutdown.
+    secrets_task: JoinHandle<()>,
 }
 
 /// Raises the soft descriptor limit to the hard one; returns the limit now in force.
@@ -259,9 +266,17 @@ pub async fn start_with_stores(
         Some(rest) => format!("wss://{rest}"),
         None => format!("ws://{}", api_url.trim_start_matches("http://")),
     };
+    let clock = Clock::system();
+    // Cancelled at shutdown (or a kill), and when the start fails from here on: it ends the
+    // tasks that follow the store.
+    let shutdown = CancellationToken::new();
+    let cancel_on_failure = shutdown.clone().drop_guard();
+    // Before anything runs: the key must be the cluster's, or no script could read its secrets.
+    let (secret_repo, secrets_key) = open_secrets(&config, &store, &clock).await?;
+    let (secret_book, secrets_task) =
+        SecretBook::follow(store.clone(), secrets_key, shutdown.clone()).await?;
     // Before anything runs: a node whose nid a live node holds must not start workers.
     let membership = join_cluster(&config, &store, &local_store, &api_url, &ws_url).await?;
-    let clock = Clock::system();
     let node_identity = Arc::new(node_identity(&config, &clock)?);
     let stats = Arc::new(StatsBoard::new(clock.clone()));
     let logs = Arc::new(
@@ -309,6 +324,7 @@ pub async fn start_with_stores(
         running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         metrics: metrics.runs.clone(),
         node: node_identity,
+        secrets: Arc::new(secret_book),
     }));
     let sessions = Arc::new(Sessions::new(
         store.clone(),
@@ -346,6 +362,7 @@ pub async fn start_with_stores(
         clock: clock.clone(),
         requests: metrics.requests.clone(),
         logins: metrics.logins.clone(),
+        secrets: secret_repo,
     });
     let hub = Hub {
         events,
@@ -361,7 +378,6 @@ pub async fn start_with_stores(
             clock.clone(),
         ),
     };
-    let shutdown = CancellationToken::new();
     let state = Arc::new(NetState {
         api,
         hub,
@@ -434,6 +450,7 @@ pub async fn start_with_stores(
         }
         None => None,
     };
+    cancel_on_failure.disarm();
     Ok(RunningNode {
         net: state,
         store,
@@ -443,6 +460,7 @@ pub async fn start_with_stores(
         metrics_server,
         supervisor,
         membership,
+        secrets_task,
     })
 }
 
@@ -637,6 +655,77 @@ fn node_identity(config: &NodeConfig, clock: &Clock) -> Result<NodeIdentity, Nod
     })
 }
 
+/// The secrets key (`--secrets-key`, or the one in the data directory, created at first start),
+/// checked against the one the cluster's secrets are sealed with: another key stops the node,
+/// unless `--secrets-key-reset` deletes every stored secret and makes this key the cluster's.
+async fn open_secrets(
+    config: &NodeConfig,
+    store: &Arc<dyn Store>,
+    clock: &Clock,
+) -> Result<(SecretRepo, Arc<SecretsKey>), NodeError> {
+    let path = match &config.secrets_key {
+        Some(path) => path.clone(),
+        None => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
+            config.data_dir.join(crate::secrets::KEY_FILE)
+        }
+    };
+    let (key, created) = SecretsKey::read_or_create(&path)?;
+    let key = Arc::new(key);
+    let repo = SecretRepo::new(store.clone(), key.clone());
+    let now = clock.wall_ms();
+    let claim = match repo.claim_key(&path, &config.nid, now).await {
+        Err(crate::secrets::KeyError::Mismatch { stored, .. }) if config.secrets_key_reset => {
+            let deleted = repo
+                .reset_key(&config.nid, now)
+                .await
+                .map_err(crate::secrets::KeyError::Store)?;
+            tracing::warn!(
+                deleted,
+                previous = %stored,
+                fingerprint = %key.fingerprint(),
+                "--secrets-key-reset: every stored secret was deleted; this node's key is now the cluster's"
+            );
+            KeyClaim::Recorded
+        }
+        other => other?,
+    };
+    tracing::info!(
+        key = %path.display(),
+        fingerprint = %key.fingerprint(),
+        created,
+        first_in_cluster = claim == KeyClaim::Recorded,
+        "secrets key (every node of the cluster needs this same file)"
+    );
+    Ok((repo, key))
+}
+
+/// The runtime reads a worker's secrets through its own traits; the secrets module knows
+/// nothing of the runtime, so the node joins them here.
+impl SecretSource for SecretBook {
+    fn for_worker(&self, sid: &str) -> Arc<dyn SecretReader> {
+        Arc::new(self.worker(sid))
+    }
+}
+
+impl SecretReader for WorkerSecrets {
+    fn get(&self, name: &str) -> Option<String> {
+        WorkerSecrets::get(self, name)
+    }
+    fn values(&self) -> Vec<String> {
+        WorkerSecrets::values(self)
+    }
+    fn names(&self) -> Vec<String> {
+        WorkerSecrets::names(self)
+    }
+    fn mask<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        WorkerSecrets::mask(self, text)
+    }
+}
+
 /// Every `every` until `stop`: expired sessions, login replay marks and scripts' expiring keys
 /// are deleted (not only hidden), and expired script entries leave their worker's KV quota.
 async fn expire_periodically(
@@ -722,6 +811,8 @@ impl RunningNode {
         }
         self.supervisor.shutdown().await;
         tracing::info!("workers stopped");
+        // Cancelled with the rest: it lets go of the store.
+        let _ = self.secrets_task.await;
         self.membership.leave().await;
         self.store.flush().await?;
         self.local_store.flush().await?;
@@ -737,6 +828,7 @@ impl RunningNode {
             metrics.abort();
         }
         self.net.shutdown.cancel();
+        self.secrets_task.abort();
         self.supervisor.kill();
     }
 

@@ -1,9 +1,13 @@
 //! `deleteWorker` (beyond the seed): removes a worker everywhere. Deleting the record is the
 //! whole act: every node's supervisor sees the delete, stops its run, releases its leader lease
-//! and forgets its log lines and stats, and the `events` stream says `deleted`.
+//! and forgets its log lines and stats, and the `events` stream says `deleted`. The worker's
+//! secrets are deleted right after its record (a secret is written only beside an existing
+//! record, so none can be added once it is gone); a delete of an unknown sid still removes any
+//! secrets an interrupted delete left behind.
 
 use serde_json::{Map, Value};
 
+use crate::secrets::SecretRepo;
 use crate::store::StoreError;
 use crate::webfix::{ApiError, JsonBody, Reply};
 use crate::workers::WorkerRepo;
@@ -29,8 +33,24 @@ impl DeleteWorker {
     }
 
     /// The deleted entry as `listWorkers` showed it; 404 when there was none.
-    pub async fn apply(self, workers: &WorkerRepo) -> Reply {
-        match workers.delete(&self.sid).await {
+    pub async fn apply(self, workers: &WorkerRepo, secrets: &SecretRepo) -> Reply {
+        let deleted = workers.delete(&self.sid).await;
+        if deleted.is_ok() {
+            match secrets.delete_all(&self.sid).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(sid = %self.sid, count, "worker secrets deleted"),
+                Err(e) => {
+                    tracing::error!(sid = %self.sid, error = %e, "worker secrets not deleted");
+                    return Err(ApiError::new(
+                        503,
+                        format!(
+                            "The worker's secrets could not all be deleted ({e}); call deleteWorker again to delete them"
+                        ),
+                    ));
+                }
+            }
+        }
+        match deleted {
             Ok(Some(entry)) => {
                 tracing::info!(sid = %self.sid, "worker deleted");
                 Ok((200, JsonBody::assembled(entry.to_json_text())))

@@ -6,13 +6,16 @@
 mod compat;
 mod connection_node;
 mod delete_worker;
+mod delete_worker_secret;
 mod format_script;
 mod get_leader_info;
 mod get_worker_logs;
 mod get_worker_stats;
 mod list_nodes;
+mod list_worker_secrets;
 mod list_workers;
 mod set_worker;
+mod set_worker_secret;
 mod stop_all_workers;
 mod update_worker;
 
@@ -25,6 +28,7 @@ use crate::auth::{Access, Caller, Gate};
 use crate::clock::Clock;
 use crate::cluster::coordinator::Coordinator;
 use crate::cluster::membership::NodeList;
+use crate::secrets::SecretRepo;
 use crate::store::Store;
 use crate::streams::logs::LogBook;
 use crate::streams::stats::StatsBoard;
@@ -54,6 +58,12 @@ pub enum Method {
     ListNodes,
     /// A script printed for reading (the console's view of a minified script).
     FormatScript,
+    /// Sets one secret of a worker (the value is never sent back).
+    SetWorkerSecret,
+    /// The names of a worker's secrets, never their values.
+    ListWorkerSecrets,
+    /// Deletes one secret of a worker.
+    DeleteWorkerSecret,
     /// The existing client calls it at start-up; this node holds no assets.
     AssetList,
     /// The existing client calls it at start-up; this node holds no exchange accounts.
@@ -115,11 +125,13 @@ pub struct Api {
     pub requests: crate::metrics::RequestMetrics,
     /// Logins by outcome.
     pub logins: crate::metrics::LoginMetrics,
+    /// Workers' secrets, sealed with the node key.
+    pub secrets: SecretRepo,
 }
 
 impl Method {
     /// Every method with its name on the wire.
-    const ALL: [(&'static str, Method); 14] = [
+    const ALL: [(&'static str, Method); 17] = [
         ("setWorker", Method::SetWorker),
         ("listWorkers", Method::ListWorkers),
         ("updateWorker", Method::UpdateWorker),
@@ -130,6 +142,9 @@ impl Method {
         ("getWorkerLogs", Method::GetWorkerLogs),
         ("listNodes", Method::ListNodes),
         ("formatScript", Method::FormatScript),
+        ("setWorkerSecret", Method::SetWorkerSecret),
+        ("listWorkerSecrets", Method::ListWorkerSecrets),
+        ("deleteWorkerSecret", Method::DeleteWorkerSecret),
         ("assetList", Method::AssetList),
         ("listAccounts", Method::ListAccounts),
         ("connectionNode", Method::ConnectionNode),
@@ -228,7 +243,7 @@ async fn run(api: &Api, caller: &Caller, request: &Envelope, method: Option<Meth
         Method::StopAllWorkers => stop_all_workers::apply(&api.workers, &api.clock).await,
         Method::DeleteWorker => {
             delete_worker::DeleteWorker::parse(body)?
-                .apply(&api.workers)
+                .apply(&api.workers, &api.secrets)
                 .await
         }
         Method::GetWorkerStats => {
@@ -251,6 +266,21 @@ async fn run(api: &Api, caller: &Caller, request: &Envelope, method: Option<Meth
         }
         Method::ListNodes => list_nodes::apply(&api.nodes, &api.info.nid).await,
         Method::FormatScript => format_script::FormatScript::parse(body)?.apply().await,
+        Method::SetWorkerSecret => {
+            set_worker_secret::SetWorkerSecret::parse(body)?
+                .apply(&api.secrets, &api.clock)
+                .await
+        }
+        Method::ListWorkerSecrets => {
+            list_worker_secrets::ListWorkerSecrets::parse(body)?
+                .apply(&api.secrets)
+                .await
+        }
+        Method::DeleteWorkerSecret => {
+            delete_worker_secret::DeleteWorkerSecret::parse(body)?
+                .apply(&api.secrets)
+                .await
+        }
         Method::AssetList => compat::asset_list(&api.info.network, &api.clock),
         Method::ListAccounts => compat::list_accounts(),
         Method::ConnectionNode => connection_node::connection_node(&desk(), caller, body).await,

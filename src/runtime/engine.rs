@@ -86,15 +86,42 @@ impl Default for WebSocketPolicy {
     }
 }
 
-/// A worker's secrets as its script reads them (`Stels.secrets`, `Deno.env.get`).
+/// A worker's secrets as its script reads them (`Stels.secrets`, `Deno.env.get`). The node's
+/// reader follows changes: every call sees the secrets as they are then.
 pub trait SecretReader: Send + Sync {
     /// The value of the secret `name`, if this worker has one.
     fn get(&self, name: &str) -> Option<String>;
     /// Every value, so that log lines can mask them.
     fn values(&self) -> Vec<String>;
+    /// The names, in order (`Object.keys(Stels.secrets)`). Readers that hold secrets override
+    /// it; the default suits one that holds none.
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// `text` with the values hidden, as a log line the script writes is stored and shown. The
+    /// default replaces every non-empty value of [`SecretReader::values`] with `***`; the
+    /// node's reader also finds JSON-escaped forms and leaves values of 1–3 characters alone.
+    fn mask<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut values = self.values();
+        values.retain(|v| !v.is_empty());
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        let mut masked = std::borrow::Cow::Borrowed(text);
+        for value in &values {
+            if masked.contains(value.as_str()) {
+                masked = std::borrow::Cow::Owned(masked.replace(value.as_str(), "***"));
+            }
+        }
+        masked
+    }
 }
 
-/// A worker without secrets.
+/// Where the runs of a node find their worker's secrets.
+pub trait SecretSource: Send + Sync {
+    /// The secrets of worker `sid`.
+    fn for_worker(&self, sid: &str) -> Arc<dyn SecretReader>;
+}
+
+/// A worker without secrets, and a node that keeps none.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoSecrets;
 
@@ -104,6 +131,15 @@ impl SecretReader for NoSecrets {
     }
     fn values(&self) -> Vec<String> {
         Vec::new()
+    }
+    fn mask<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+impl SecretSource for NoSecrets {
+    fn for_worker(&self, _sid: &str) -> Arc<dyn SecretReader> {
+        Arc::new(NoSecrets)
     }
 }
 

@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{
-    FetchPolicy, IsolateLimits, LogLevel, LogSink, NoSecrets, NodeIdentity, RunErrorCause, ScriptConfig,
-    ScriptEngine, ScriptIsolate, WebSocketPolicy, WorkerEnv,
+    FetchPolicy, IsolateLimits, LogLevel, LogSink, NodeIdentity, RunErrorCause, ScriptConfig, ScriptEngine,
+    ScriptIsolate, SecretSource, WebSocketPolicy, WorkerEnv,
 };
 use super::errors::{AfterError, ErrorTracker, classify};
 use super::pool::JsPool;
@@ -169,6 +169,8 @@ pub struct RuntimeShared {
     pub metrics: crate::metrics::RunMetrics,
     /// The node as scripts see it (`Stels.wallet`, `Stels.startTime`).
     pub node: Arc<NodeIdentity>,
+    /// Each worker's secrets (`Stels.secrets`), also masked in its log lines and last error.
+    pub secrets: Arc<dyn SecretSource>,
 }
 
 /// The supervisor's handle: stop it to stop every run.
@@ -591,7 +593,7 @@ fn env_for(shared: &RuntimeShared, sid: &str, spec: &RunSpec, log: Arc<dyn LogSi
         kv_quota_bytes: rt.kv_quota_bytes,
         node: shared.node.clone(),
         dependencies: spec.record.dependencies.clone(),
-        secrets: Arc::new(NoSecrets),
+        secrets: shared.secrets.for_worker(sid),
         websocket: WebSocketPolicy {
             max_per_worker: rt.script_websockets,
             ..WebSocketPolicy::default()
@@ -641,7 +643,9 @@ fn millis(duration: Duration) -> u64 {
 
 async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &CancellationToken) -> RunEnd {
     let rt = &shared.config.runtime;
-    let log = shared.logs.sink(sid).await;
+    // Every line of the run, the script's and the supervisor's, with the secrets masked.
+    let secrets = shared.secrets.for_worker(sid);
+    let log = super::sdk::logger::MaskedLog::wrap(shared.logs.sink(sid).await, secrets.clone());
     let hash = script_hash(&spec.script);
     shared.running.fetch_add(1, Ordering::AcqRel);
     shared.stats.update(sid, |w| {
@@ -730,7 +734,7 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
             }
             Err(error) if stop.is_cancelled() => {
                 // The stop interrupted it: not the script's fault.
-                tracing::debug!(%sid, %error, "run ended by a stop");
+                tracing::debug!(%sid, error = %secrets.mask(&error.to_string()), "run ended by a stop");
                 break RunEnd::Stopped;
             }
             Err(error) => {
@@ -746,6 +750,8 @@ async fn run_loop(shared: &RuntimeShared, sid: &str, spec: &RunSpec, stop: &Canc
                     RunErrorCause::CpuTimeLimit | RunErrorCause::MemoryLimit => error.message.clone(),
                     _ => error.to_string(),
                 };
+                // `lastError` is shown to clients (stats, the console, the cluster's node list).
+                let text = secrets.mask(&text).into_owned();
                 shared.stats.update(sid, |w| {
                     w.executions += 1;
                     w.errors += 1;

@@ -110,6 +110,23 @@ impl ApiError {
         }
     }
 
+    /// A secret that cannot be set, listed or deleted: 404 for an unknown worker or secret,
+    /// 400 naming what is wrong with the request, 409 when the worker kept changing.
+    pub fn secret(error: crate::secrets::SecretError) -> Self {
+        use crate::secrets::SecretError;
+        match error {
+            SecretError::WorkerNotFound | SecretError::SecretNotFound => Self::new(404, error.to_string()),
+            SecretError::ValueTooLarge { size, max } => {
+                Self::invalid_body(&error).with("size", size).with("max", max)
+            }
+            SecretError::BadName(_) | SecretError::EmptyValue => Self::invalid_body(error),
+            SecretError::TooMany { max } => Self::bad_request(error.to_string()).with("max", max),
+            SecretError::Busy(_) => Self::new(409, error.to_string()),
+            SecretError::Store(e) => Self::storage(e),
+            SecretError::Seal => Self::internal(error),
+        }
+    }
+
     /// A caller who may not go on: 401, 403, or the store's failure.
     pub fn auth(error: crate::auth::AuthError) -> Self {
         use crate::auth::AuthError;

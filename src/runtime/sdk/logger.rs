@@ -1,9 +1,36 @@
-//! `logger` (S-1) and the silent `console` (S-2).
+//! `logger` (S-1) and the silent `console` (S-2), and [`MaskedLog`], which hides a worker's
+//! secrets in every line written for it.
+
+use std::sync::Arc;
 
 use rquickjs::prelude::{Coerced, Rest};
 use rquickjs::{Ctx, Function, Object, Value};
 
-use crate::runtime::engine::{LogLevel, WorkerEnv};
+use crate::runtime::engine::{LogLevel, LogSink, SecretReader, WorkerEnv};
+
+/// A worker's log with its secrets masked: every line — the script's `logger.*`, the SDK's
+/// warnings, the supervisor's error lines with the script's error message — goes through
+/// [`SecretReader::mask`] before it is stored or streamed. The whole line is masked before the
+/// log cuts it to its length limit, so no value is cut in two and left half visible.
+pub struct MaskedLog {
+    /// Where masked lines go.
+    inner: Arc<dyn LogSink>,
+    /// The worker's secrets as they are at each line.
+    secrets: Arc<dyn SecretReader>,
+}
+
+impl MaskedLog {
+    /// `inner` with `secrets` masked.
+    pub fn wrap(inner: Arc<dyn LogSink>, secrets: Arc<dyn SecretReader>) -> Arc<dyn LogSink> {
+        Arc::new(MaskedLog { inner, secrets })
+    }
+}
+
+impl LogSink for MaskedLog {
+    fn log(&self, level: LogLevel, message: &str) {
+        self.inner.log(level, &self.secrets.mask(message));
+    }
+}
 
 /// `console` methods scripts call; all of them do nothing (the seed does not log them).
 const CONSOLE_METHODS: &[&str] = &[
