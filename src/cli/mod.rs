@@ -1,5 +1,5 @@
-//! The command-line client (issue #5): `call`, `workers`, `logs`, `stats` and `nodes`, over one WebFIX
-//! WebSocket per command.
+//! The command-line client (issue #5): `call`, `workers`, `secrets`, `logs`, `stats` and
+//! `nodes`, over one WebFIX WebSocket per command.
 //!
 //! Every command takes `--url` (`HETEROGEN_URL`; `http(s)://` works too), `--key`
 //! (`HETEROGEN_KEY`), `--session` (`HETEROGEN_SESSION`) and `--profile` (`HETEROGEN_PROFILE`):
@@ -22,6 +22,7 @@ mod login;
 mod logs;
 mod nodes;
 mod profile;
+mod secrets;
 mod stats;
 mod target;
 mod workers;
@@ -38,6 +39,7 @@ pub use deploy::DeployArgs;
 pub use login::{LoginArgs, LogoutArgs};
 pub use logs::LogsArgs;
 pub use nodes::NodesArgs;
+pub use secrets::{SecretsArgs, SecretsCommand};
 pub use stats::StatsArgs;
 pub use workers::{WorkersArgs, WorkersCommand};
 
@@ -96,6 +98,8 @@ pub enum ClientCommand {
     Call(CallArgs),
     /// Lists, creates, starts, stops and edits workers.
     Workers(WorkersArgs),
+    /// Sets (value from stdin), lists (names only) and removes a worker's secrets.
+    Secrets(SecretsArgs),
     /// Creates or updates the workers a `heterogen.toml` manifest lists (`--dry-run`: the plan).
     Deploy(DeployArgs),
     /// Prints a worker's log lines kept on the node; `-f` keeps following them.
@@ -192,6 +196,7 @@ async fn execute(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Console(args) => console::run(args).await,
         ClientCommand::Call(args) => call(args).await,
         ClientCommand::Workers(args) => workers::run(args).await,
+        ClientCommand::Secrets(args) => secrets::run(args).await,
         ClientCommand::Deploy(args) => deploy::run(args).await,
         ClientCommand::Logs(args) => logs::run(args).await,
         ClientCommand::Stats(args) => stats::run(args).await,
