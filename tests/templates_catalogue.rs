@@ -422,3 +422,111 @@ async fn exchange_and_http_server_templates_fail_at_once_saying_why() {
         assert_eq!(stats["lastErrorType"], "critical");
     }
 }
+
+/// A stand-in for Binance's combined ticker stream: sends `rounds` rounds of tickers for the
+/// streams the client asked for, then closes the socket.
+async fn ticker_feed(rounds: u32) -> SocketAddr {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_async(socket).await.unwrap();
+                for round in 0..rounds {
+                    for (symbol, price) in [("BTCUSDT", 100_000.0), ("ETHUSDT", 4_000.0)] {
+                        let ticker = json!({"stream": format!("{}@ticker", symbol.to_lowercase()),
+                            "data": {"e": "24hrTicker", "E": 1_700_000_000_000u64 + u64::from(round), "s": symbol,
+                                     "c": format!("{:.2}", price + f64::from(round)), "P": "1.50", "v": "1234.5"}});
+                        ws.send(Message::text(ticker.to_string())).await.unwrap();
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                let _ = ws.close(None).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn websocket_monitor_stores_each_update_and_fails_once_the_feed_is_gone() {
+    let feed = ticker_feed(3).await;
+    let node = TestNode::start_with(|c| {
+        quick_runtime(c);
+        c.runtime.fetch_allowed_hosts = Some(vec!["127.0.0.1".into()]);
+    })
+    .await;
+    let script = r#"
+const symbols = ['btcusdt', 'ethusdt'];
+const streams = symbols.map((symbol) => `${symbol}@ticker`).join('/');
+const ws = new WebSocket(`wss://stream.binance.com:9443/stream?streams=${streams}`);
+
+ws.onopen = () => {
+  logger.info('WebSocket connected');
+};
+
+ws.onmessage = async (event) => {
+  const message = JSON.parse(event.data);
+  const ticker = message.data;
+  await Stels.local.set(['market', 'realtime', ticker.s], {
+    symbol: ticker.s,
+    price: parseFloat(ticker.c),
+    change: parseFloat(ticker.P),
+    volume: parseFloat(ticker.v),
+    timestamp: ticker.E,
+  });
+};
+
+ws.onerror = (error) => {
+  logger.error('WebSocket error:', error.message);
+};
+
+ws.onclose = () => {
+  logger.warn('WebSocket closed');
+};
+
+while (true) {
+  await Stels.sleep(30000);
+  if (ws.readyState !== WebSocket.OPEN) {
+    throw new Error('WebSocket connection lost');
+  }
+  logger.info('WebSocket healthy');
+}
+"#
+    .replace("wss://stream.binance.com:9443", &format!("ws://{feed}"));
+    let sid = deploy(
+        &node,
+        settings("local", "leader", "high", "single", false),
+        &script,
+    )
+    .await;
+    node.wait_for_log(&sid, "WebSocket connected").await;
+    node.wait_for_log(&sid, "WebSocket closed").await;
+    let local = node.running().local_store();
+    let btc = eventually(10, "the last BTC update stored", || async {
+        value_at(local, &[json!("market"), json!("realtime"), json!("BTCUSDT")])
+            .await
+            .filter(|v| v["timestamp"] == 1_700_000_000_002u64)
+    })
+    .await;
+    assert_eq!(
+        btc,
+        json!({"symbol": "BTCUSDT", "price": 100_002, "change": 1.5, "volume": 1234.5, "timestamp": 1_700_000_000_002u64})
+    );
+    assert!(
+        value_at(local, &[json!("market"), json!("realtime"), json!("ETHUSDT")])
+            .await
+            .is_some()
+    );
+    // The template checks its socket every 30 s.
+    let stats = eventually(40, "the lost connection reported", || async {
+        node.worker_stats(&sid)
+            .await
+            .filter(|s| s["errors"].as_u64() >= Some(1))
+    })
+    .await;
+    assert_eq!(stats["lastError"], "Error: WebSocket connection lost");
+    assert_eq!(stats["lastErrorType"], "network");
+}
