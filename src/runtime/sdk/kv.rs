@@ -3,40 +3,62 @@
 //! Both KVs are Deno.Kv-like objects written in JavaScript ([`KV_PRELUDE`]) over three native
 //! async functions per store (`get`, `list`, `commit`) that take and return JSON text. The JS side
 //! validates arguments (so errors are thrown where the script called) and builds the list
-//! iterator and the atomic builder; the Rust side owns the namespace and talks to the [`Store`].
+//! iterator and the atomic builder; the Rust side owns the namespace, checks list selectors and
+//! cursors, and talks to the [`Store`].
 //!
 //! Namespace: a user key `k` is stored as `["kv", ...k]`, so scripts can neither read nor write
 //! the node's own records (`["ami","worker",…]`, leases, sessions); results show `k` again.
 //!
-//! JS-visible API (each `brain` is `Stels.net` or `Stels.local`):
+//! JS-visible API (each `brain` is `Stels.net` or `Stels.local`), Deno KV's for JSON values:
 //! - `get(key)` → `Promise<{key, value, versionstamp}>`; `value` and `versionstamp` are `null`
-//!   when absent. `getMany(keys)` → array of those.
+//!   when absent. `getMany(keys)` → array of those, in order, at most [`MAX_GET_MANY`] keys.
 //! - `set(key, value, {expireIn?})` → `Promise<{ok: true, versionstamp}>`.
 //! - `delete(key)` → `Promise<undefined>`.
-//! - `list({prefix}, {limit?, reverse?})` → async iterator of `{key, value, versionstamp}`;
-//!   the entries are fetched [`LIST_PAGE`] at a time, each page resuming after the last key
-//!   seen, so memory per call is bounded whatever the prefix holds. `limit` is a positive
-//!   integer up to [`MAX_LIST_LIMIT`]; the prefix may be empty. Only `{prefix}` selectors
-//!   exist; bad arguments throw synchronously.
+//! - `list(selector, {limit?, reverse?, batchSize?, cursor?})` → async iterator of
+//!   `{key, value, versionstamp}`. The selector is `{prefix}`, `{prefix, start}`,
+//!   `{prefix, end}` or `{start, end}`: start included, end excluded, a prefix's own entry left
+//!   out, start and end within the prefix. The iterator's `cursor` (after the first entry) is
+//!   Deno's: the listed key's encoding after the selector's common prefix, in URL-safe base64;
+//!   `options.cursor` resumes just after that entry, in the listing's direction. The native side
+//!   checks every selector and cursor (a cursor only names a key the selector covers, and every
+//!   key it names is a user key), so no cursor reaches outside the namespace. Entries are fetched
+//!   [`LIST_PAGE`] at a time (or `batchSize`, 1..=[`MAX_BATCH_SIZE`], when smaller), each page
+//!   resuming from the last entry's cursor, so memory per call is bounded whatever the store
+//!   holds. `limit` is a positive integer up to [`MAX_LIST_LIMIT`]. Selector shapes and options
+//!   are checked at the call; the selector's keyspace and the cursor at the first `next()`, as
+//!   in Deno.
 //! - `atomic()` → builder: `.check({key, versionstamp}, …)` (`versionstamp: null` = must be
-//!   absent), `.set(key, value, {expireIn?})`, `.delete(key)`, `.commit()` →
-//!   `Promise<{ok: true, versionstamp} | {ok: false}>`.
+//!   absent), `.set(key, value, {expireIn?})`, `.delete(key)`,
+//!   `.mutate({type: "set", key, value, expireIn?} | {type: "delete", key}, …)`, `.commit()` →
+//!   `Promise<{ok: true, versionstamp} | {ok: false}>`; mutations apply in order. `sum`, `min`
+//!   and `max` (as methods or mutation types) throw `TypeError`: they need `Deno.KvU64`, which
+//!   JSON values do not have. Awaiting the builder itself throws `TypeError`, as in Deno.
 //! - `Stels.webfix({brain, method, channel, module, raw?, timestamp?, expireIn?, versionstamp?})`:
 //!   `get` → the brain's get result; `set` → `{ok: true, key, value, versionstamp}` where
 //!   `value = {channel, module, raw, timestamp}`; `update` (needs `versionstamp`, `null` = must
 //!   not exist) → the same, or `{ok: false}` when the check fails; `delete` →
 //!   `{ok: true, key, value: null, versionstamp: null}`.
 //!
-//! Errors: empty keys (except list prefixes), parts that are not strings, finite numbers or
-//! booleans, keys over 2044 encoded bytes, values that are not JSON or over 64 KiB, bad
-//! `expireIn` (not a finite, non-negative number; huge values saturate) or `limit`, and atomic
-//! commits of more than [`MAX_CHECKS`] checks or [`MAX_MUTATIONS`] mutations reject with
-//! `TypeError`; a write past the worker's quota (see [`kv_quota`](super::kv_quota)) rejects with
-//! an `Error` named `QuotaExceeded`; a leader-mode run's `Stels.net` write after another node's
-//! term began rejects with an `Error` named `StaleLeader` (S-22: every such write checks the
-//! term's fence in the same commit); store failures (a full disk included) reject with `Error`
-//! and nothing was written. Messages start with the call, e.g.
+//! Errors: empty keys (except list selectors' keys), parts that are not strings, finite
+//! numbers or booleans (Deno's `bigint` and `Uint8Array` parts included), keys over 2044 encoded
+//! bytes, values that are not JSON or over 64 KiB, bad `expireIn` (not a finite, non-negative
+//! number; fractions round down, huge values saturate), `limit` or `batchSize`, invalid
+//! selectors and cursors (with Deno's messages, e.g. `Start key is not in the keyspace defined
+//! by prefix`, `cursor out of bounds`), invalid mutations, `getMany` of more than
+//! [`MAX_GET_MANY`] keys (`Too many ranges (max 10)`), and atomic commits of more than
+//! [`MAX_CHECKS`] checks or [`MAX_MUTATIONS`] mutations reject with `TypeError`; a write past the
+//! worker's quota (see [`kv_quota`](super::kv_quota)) rejects with an `Error` named
+//! `QuotaExceeded`; a leader-mode run's `Stels.net` write after another node's term began rejects
+//! with an `Error` named `StaleLeader` (S-22: every such write checks the term's fence in the
+//! same commit); store failures (a full disk included) reject with `Error` and nothing was
+//! written. Messages start with the call, e.g.
 //! `Stels.net.set: value exceeds 64 KiB (70002 bytes as JSON)`.
+//!
+//! Not Deno's: values are JSON (no `bigint`, `undefined`, cycles, `Map`, bytes…: what
+//! `JSON.stringify` makes of them is stored, and what it refuses is a `TypeError`); the limits
+//! above are this store's (Deno: 2048-byte keys, 100 checks, 1000 mutations) with their own
+//! messages; `getMany` reads its keys one by one, not from one snapshot; there are no queues or
+//! `watch`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -88,14 +110,14 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative, limits) {
     if (err.name !== "Error") e.name = err.name;
     return e;
   }
-  // A key (or, with `what` = "prefix", a list prefix, which may be empty), checked as the
-  // store will: same part types, same encoded size.
+  // A key (or, with `what` = "prefix", "start" or "end", a list selector's key, which may be
+  // empty), checked as the store will: same part types, same encoded size.
   function checkKey(where, key, what) {
     what = what || "key";
     if (!Array.isArray(key)) {
       throw new TypeError(`${where}: ${what} must be an array of strings, numbers and booleans, got ${describe(key)}`);
     }
-    if (key.length === 0 && what !== "prefix") {
+    if (key.length === 0 && what !== "prefix" && what !== "start" && what !== "end") {
       throw new TypeError(`${where}: ${what} must not be empty`);
     }
     let size = 0;
@@ -166,8 +188,11 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative, limits) {
         return call(where, native.get, { key: checkKey(where, key) });
       },
       async getMany(keys) {
-        if (!Array.isArray(keys)) throw new TypeError(`${name}.getMany: expected an array of keys`);
-        return Promise.all(keys.map((key) => kv.get(key)));
+        const where = `${name}.getMany`;
+        if (!Array.isArray(keys)) throw new TypeError(`${where}: expected an array of keys, got ${describe(keys)}`);
+        if (keys.length > limits.maxGetMany) throw new TypeError(`${where}: Too many ranges (max ${limits.maxGetMany})`);
+        const checked = keys.map((key) => checkKey(where, key));
+        return Promise.all(checked.map((key) => call(where, native.get, { key })));
       },
       async set(key, value, options) {
         const where = `${name}.set`;
@@ -183,51 +208,101 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative, limits) {
         if (selector === null || typeof selector !== "object") {
           throw new TypeError(`${where}: selector must be an object like {prefix: [...]}`);
         }
-        if (selector.start !== undefined || selector.end !== undefined) {
-          throw new TypeError(`${where}: only {prefix} selectors are supported`);
+        // As in Deno, a selector key counts when it is an own property that is not undefined.
+        // The keys are copied: the listing does not change if the script changes its arrays.
+        const selectorKey = (what) =>
+          Object.prototype.hasOwnProperty.call(selector, what) && selector[what] !== undefined
+            ? checkKey(where, selector[what], what).slice()
+            : null;
+        const prefix = selectorKey("prefix");
+        const start = selectorKey("start");
+        const end = selectorKey("end");
+        if (prefix !== null && start !== null && end !== null) {
+          throw new TypeError(`${where}: Selector can not specify both 'start' and 'end' key when specifying 'prefix'`);
         }
-        const prefix = checkKey(where, selector.prefix, "prefix");
-        let remaining = Infinity;
+        if (prefix === null && (start === null || end === null)) {
+          throw new TypeError(`${where}: Selector must specify either 'prefix' or both 'start' and 'end' key`);
+        }
+        let limit = Infinity;
         let reverse = false;
+        let batchSize = limits.listPage;
+        let cursor = null;
         if (options !== undefined && options !== null) {
           if (typeof options !== "object") throw new TypeError(`${where}: options must be an object`);
           if (options.limit !== undefined && options.limit !== null) {
-            const limit = options.limit;
+            limit = options.limit;
             if (!Number.isInteger(limit) || limit < 1 || limit > limits.maxListLimit) {
               throw new TypeError(`${where}: limit must be a positive integer of at most ${limits.maxListLimit}, got ${String(limit)}`);
             }
-            remaining = limit;
+          }
+          if (options.batchSize !== undefined && options.batchSize !== null) {
+            batchSize = options.batchSize;
+            if (!Number.isInteger(batchSize) || batchSize < 1) {
+              throw new TypeError(`${where}: batchSize must be a positive integer: received ${String(batchSize)}`);
+            }
+            if (batchSize > limits.maxBatchSize) {
+              throw new TypeError(`${where}: Too many entries (max ${limits.maxBatchSize})`);
+            }
+          }
+          if (options.cursor !== undefined && options.cursor !== null) {
+            if (typeof options.cursor !== "string") {
+              throw new TypeError(`${where}: cursor must be a string from a listing's cursor, got ${describe(options.cursor)}`);
+            }
+            // As in Deno, an empty cursor starts from the beginning.
+            cursor = options.cursor === "" ? null : options.cursor;
           }
           reverse = Boolean(options.reverse);
         }
-        // Pages of at most limits.listPage entries, each resuming after the last key seen, so
-        // that no call holds more than one page in memory.
-        let cursor = null;
+        // Pages of at most limits.listPage entries (fewer with a smaller batchSize), each
+        // resuming from the cursor of the last entry fetched, so that no call holds more than
+        // one page in memory. The native side checks the selector and the cursor.
+        const pageSize = Math.min(batchSize, limits.listPage);
+        let resumeFrom = cursor;
+        let current = cursor;
         let page = [];
+        let cursors = [];
         let index = 0;
-        let finished = false;
+        let fetched = 0;
+        let given = 0;
+        let lastPage = false;
+        let closed = false;
         let loading = null;
         async function fill() {
-          const want = Math.min(limits.listPage, remaining);
-          const got = await call(where, native.list, { prefix, limit: want, reverse, cursor });
-          page = got;
+          const want = Math.min(pageSize, limit - fetched);
+          const got = await call(where, native.list, { prefix, start, end, reverse, limit: want, cursor: resumeFrom });
+          page = got.entries;
+          cursors = got.cursors;
           index = 0;
-          remaining -= got.length;
-          if (got.length < want || remaining <= 0) finished = true;
-          if (got.length > 0) cursor = got[got.length - 1].key;
+          fetched += page.length;
+          if (page.length < want || fetched >= limit) lastPage = true;
+          if (page.length > 0) resumeFrom = cursors[cursors.length - 1];
         }
         return {
+          // The cursor of the last entry handed out: `options.cursor` resumes just after it.
+          get cursor() {
+            if (current === null) throw new Error("Cannot get cursor before first iteration");
+            return current;
+          },
           async next() {
-            while (index >= page.length) {
-              if (finished) return { value: undefined, done: true };
+            while (!closed && given < limit && index >= page.length) {
+              if (lastPage) {
+                // Run out (not stopped by the limit): as in Deno, the cursor is then empty.
+                current = "";
+                closed = true;
+                break;
+              }
               loading = loading || fill().finally(() => { loading = null; });
               await loading;
             }
+            if (closed || given >= limit || index >= page.length) return { value: undefined, done: true };
+            current = cursors[index];
+            given++;
             return { value: page[index++], done: false };
           },
           async return(value) {
-            finished = true;
+            closed = true;
             page = [];
+            cursors = [];
             index = 0;
             return { value, done: true };
           },
@@ -240,6 +315,10 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative, limits) {
         const where = `${name}.atomic()`;
         const checks = [];
         const mutations = [];
+        const setMutation = (w, key, value, options) =>
+          ({ op: "set", key: checkKey(w, key), value: encodeValue(w, value), expireIn: expireIn(w, options) });
+        const unsupported = (w, type) =>
+          new TypeError(`${w}: '${type}' mutations are not supported: they work on Deno.KvU64 values, and values here are JSON`);
         const op = {
           check(...items) {
             for (const item of items) {
@@ -253,14 +332,52 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative, limits) {
             }
             return op;
           },
+          // Deno's `mutate`: each item is checked before any is added, so a bad one adds none.
+          mutate(...items) {
+            const w = `${where}.mutate`;
+            const added = [];
+            for (const item of items) {
+              if (item === null || typeof item !== "object") {
+                throw new TypeError(`${w}: expected {type, key, value?}, got ${describe(item)}`);
+              }
+              switch (item.type) {
+                case "set":
+                  if (!Object.prototype.hasOwnProperty.call(item, "value")) {
+                    throw new TypeError(`${w}: Invalid mutation 'set' without value`);
+                  }
+                  added.push(setMutation(w, item.key, item.value, item));
+                  break;
+                case "delete":
+                  if (item.value) throw new TypeError(`${w}: Invalid mutation 'delete' with value`);
+                  added.push({ op: "delete", key: checkKey(w, item.key) });
+                  break;
+                case "sum":
+                case "min":
+                case "max":
+                  throw unsupported(w, item.type);
+                default:
+                  throw new TypeError(`${w}: Invalid mutation type ${JSON.stringify(String(item.type))}; expected 'set' or 'delete'`);
+              }
+            }
+            mutations.push(...added);
+            return op;
+          },
           set(key, value, options) {
-            const w = `${where}.set`;
-            mutations.push({ op: "set", key: checkKey(w, key), value: encodeValue(w, value), expireIn: expireIn(w, options) });
+            mutations.push(setMutation(`${where}.set`, key, value, options));
             return op;
           },
           delete(key) {
             mutations.push({ op: "delete", key: checkKey(`${where}.delete`, key) });
             return op;
+          },
+          sum() {
+            throw unsupported(`${where}.sum`, "sum");
+          },
+          min() {
+            throw unsupported(`${where}.min`, "min");
+          },
+          max() {
+            throw unsupported(`${where}.max`, "max");
           },
           async commit() {
             if (checks.length > limits.maxChecks) {
@@ -270,6 +387,10 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative, limits) {
               throw new TypeError(`${where}.commit: more than ${limits.maxMutations} mutations (${mutations.length})`);
             }
             return call(`${where}.commit`, native.commit, { checks, mutations });
+          },
+          // As in Deno: awaiting the builder itself is a mistake, not a silent no-op.
+          then() {
+            throw new TypeError(`${where}: the atomic operation is not a promise: did you forget to call commit()?`);
           },
         };
         return op;
@@ -331,8 +452,13 @@ const KV_PRELUDE: &str = r#"(function (netNative, localNative, limits) {
 /// Largest `limit` of `list` (the entries are fetched in pages, so this bounds time, not
 /// memory).
 pub const MAX_LIST_LIMIT: u64 = 1_000_000;
-/// Entries fetched per store call of `list`.
+/// Entries fetched per store call of `list` (a smaller `batchSize` makes the pages smaller).
 pub const LIST_PAGE: u64 = 100;
+/// Largest `batchSize` of `list`, as in Deno (larger ones are refused, not cut: a page is
+/// never more than [`LIST_PAGE`] entries whatever the script asks).
+pub const MAX_BATCH_SIZE: u64 = 1000;
+/// Keys in one `getMany`, as in Deno.
+pub const MAX_GET_MANY: usize = 10;
 /// Checks in one atomic commit.
 pub const MAX_CHECKS: usize = 10;
 /// Mutations in one atomic commit. With its bookkeeping (owner, usage and expiry records, up to
@@ -355,6 +481,8 @@ pub fn install_kv<'js>(ctx: &Ctx<'js>, stels: &Object<'js>, env: &WorkerEnv) -> 
     limits.set("maxValueBytes", MAX_VALUE_BYTES)?;
     limits.set("maxListLimit", MAX_LIST_LIMIT as f64)?;
     limits.set("listPage", LIST_PAGE as f64)?;
+    limits.set("maxBatchSize", MAX_BATCH_SIZE as f64)?;
+    limits.set("maxGetMany", MAX_GET_MANY)?;
     limits.set("maxChecks", MAX_CHECKS)?;
     limits.set("maxMutations", MAX_MUTATIONS)?;
     let api: Object<'js> = factory.call((
@@ -494,13 +622,16 @@ struct GetRequest {
 /// Request of `list`: one page.
 #[derive(Deserialize)]
 struct ListRequest {
-    /// The user prefix (JSON array).
-    prefix: Value,
+    /// The selector's user keys (JSON arrays), those it has: see [`Selector::parse`].
+    prefix: Option<Value>,
+    start: Option<Value>,
+    end: Option<Value>,
     /// Entries in this page, 1..=[`LIST_PAGE`].
     limit: u64,
     reverse: bool,
-    /// The user key of the last entry of the previous page.
-    cursor: Option<Value>,
+    /// The page starts just after the entry this cursor was read from (in listing order): the
+    /// last entry of the previous page, or the script's `options.cursor`.
+    cursor: Option<String>,
 }
 
 /// Request of `commit` (also used by `set` and `delete`).
@@ -544,19 +675,17 @@ fn prefix_bytes() -> usize {
     Key::of(&[USER_PREFIX]).encode().len()
 }
 
-/// Whether an empty user key is acceptable (list prefixes only).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Emptiness {
-    Refused,
-    Allowed,
-}
-
-/// The store key of a user key given as a JSON array.
-fn store_key(user: &Value, empty: Emptiness) -> Result<Key, KvError> {
+/// The store key of a user key given as a JSON array (not empty: list selectors alone may be).
+fn store_key(user: &Value) -> Result<Key, KvError> {
     let user = Key::from_json(user).map_err(KvError::Type)?;
-    if user.0.is_empty() && empty == Emptiness::Refused {
+    if user.0.is_empty() {
         return Err(KvError::Type("key must not be empty".into()));
     }
+    namespaced(user)
+}
+
+/// The store key of a user key: `["kv", ...user]`, checked against the store's key size.
+fn namespaced(user: Key) -> Result<Key, KvError> {
     let mut parts = Vec::with_capacity(user.0.len() + 1);
     parts.push(KeyPart::Str(USER_PREFIX.to_string()));
     parts.extend(user.0);
@@ -581,14 +710,209 @@ fn user_entry(entry: Entry) -> Entry {
 /// `get(key)`: the entry, or `{key, value: null, versionstamp: null}`.
 async fn get(scope: Arc<Scope>, request: String) -> Result<String, KvError> {
     let request: GetRequest = parse_request(&request)?;
-    let key = store_key(&request.key, Emptiness::Refused)?;
+    let key = store_key(&request.key)?;
     Ok(match scope.store.get(&key).await?.entry {
         Some(entry) => user_entry(entry).to_json_text(),
         None => json!({ "key": request.key, "value": null, "versionstamp": null }).to_string(),
     })
 }
 
-/// One page of `list({prefix}, {limit, reverse})`: at most `limit` entries after `cursor`.
+/// A `list` selector over user keys, as Deno KV reads it: `{prefix}`, `{prefix, start}`,
+/// `{prefix, end}` or `{start, end}`, start included and end excluded.
+#[derive(Debug)]
+struct Selector {
+    /// Every key listed is strictly under this one (the store lists `["kv", ...within]`): the
+    /// prefix, or for `{start, end}` the longest key both start with that is shorter than
+    /// `start`.
+    within: Key,
+    /// No key before this one is listed.
+    start: Option<Key>,
+    /// Only keys before this one are listed.
+    end: Option<Key>,
+    /// The encoded bytes every listed key starts with, which cursors leave out (Deno's common
+    /// prefix: the prefix, or the bytes `start` and `end` share), so a cursor names a key only
+    /// within this selector and reads as Deno's.
+    cursor_base: Vec<u8>,
+}
+
+impl Selector {
+    /// The selector of a list request; the messages are Deno's.
+    fn parse(
+        prefix: Option<&Value>,
+        start: Option<&Value>,
+        end: Option<&Value>,
+    ) -> Result<Selector, KvError> {
+        let user_key = |value: &Value| -> Result<Key, KvError> {
+            let key = Key::from_json(value).map_err(KvError::Type)?;
+            namespaced(key.clone())?;
+            Ok(key)
+        };
+        let prefix = prefix.map(user_key).transpose()?;
+        let start = start.map(user_key).transpose()?;
+        let end = end.map(user_key).transpose()?;
+        let type_error = |message: &str| Err(KvError::Type(message.to_string()));
+        match (prefix, start, end) {
+            (Some(_), Some(_), Some(_)) => {
+                type_error("Selector can not specify both 'start' and 'end' key when specifying 'prefix'")
+            }
+            (Some(prefix), start, end) => {
+                if start.as_ref().is_some_and(|start| !is_under(start, &prefix)) {
+                    return type_error("Start key is not in the keyspace defined by prefix");
+                }
+                if end.as_ref().is_some_and(|end| !is_under(end, &prefix)) {
+                    return type_error("End key is not in the keyspace defined by prefix");
+                }
+                Ok(Selector {
+                    cursor_base: prefix.encode(),
+                    within: prefix,
+                    start,
+                    end,
+                })
+            }
+            (None, Some(start), Some(end)) => {
+                let (start_bytes, end_bytes) = (start.encode(), end.encode());
+                if start_bytes > end_bytes {
+                    return type_error("Start key is greater than end key");
+                }
+                let shared_bytes = start_bytes
+                    .iter()
+                    .zip(&end_bytes)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                let shared_parts = start
+                    .0
+                    .iter()
+                    .zip(&end.0)
+                    .take_while(|(a, b)| same_part(a, b))
+                    .count()
+                    .min(start.0.len().saturating_sub(1));
+                Ok(Selector {
+                    within: Key(start.0.iter().take(shared_parts).cloned().collect()),
+                    cursor_base: start_bytes.iter().take(shared_bytes).copied().collect(),
+                    start: Some(start),
+                    end: Some(end),
+                })
+            }
+            _ => type_error("Selector must specify either 'prefix' or both 'start' and 'end' key"),
+        }
+    }
+
+    /// Whether `key` (under `within`) is between the start and the end.
+    fn contains(&self, key: &Key) -> bool {
+        let encoded = key.encode();
+        self.start.as_ref().is_none_or(|start| encoded >= start.encode())
+            && self.end.as_ref().is_none_or(|end| encoded < end.encode())
+    }
+
+    /// The cursor of a listed key: its encoding after [`Selector::cursor_base`], in URL-safe
+    /// base64.
+    fn cursor_of(&self, key: &Key) -> String {
+        let encoded = key.encode();
+        base64url(encoded.get(self.cursor_base.len()..).unwrap_or_default())
+    }
+
+    /// The user key a cursor of this selector was read from. Anything else — a forged cursor,
+    /// or one of a listing whose keys this one does not cover — is refused, so a cursor can
+    /// only ever name a position among the keys this selector lists, inside the namespace.
+    fn cursor_key(&self, cursor: &str) -> Result<Key, KvError> {
+        let invalid = || KvError::Type("invalid cursor".to_string());
+        if cursor.len() > MAX_KEY_BYTES.div_ceil(3) * 4 {
+            return Err(invalid());
+        }
+        let mut bytes = self.cursor_base.clone();
+        bytes.extend(from_base64url(cursor).ok_or_else(invalid)?);
+        let key = Key::decode(&bytes)
+            .filter(|key| key.encode() == bytes)
+            .filter(|key| {
+                key.0
+                    .iter()
+                    .all(|part| !matches!(part, KeyPart::Num(n) if !n.is_finite()))
+            })
+            .ok_or_else(invalid)?;
+        let below_start = self.start.as_ref().is_some_and(|start| bytes < start.encode());
+        let past_end = self.end.as_ref().is_some_and(|end| bytes > end.encode());
+        if !is_under(&key, &self.within) || below_start || past_end {
+            return Err(KvError::Type("cursor out of bounds".to_string()));
+        }
+        Ok(key)
+    }
+}
+
+/// Whether `key` is longer than `prefix` and starts with its parts (numbers compared by their
+/// bits, as the encoding does: `-0` is not `0`).
+fn is_under(key: &Key, prefix: &Key) -> bool {
+    key.0.len() > prefix.0.len() && prefix.0.iter().zip(&key.0).all(|(a, b)| same_part(a, b))
+}
+
+/// Whether two key parts encode alike.
+fn same_part(a: &KeyPart, b: &KeyPart) -> bool {
+    match (a, b) {
+        (KeyPart::Num(a), KeyPart::Num(b)) => a.to_bits() == b.to_bits(),
+        _ => a == b,
+    }
+}
+
+/// The URL-safe base64 alphabet's character for the low six bits of `value`.
+fn base64url_char(value: u32) -> char {
+    let value = (value & 63) as u8;
+    char::from(match value {
+        0..=25 => b'A' + value,
+        26..=51 => b'a' + (value - 26),
+        52..=61 => b'0' + (value - 52),
+        62 => b'-',
+        _ => b'_',
+    })
+}
+
+/// `bytes` in URL-safe base64 with padding (the form of Deno's cursors).
+fn base64url(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let group = byte(0) << 16 | byte(1) << 8 | byte(2);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(base64url_char(group >> (18 - 6 * i)));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The bytes of URL-safe base64 text (padding optional); `None` for anything else.
+fn from_base64url(text: &str) -> Option<Vec<u8>> {
+    let digits = text.trim_end_matches('=');
+    if digits.len() % 4 == 1 || text.len() - digits.len() > 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    let (mut group, mut bits) = (0u32, 0u32);
+    for c in digits.bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        group = group << 6 | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((group >> bits) as u8);
+            group &= (1 << bits) - 1;
+        }
+    }
+    // Bits left over must be zero: one text per byte string.
+    (group == 0).then_some(out)
+}
+
+/// One page of `list(selector, {limit, reverse, cursor})`: at most `limit` entries of the
+/// selector in listing order, after the cursor's entry when there is one; `{entries, cursors}`
+/// with the cursor of each entry.
 async fn list(scope: Arc<Scope>, request: String) -> Result<String, KvError> {
     let request: ListRequest = parse_request(&request)?;
     if !(1..=LIST_PAGE).contains(&request.limit) {
@@ -597,25 +921,60 @@ async fn list(scope: Arc<Scope>, request: String) -> Result<String, KvError> {
             request.limit
         )));
     }
-    let prefix = store_key(&request.prefix, Emptiness::Allowed)?;
-    let start_after = match &request.cursor {
+    let selector = Selector::parse(
+        request.prefix.as_ref(),
+        request.start.as_ref(),
+        request.end.as_ref(),
+    )?;
+    // An empty cursor is a real one here: that of a `{start, end}` listing's start when the
+    // start is all the end begins with (the script's own empty `options.cursor` never comes).
+    let resume = match request.cursor.as_deref() {
         None => None,
-        Some(cursor) => {
-            let key = store_key(cursor, Emptiness::Refused)?;
-            if !key.has_prefix(&prefix) {
-                return Err(KvError::Type("list cursor is outside the prefix".into()));
+        Some(cursor) => Some(selector.cursor_key(cursor)?),
+    };
+    let mut entries = Vec::new();
+    let mut want = usize::try_from(request.limit).unwrap_or(usize::MAX);
+    // The store lists the keys after (or, reversed, before) a given one. A start is included,
+    // so a forward listing from it reads the start itself first.
+    let after = match (resume, request.reverse) {
+        (Some(cursor), _) => Some(cursor),
+        (None, true) => selector.end.clone(),
+        (None, false) => match &selector.start {
+            Some(start) if !start.0.is_empty() => {
+                if let Some(entry) = scope.store.get(&namespaced(start.clone())?).await?.entry {
+                    entries.push(user_entry(entry));
+                    want -= 1;
+                }
+                Some(start.clone())
             }
-            Some(key)
-        }
+            _ => None,
+        },
     };
-    let options = ListOptions {
-        limit: usize::try_from(request.limit).ok(),
-        reverse: request.reverse,
-        start_after,
-    };
-    let page = scope.store.list(&prefix, options).await?;
-    let entries: Vec<Entry> = page.entries.into_iter().map(user_entry).collect();
-    Ok(Entry::json_array(&entries))
+    if want > 0 {
+        let options = ListOptions {
+            limit: Some(want),
+            reverse: request.reverse,
+            start_after: after.map(namespaced).transpose()?,
+        };
+        let page = scope
+            .store
+            .list(&namespaced(selector.within.clone())?, options)
+            .await?;
+        entries.extend(page.entries.into_iter().map(user_entry));
+    }
+    // The store lists all of `within`; the selector's other bound ends the listing.
+    if let Some(outside) = entries.iter().position(|entry| !selector.contains(&entry.key)) {
+        entries.truncate(outside);
+    }
+    let cursors: Vec<String> = entries
+        .iter()
+        .map(|entry| selector.cursor_of(&entry.key))
+        .collect();
+    Ok(format!(
+        r#"{{"entries":{},"cursors":{}}}"#,
+        Entry::json_array(&entries),
+        json!(cursors)
+    ))
 }
 
 /// `atomic().commit()` (and `set`, `delete`): `{ok: true, versionstamp}` or `{ok: false}`.
@@ -635,7 +994,7 @@ async fn commit(scope: Arc<Scope>, request: String) -> Result<String, KvError> {
                     .ok_or_else(|| KvError::Type(format!("invalid versionstamp {text:?}")))?,
             ),
         };
-        checks.push((store_key(&check.key, Emptiness::Refused)?, expected));
+        checks.push((store_key(&check.key)?, expected));
     }
     let mut mutations = Vec::with_capacity(request.mutations.len());
     for mutation in request.mutations {
@@ -645,7 +1004,7 @@ async fn commit(scope: Arc<Scope>, request: String) -> Result<String, KvError> {
                 value,
                 expire_in,
             } => {
-                let key = store_key(&key, Emptiness::Refused)?;
+                let key = store_key(&key)?;
                 if value.len() > MAX_VALUE_BYTES {
                     return Err(StoreError::value_too_large(value.len()).into());
                 }
@@ -660,7 +1019,7 @@ async fn commit(scope: Arc<Scope>, request: String) -> Result<String, KvError> {
                 }
             }
             MutationRequest::Delete { key } => UserMutation::Delete {
-                key: store_key(&key, Emptiness::Refused)?,
+                key: store_key(&key)?,
             },
         });
     }
@@ -939,7 +1298,7 @@ mod tests {
             ),
             (
                 "Stels.local.list({ start: ['a'] })",
-                "Stels.local.list: only {prefix}",
+                "Stels.local.list: Selector must specify either 'prefix' or both 'start' and 'end' key",
             ),
             (
                 "Stels.local.list({ prefix: [] }, { limit: 1.5 })",
@@ -1271,6 +1630,164 @@ mod tests {
             out,
             json!({ "all": 250, "sorted": true, "limited": 150, "last": 149, "exact": 200, "reversed": 120,
                     "firstReversed": 249, "lastReversed": 130, "together": [0, 1, 2] })
+        );
+    }
+
+    #[test]
+    fn cursors_are_deno_s_base64_and_only_what_it_writes_reads_back() {
+        // Deno's cursors for ["a", "b"] under ["a"] and for "c" after the bytes a range shares.
+        assert_eq!(base64url(&Key::of(&["b"]).encode()), "AmIA");
+        assert_eq!(base64url(&[0x63, 0]), "YwA=");
+        for len in 0..12 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 97 + 200) as u8).collect();
+            let text = base64url(&bytes);
+            assert_eq!(from_base64url(&text), Some(bytes.clone()), "{text}");
+            assert_eq!(from_base64url(text.trim_end_matches('=')), Some(bytes), "{text}");
+        }
+        for bad in ["!!", "A", "AmIAAB", "AmIA===", "Am+A", "Am/A", "AmI A"] {
+            assert_eq!(from_base64url(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_cursor_names_only_keys_its_selector_lists() {
+        let key = |parts: Value| Key::from_json(&parts).unwrap();
+        let prefix = Selector::parse(Some(&json!(["a"])), None, None).unwrap();
+        let cursor = prefix.cursor_of(&key(json!(["a", "b", 1])));
+        assert_eq!(prefix.cursor_key(&cursor).unwrap(), key(json!(["a", "b", 1])));
+        // The same cursor under another prefix names the same place there.
+        let other = Selector::parse(Some(&json!(["z"])), None, None).unwrap();
+        assert_eq!(other.cursor_key(&cursor).unwrap(), key(json!(["z", "b", 1])));
+        let range = Selector::parse(None, Some(&json!(["a", "b"])), Some(&json!(["a", "z"]))).unwrap();
+        assert_eq!(range.within, key(json!(["a"])));
+        let inside = range.cursor_of(&key(json!(["a", "c"])));
+        assert_eq!(inside, "YwA=");
+        assert_eq!(range.cursor_key(&inside).unwrap(), key(json!(["a", "c"])));
+        let refused = |selector: &Selector, cursor: &str| match selector.cursor_key(cursor) {
+            Err(KvError::Type(message)) => message,
+            other => panic!("{cursor}: {other:?}"),
+        };
+        // Before the start, past the end, beside the prefix, not a key, not canonical, NaN.
+        assert_eq!(refused(&range, &base64url(&[0x61, 0])), "cursor out of bounds");
+        assert_eq!(refused(&range, &base64url(&[0x7b, 0])), "cursor out of bounds");
+        assert_eq!(refused(&prefix, &base64url(&[0xff, 0])), "cursor out of bounds");
+        assert_eq!(refused(&prefix, &base64url(&[0x02, 0x62])), "invalid cursor");
+        assert_eq!(refused(&prefix, &base64url(&[0x99])), "invalid cursor");
+        assert_eq!(
+            refused(&prefix, &base64url(&[0x21, 0xff, 0xf8, 0, 0, 0, 0, 0, 1])),
+            "invalid cursor"
+        );
+        assert_eq!(refused(&prefix, &"A".repeat(4000)), "invalid cursor");
+        // An empty cursor is the range's start itself when the start is all the end begins with.
+        let nested = Selector::parse(None, Some(&json!(["a"])), Some(&json!(["a", "d"]))).unwrap();
+        assert_eq!(nested.cursor_of(&key(json!(["a"]))), "");
+        assert_eq!(nested.cursor_key("").unwrap(), key(json!(["a"])));
+    }
+
+    #[tokio::test]
+    async fn forged_cursors_never_reach_the_stores_other_records() {
+        let f = fixture();
+        for record in [
+            Key::of(&["ami", "worker", "w1"]),
+            Key::of(&["ko", "secret"]),
+            Key::of(&["kq", "sid"]),
+            Key::of(&["zz"]),
+        ] {
+            f.net
+                .commit(AtomicWrite::new().set(record, json!("node record")))
+                .await
+                .unwrap();
+        }
+        // Cursors naming the node's records as if they were store keys, and the bounds of the
+        // user namespace.
+        let forged: Vec<String> = [
+            Key::of(&["ami", "worker"]),
+            Key::of(&["kv"]),
+            Key::of(&["ko"]),
+            Key::of(&["zz"]),
+            Key::of(&[""]),
+        ]
+        .iter()
+        .map(|key| base64url(&key.encode()))
+        .collect();
+        let out = run(
+            &f.env,
+            &format!(
+                r#"
+                await Stels.net.set(["m"], 1);
+                await Stels.net.set(["ami", "mine"], 2);
+                const seen = new Set();
+                for (const cursor of {forged}) {{
+                  for (const reverse of [false, true]) {{
+                    for (const selector of [{{ prefix: [] }}, {{ start: [""], end: [true] }}]) {{
+                      for await (const e of Stels.net.list(selector, {{ cursor, reverse }})) seen.add(JSON.stringify([e.key, e.value]));
+                    }}
+                  }}
+                }}
+                return [...seen].sort();"#,
+                forged = json!(forged)
+            ),
+        )
+        .await;
+        assert_eq!(out, json!([r#"[["ami","mine"],2]"#, r#"[["m"],1]"#]));
+    }
+
+    /// A store that records the `limit` of each `list` call.
+    struct PageSizes(Arc<FjallStore>, std::sync::Mutex<Vec<Option<usize>>>);
+
+    #[async_trait]
+    impl Store for PageSizes {
+        async fn get(&self, key: &Key) -> StoreResult<Got> {
+            self.0.get(key).await
+        }
+        async fn list(&self, prefix: &Key, options: ListOptions) -> StoreResult<Page> {
+            self.1.lock().unwrap().push(options.limit);
+            self.0.list(prefix, options).await
+        }
+        async fn commit(&self, write: AtomicWrite) -> StoreResult<CommitOutcome> {
+            self.0.commit(write).await
+        }
+        async fn watch(&self, prefix: &Key, after: Revision) -> StoreResult<WatchStream> {
+            self.0.watch(prefix, after).await
+        }
+        async fn grant(&self, ttl: Duration) -> StoreResult<Lease> {
+            self.0.grant(ttl).await
+        }
+        async fn keep_alive(&self, lease: LeaseId) -> StoreResult<Duration> {
+            self.0.keep_alive(lease).await
+        }
+        async fn revoke(&self, lease: LeaseId) -> StoreResult<()> {
+            self.0.revoke(lease).await
+        }
+        async fn flush(&self) -> StoreResult<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_batch_size_still_reads_the_store_a_page_at_a_time() {
+        let f = fixture();
+        let counted = Arc::new(PageSizes(f.local.clone(), std::sync::Mutex::default()));
+        let e = env(f.net.clone(), counted.clone());
+        let out = run(
+            &e,
+            r#"
+            const writes = [];
+            for (let i = 0; i < 250; i++) writes.push(Stels.local.set(["p", i], i));
+            await Promise.all(writes);
+            let n = 0;
+            for await (const entry of Stels.local.list({ prefix: ["p"] }, { batchSize: 1000 })) n++;
+            let small = 0;
+            for await (const entry of Stels.local.list({ start: ["p", 10], end: ["p", 20] }, { batchSize: 4 })) small++;
+            return [n, small];
+            "#,
+        )
+        .await;
+        assert_eq!(out, json!([250, 10]));
+        // 100 + 100 + 50 entries; then 4 + 4 + 2 (the range starts with a read of its start).
+        assert_eq!(
+            *counted.1.lock().unwrap(),
+            vec![Some(100), Some(100), Some(100), Some(3), Some(4), Some(4)]
         );
     }
 
