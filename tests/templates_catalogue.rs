@@ -280,15 +280,18 @@ await Stels.sleep(10000);
         .await;
 }
 
+/// Each `sendMessage` the stand-in Telegram API received: the bot path part and the body.
+type Sent = Arc<Mutex<Vec<(String, Value)>>>;
+
 /// A stand-in for the Telegram Bot API: records each `sendMessage` body.
-async fn telegram() -> (SocketAddr, Arc<Mutex<Vec<(String, Value)>>>) {
+async fn telegram() -> (SocketAddr, Sent) {
     use axum::extract::{Path, State};
-    let sent: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let sent: Sent = Arc::default();
     let app = axum::Router::new()
         .route(
             "/{bot}/sendMessage",
             axum::routing::post(
-                |State(sent): State<Arc<Mutex<Vec<(String, Value)>>>>,
+                |State(sent): State<Sent>,
                  Path(bot): Path<String>,
                  axum::Json(body): axum::Json<Value>| async move {
                     sent.lock().unwrap().push((bot, body));
