@@ -27,8 +27,12 @@
 //! Mistakes throw `DOMException`s named as browsers name them: `SyntaxError` (bad URL or
 //! scheme, fragment, invalid or repeated protocol, close reason over 123 UTF-8 bytes),
 //! `InvalidAccessError` (close code other than 1000 or 3000–4999), `InvalidStateError`
-//! (`send` while connecting), `QuotaExceededError` (one socket too many). `send` of a message
-//! over the size limit throws a `RangeError`.
+//! (`send` while connecting), `NotSupportedError` (`binaryType = "blob"`),
+//! `QuotaExceededError` (one socket too many). `send` of a message over the size limit throws
+//! a `RangeError`. If a script lets them escape, the supervisor classifies them by W-RUN-3:
+//! these are critical, except `InvalidAccessError` (a name W-RUN-3 lists as a network error)
+//! and `QuotaExceededError`, whose message names `--script-websockets` (a message mentioning
+//! WebSocket counts as a network error).
 //!
 //! Rules and limits:
 //! - Hosts: exactly those `fetch` may reach ([`FetchPolicy::allowed_hosts`]), and non-public
@@ -415,6 +419,7 @@ struct Opener {
 }
 
 /// A script's mistake or a limit, thrown by the constructor as a `DOMException`.
+#[derive(Debug)]
 struct Refusal {
     /// The exception's name.
     name: &'static str,
@@ -615,13 +620,23 @@ enum SocketEvent {
     /// A failure, described.
     Error(String),
     /// The connection is gone.
-    Close { code: u16, reason: String, clean: bool },
+    Close {
+        /// The close code the server sent, or 1005 (none) / 1006 (no closing handshake).
+        code: u16,
+        /// The server's reason, or why it was failed here.
+        reason: String,
+        /// Whether the closing handshake completed (`wasClean`).
+        clean: bool,
+    },
 }
 
 /// The native side of one `WebSocket` object.
 struct SocketHandle {
+    /// Counters and failures shared with the connection.
     shared: Arc<Shared>,
+    /// To the connection's writer, in order.
     commands: mpsc::UnboundedSender<Command>,
+    /// The queue and message limits `send` applies.
     policy: WebSocketPolicy,
     /// Cancelled when the run that opened the socket ends.
     scope: CancellationToken,
@@ -757,14 +772,19 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// One socket's connection: a tokio task from the handshake to the end of the TCP connection.
 struct Connection {
+    /// Where to connect (checked `ws:`/`wss:` with a host).
     url: Url,
+    /// Offered in the handshake.
     protocols: Vec<String>,
+    /// The hosts it may reach and the time the connection may take.
     fetch: FetchPolicy,
+    /// The queue and message limits.
     policy: WebSocketPolicy,
     /// To the script's pump; closed when the pump has gone (run over, isolate dropped).
     events: mpsc::UnboundedSender<SocketEvent>,
     /// From the script's handle; the writer takes it once connected.
     commands: Option<mpsc::UnboundedReceiver<Command>>,
+    /// Counters and failures shared with the script's handle.
     shared: Arc<Shared>,
     /// The opening run's stop: close with 1001, the script still hears of it.
     stop: CancellationToken,
@@ -838,7 +858,6 @@ impl Connection {
         let max_queued = self.policy.max_queued_messages;
         loop {
             let closing = deadline.is_some();
-            let going_away = |why: &str| -> CloseFrame { close_frame(GOING_AWAY, why) };
             tokio::select! {
                 biased;
                 () = self.shared.abort.cancelled() => {
@@ -855,15 +874,15 @@ impl Connection {
                     return;
                 }
                 () = self.stop.cancelled(), if !closing => {
-                    let _ = urgent.send(going_away("the worker is stopping"));
+                    let _ = urgent.send(close_frame(GOING_AWAY, "the worker is stopping"));
                     deadline = Some(tokio::time::Instant::now() + CLOSE_TIMEOUT);
                 }
                 () = self.scope.cancelled(), if !closing => {
-                    let _ = urgent.send(going_away("the worker's run ended"));
+                    let _ = urgent.send(close_frame(GOING_AWAY, "the worker's run ended"));
                     deadline = Some(tokio::time::Instant::now() + CLOSE_TIMEOUT);
                 }
                 () = self.events.closed(), if !closing => {
-                    let _ = urgent.send(going_away("the worker is gone"));
+                    let _ = urgent.send(close_frame(GOING_AWAY, "the worker is gone"));
                     deadline = Some(tokio::time::Instant::now() + CLOSE_TIMEOUT);
                 }
                 () = sent_close.cancelled(), if !closing => {
@@ -938,7 +957,7 @@ impl Connection {
             let reason = format!("inbound queue full: {queued} messages not yet read by the script");
             let _ = urgent.send(CloseFrame {
                 code: CloseCode::from(POLICY_VIOLATION),
-                reason: reason.clone().into(),
+                reason: truncated(&reason).into(),
             });
             self.finish(
                 Some(format!("WebSocket {}: {reason}", self.url)),
@@ -1151,4 +1170,92 @@ fn tls_config() -> Result<Arc<ClientConfig>, String> {
                 .map_err(|e| format!("TLS unavailable: {e}"))
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(result: Result<Url, Refusal>) -> (&'static str, String) {
+        let refusal = result.expect_err("refused");
+        (refusal.name, refusal.message)
+    }
+
+    #[test]
+    fn only_ws_urls_with_a_host_and_no_fragment() {
+        assert_eq!(
+            parse_url("ws://example.com").unwrap().as_str(),
+            "ws://example.com/"
+        );
+        assert_eq!(
+            parse_url("WSS://Example.COM:443/a?b=c").unwrap().as_str(),
+            "wss://example.com/a?b=c"
+        );
+        assert_eq!(parse_url("ws://[::1]:9/").unwrap().host_str(), Some("[::1]"));
+        for (url, start) in [
+            ("not a url", "invalid URL \"not a url\""),
+            ("/relative", "invalid URL"),
+            ("http://example.com/", "unsupported URL scheme \"http:\""),
+            ("https://example.com/", "unsupported URL scheme \"https:\""),
+            (
+                "ws://example.com/#top",
+                "the URL \"ws://example.com/#top\" has a fragment",
+            ),
+            ("ws://", "invalid URL"),
+        ] {
+            let (name, message) = refusal(parse_url(url));
+            assert_eq!(name, "SyntaxError", "{url}");
+            assert!(message.starts_with(start), "{url}: {message}");
+        }
+    }
+
+    #[test]
+    fn protocols_are_distinct_tokens() {
+        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_protocols(&[]).is_ok());
+        assert!(check_protocols(&list(&["webfix", "chat.v2", "a!#$%&'*+-.^_`|~z"])).is_ok());
+        for bad in [&["a b"][..], &[""], &["a,b"], &["é"], &["x", "y", "x"]] {
+            let refused = check_protocols(&list(bad)).expect_err("refused");
+            assert_eq!(refused.name, "SyntaxError", "{bad:?}");
+        }
+        // Protocol names are case-sensitive: both may be offered.
+        assert!(check_protocols(&list(&["Chat", "chat"])).is_ok());
+    }
+
+    #[test]
+    fn reasons_are_cut_at_a_character_boundary() {
+        assert_eq!(truncated("short"), "short");
+        let long = "é".repeat(70);
+        let cut = truncated(&long);
+        assert!(cut.len() <= MAX_REASON_BYTES);
+        assert_eq!(cut, "é".repeat(61));
+        assert_eq!(truncated(&"x".repeat(200)).len(), MAX_REASON_BYTES);
+    }
+
+    #[test]
+    fn slots_count_until_dropped() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let a = OpenSlot::take(&open, 2).unwrap();
+        let b = OpenSlot::take(&open, 2).unwrap();
+        assert!(OpenSlot::take(&open, 2).is_none());
+        drop(a);
+        let c = OpenSlot::take(&open, 2).unwrap();
+        assert_eq!(open.load(Ordering::Acquire), 2);
+        drop((b, c));
+        assert_eq!(open.load(Ordering::Acquire), 0);
+        assert!(OpenSlot::take(&open, 0).is_none(), "0 sockets: WebSocket is off");
+    }
+
+    #[test]
+    fn the_first_failure_wins() {
+        let shared = Shared::default();
+        assert_eq!(shared.failure(), (ABNORMAL, String::new()));
+        shared.fail(POLICY_VIOLATION, "send queue full".into());
+        shared.fail(MESSAGE_TOO_BIG, "later".into());
+        assert!(shared.abort.is_cancelled());
+        assert_eq!(
+            shared.failure(),
+            (POLICY_VIOLATION, "send queue full".to_string())
+        );
+    }
 }
