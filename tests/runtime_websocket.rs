@@ -135,6 +135,7 @@ fn policy(max_per_worker: usize, max_queued_messages: usize, max_message_bytes: 
     WebSocketPolicy {
         max_per_worker,
         max_queued_messages,
+        max_queued_bytes: 0,
         max_message_bytes,
     }
 }
@@ -789,6 +790,53 @@ async fn a_flood_the_script_does_not_read_closes_the_socket_with_1008() {
         Seen::Close(Some((
             1008,
             "inbound queue full: 8 messages not yet read by the script".into()
+        )))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_bytes_are_bounded_as_well_as_messages() {
+    // 100 messages of 1,000 bytes while the script computes: the queue allows 1,000 messages
+    // but only 4,500 bytes, so the fifth message closes the socket.
+    let (addr, mut seen) = flood_server(100, 1000).await;
+    let mut limits = policy(4, 1000, 1 << 20);
+    limits.max_queued_bytes = 4500;
+    let h = harness(LOOPBACK, limits);
+    let script = format!(
+        r#"
+        const events = [];
+        const ws = new WebSocket("ws://{addr}/");
+        ws.onmessage = () => events.push("message");
+        ws.onerror = () => events.push("error");
+        const closed = new Promise((resolve) => {{
+          ws.onclose = (e) => {{ events.push(`close ${{e.code}} ${{e.reason}}`); resolve(); }};
+        }});
+        await new Promise((resolve) => ws.addEventListener("open", resolve));
+        ws.send("go");
+        const until = Date.now() + 300;
+        while (Date.now() < until) {{}}
+        await closed;
+        logger.info("events " + JSON.stringify(events));
+        "#
+    );
+    run_once(&h, &script).await.unwrap();
+    let events = h.lines.json("events");
+    let events: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(events.iter().filter(|e| **e == "message").count(), 4, "{events:?}");
+    assert_eq!(
+        events[events.len() - 1],
+        "close 1008 inbound queue full: 4000 bytes not yet read by the script"
+    );
+    assert_eq!(
+        next_end(&mut seen).await,
+        Seen::Close(Some((
+            1008,
+            "inbound queue full: 4000 bytes not yet read by the script".into()
         )))
     );
 }

@@ -72,6 +72,10 @@ pub struct WebSocketPolicy {
     /// Inbound messages queued per socket before the script reads them; past it the socket is
     /// closed with an error rather than buffering without limit.
     pub max_queued_messages: usize,
+    /// Bytes of inbound messages queued per socket before the script reads them; past it the
+    /// socket is closed like an overflowing queue (so memory outside the JS heap stays bounded
+    /// whatever the feed sends).
+    pub max_queued_bytes: usize,
     /// Largest message received or sent, in bytes.
     pub max_message_bytes: usize,
 }
@@ -81,6 +85,7 @@ impl Default for WebSocketPolicy {
         WebSocketPolicy {
             max_per_worker: 16,
             max_queued_messages: 1024,
+            max_queued_bytes: 4 * 1024 * 1024,
             max_message_bytes: 1024 * 1024,
         }
     }

@@ -43,7 +43,8 @@
 //! - At most [`WebSocketPolicy::max_per_worker`] sockets at once per worker
 //!   (`--script-websockets`; 0 disables `WebSocket`): a socket counts from its constructor
 //!   until its connection is gone; one more throws `QuotaExceededError`.
-//! - Inbound messages wait in a queue of at most [`WebSocketPolicy::max_queued_messages`] until
+//! - Inbound messages wait in a queue of at most [`WebSocketPolicy::max_queued_messages`]
+//!   messages and [`WebSocketPolicy::max_queued_bytes`] bytes until
 //!   the script takes them (events are delivered only while the run is being polled, i.e.
 //!   while the script awaits); past it the socket is closed with code 1008, an `error` and a
 //!   `close` event (the messages already queued are still delivered first). Likewise at most
@@ -576,6 +577,8 @@ struct Shared {
     outbound: AtomicUsize,
     /// Messages received and not yet handed to the script.
     inbound: AtomicUsize,
+    /// Their bytes.
+    inbound_bytes: AtomicUsize,
     /// Cancelled to fail the connection at once, for the reason in `failure`.
     abort: CancellationToken,
     /// Close code and reason of the first failure.
@@ -628,6 +631,17 @@ enum SocketEvent {
         /// Whether the closing handshake completed (`wasClean`).
         clean: bool,
     },
+}
+
+impl SocketEvent {
+    /// The size of a message; `None` for the other events.
+    fn message_len(&self) -> Option<usize> {
+        match self {
+            SocketEvent::Text(text) => Some(text.len()),
+            SocketEvent::Binary(bytes) => Some(bytes.len()),
+            _ => None,
+        }
+    }
 }
 
 /// The native side of one `WebSocket` object.
@@ -740,8 +754,9 @@ async fn pump<'js>(
         if scope.is_cancelled() {
             break;
         }
-        if matches!(event, SocketEvent::Text(_) | SocketEvent::Binary(_)) {
+        if let Some(len) = event.message_len() {
             shared.inbound.fetch_sub(1, Ordering::AcqRel);
+            shared.inbound_bytes.fetch_sub(len, Ordering::AcqRel);
         }
         if let Err(error) = deliver_event(&ctx, &deliver, event) {
             // An interrupted or out-of-memory listener: the run fails on its own.
@@ -953,8 +968,16 @@ impl Connection {
         urgent: &mpsc::UnboundedSender<CloseFrame>,
     ) -> bool {
         let queued = self.shared.inbound.load(Ordering::Acquire);
-        if max_queued > 0 && queued >= max_queued {
-            let reason = format!("inbound queue full: {queued} messages not yet read by the script");
+        let len = event.message_len().unwrap_or(0);
+        let queued_bytes = self.shared.inbound_bytes.load(Ordering::Acquire);
+        let too_many = max_queued > 0 && queued >= max_queued;
+        let too_big = self.policy.max_queued_bytes > 0 && queued_bytes + len > self.policy.max_queued_bytes;
+        if too_many || too_big {
+            let reason = if too_many {
+                format!("inbound queue full: {queued} messages not yet read by the script")
+            } else {
+                format!("inbound queue full: {queued_bytes} bytes not yet read by the script")
+            };
             let _ = urgent.send(CloseFrame {
                 code: CloseCode::from(POLICY_VIOLATION),
                 reason: truncated(&reason).into(),
@@ -968,6 +991,7 @@ impl Connection {
             return false;
         }
         self.shared.inbound.fetch_add(1, Ordering::AcqRel);
+        self.shared.inbound_bytes.fetch_add(len, Ordering::AcqRel);
         let _ = self.events.send(event);
         true
     }
