@@ -77,7 +77,7 @@ pub struct NodeConfig {
     /// one. `None`: `secrets-key` in `data_dir`, created at first start.
     pub secrets_key: Option<PathBuf>,
     /// Whether a node whose key is not the cluster's deletes every stored secret and makes its
-    /// key the cluster's (for a lost key) instead of refusing to start.
+    /// key the cluster's (for a lost key) instead of refusing secrets.
     pub secrets_key_reset: bool,
 }
 
@@ -588,10 +588,10 @@ pub struct ServeArgs {
     /// The node's own wallet key file, `Stels.wallet` to scripts [default: <data-dir>/node-key.json, created when absent].
     #[arg(long, env = "HETEROGEN_NODE_KEY", value_name = "FILE")]
     pub node_key: Option<PathBuf>,
-    /// Key file that encrypts workers' secrets at rest (64 hex digits, mode 0600). Every node of a cluster needs the same file: copy the first node's; a node whose key is not the cluster's refuses to start [default: <data-dir>/secrets-key, created when absent].
+    /// Key file that encrypts workers' secrets at rest (64 hex digits, mode 0600). Every node of a cluster needs the same file: copy the first node's; a node whose key is not the cluster's (whose fingerprint the store keeps) refuses secrets and says so [default: <data-dir>/secrets-key, created when absent].
     #[arg(long, env = "HETEROGEN_SECRETS_KEY", value_name = "FILE")]
     pub secrets_key: Option<PathBuf>,
-    /// When this node's secrets key is not the cluster's (the key was lost): delete every stored secret of every worker and make this key the cluster's, instead of refusing to start.
+    /// When this node's secrets key is not the cluster's (the key was lost): delete every stored secret of every worker and make this key the cluster's, instead of refusing secrets.
     #[arg(long, env = "HETEROGEN_SECRETS_KEY_RESET", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub secrets_key_reset: Option<bool>,
     /// First wait after a network error, in ms [default: 5000].

@@ -82,8 +82,8 @@ pub enum NodeError {
     /// The node's own wallet key file cannot be read or created.
     #[error("cannot use the node key: {0}")]
     NodeKey(crate::auth::keyfile::KeyFileError),
-    /// The secrets key file cannot be read or created, or it is not the key the cluster's
-    /// secrets are sealed with: a setup problem, not a crash.
+    /// The secrets key file cannot be read or created (or the store not asked about it): a
+    /// setup problem, not a crash.
     #[error("cannot use the secrets key: {0}")]
     SecretsKey(#[from] crate::secrets::KeyError),
 }
@@ -271,10 +271,8 @@ pub async fn start_with_stores(
     // tasks that follow the store.
     let shutdown = CancellationToken::new();
     let cancel_on_failure = shutdown.clone().drop_guard();
-    // Before anything runs: the key must be the cluster's, or no script could read its secrets.
-    let (secret_repo, secrets_key) = open_secrets(&config, &store, &clock).await?;
-    let (secret_book, secrets_task) =
-        SecretBook::follow(store.clone(), secrets_key, shutdown.clone()).await?;
+    // Before anything runs, so that the first runs already read their secrets.
+    let (secret_repo, secret_book, secrets_task) = open_secrets(&config, &store, &clock, &shutdown).await?;
     // Before anything runs: a node whose nid a live node holds must not start workers.
     let membership = join_cluster(&config, &store, &local_store, &api_url, &ws_url).await?;
     let node_identity = Arc::new(node_identity(&config, &clock)?);
@@ -656,13 +654,17 @@ fn node_identity(config: &NodeConfig, clock: &Clock) -> Result<NodeIdentity, Nod
 }
 
 /// The secrets key (`--secrets-key`, or the one in the data directory, created at first start),
-/// checked against the one the cluster's secrets are sealed with: another key stops the node,
-/// unless `--secrets-key-reset` deletes every stored secret and makes this key the cluster's.
+/// checked against the one the cluster's secrets are sealed with, and the book of opened
+/// secrets that follows the store until `stop`. A node with another key runs, but refuses
+/// secrets: `setWorkerSecret` answers 503 and scripts reading `Stels.secrets` get an error, both
+/// saying why and what to do — unless `--secrets-key-reset` deletes every stored secret and
+/// makes this key the cluster's. A key file that cannot be read or made stops the node.
 async fn open_secrets(
     config: &NodeConfig,
     store: &Arc<dyn Store>,
     clock: &Clock,
-) -> Result<(SecretRepo, Arc<SecretsKey>), NodeError> {
+    stop: &CancellationToken,
+) -> Result<(SecretRepo, SecretBook, JoinHandle<()>), NodeError> {
     let path = match &config.secrets_key {
         Some(path) => path.clone(),
         None => {
@@ -675,9 +677,18 @@ async fn open_secrets(
     };
     let (key, created) = SecretsKey::read_or_create(&path)?;
     let key = Arc::new(key);
-    let repo = SecretRepo::new(store.clone(), key.clone());
+    let mut repo = SecretRepo::new(store.clone(), key.clone());
     let now = clock.wall_ms();
     let claim = match repo.claim_key(&path, &config.nid, now).await {
+        Err(mismatch @ crate::secrets::KeyError::Mismatch { .. }) if !config.secrets_key_reset => {
+            let reason = mismatch.to_string();
+            tracing::error!(
+                error = %reason,
+                "this node refuses secrets: none can be set through it and its workers cannot read theirs"
+            );
+            repo.refuse_sealing(&reason);
+            return Ok((repo, SecretBook::refusing(&reason), tokio::spawn(async {})));
+        }
         Err(crate::secrets::KeyError::Mismatch { stored, .. }) if config.secrets_key_reset => {
             let deleted = repo
                 .reset_key(&config.nid, now)
@@ -700,7 +711,8 @@ async fn open_secrets(
         first_in_cluster = claim == KeyClaim::Recorded,
         "secrets key (every node of the cluster needs this same file)"
     );
-    Ok((repo, key))
+    let (book, task) = SecretBook::follow(store.clone(), key, stop.clone()).await?;
+    Ok((repo, book, task))
 }
 
 /// The runtime reads a worker's secrets through its own traits; the secrets module knows
@@ -723,6 +735,9 @@ impl SecretReader for WorkerSecrets {
     }
     fn mask<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
         WorkerSecrets::mask(self, text)
+    }
+    fn unavailable(&self) -> Option<String> {
+        self.refused().map(str::to_string)
     }
 }
 

@@ -2,7 +2,8 @@
 //! `deleteWorkerSecret` with their errors and the Owner role; a running script reads
 //! `Stels.secrets` (and `Deno.env.get`) and sees changes without a restart; the value never
 //! comes back in any method's answer, in the worker's log or its last error; `deleteWorker`
-//! takes the secrets with it; a node with another key refuses to start unless told to reset.
+//! takes the secrets with it; a node with another key than the cluster's refuses secrets and
+//! says why, until it has the right key or resets; a broken key file stops a node.
 
 mod common;
 
@@ -351,7 +352,52 @@ async fn deleting_a_worker_deletes_its_secrets() {
 }
 
 #[tokio::test]
-async fn a_node_with_another_key_refuses_to_start_unless_reset() {
+async fn a_node_with_another_key_refuses_secrets_and_says_why() {
+    // Two nodes on one store, the second without a copy of the first one's key file.
+    let first = TestNode::start_with(quick_runtime).await;
+    let second = TestNode::start_on(first.running().store().clone(), |c| {
+        quick_runtime(c);
+        c.nid = "s-0002".into();
+    })
+    .await;
+    let entry = first
+        .create_worker(json!({
+            "priority": "high",
+            "scriptContent": "logger.info('has A:', Stels.secrets.A !== undefined); await Stels.sleep(30);",
+        }))
+        .await;
+    let id = sid(&entry);
+    let (status, _) = first
+        .call("setWorkerSecret", json!({"sid": id, "name": "A", "value": VALUE}))
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, reply) = second
+        .call("setWorkerSecret", json!({"sid": id, "name": "B", "value": VALUE}))
+        .await;
+    assert_eq!(status, 503, "{reply}");
+    let error = reply["error"].as_str().unwrap();
+    assert!(error.starts_with("This node cannot seal secrets: "), "{error}");
+    assert!(
+        error.contains("is not the key this cluster's secrets are sealed with"),
+        "{error}"
+    );
+    assert!(error.contains("copy that node's file here"), "{error}");
+    assert!(error.contains("first used by node s-0001"), "{error}");
+    // Names need no key.
+    let (status, listed) = second.call("listWorkerSecrets", json!({"sid": id})).await;
+    assert_eq!((status, listed["secrets"][0]["name"].clone()), (200, json!("A")));
+
+    // The worker runs on both; only the node with the cluster's key gives it its secrets.
+    first.set_active(&entry, true).await;
+    first.wait_for_log(&id, "has A: true").await;
+    second
+        .wait_for_log(&id, "Stels.secrets cannot be read on this node: ")
+        .await;
+}
+
+#[tokio::test]
+async fn a_lost_key_is_replaced_only_with_reset_and_a_bad_key_file_stops_the_node() {
     let mut node = TestNode::start().await;
     let id = sid(&node.create_worker(json!({})).await);
     node.call("setWorkerSecret", json!({"sid": id, "name": "A", "value": VALUE}))
@@ -361,36 +407,36 @@ async fn a_node_with_another_key_refuses_to_start_unless_reset() {
     let key_file = dir.join("secrets-key");
     let original = std::fs::read_to_string(&key_file).unwrap();
     assert_eq!(original.trim().len(), 64);
+    let client = reqwest::Client::new();
 
-    // Another key: refused, naming both fingerprints and what to do.
-    std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
-    let refused = heterogen::start(common::test_config(&dir)).await;
-    let error = refused
-        .err()
-        .expect("a node with another key started")
-        .to_string();
-    assert!(error.starts_with("cannot use the secrets key: "), "{error}");
-    assert!(
-        error.contains("is not the key this cluster's secrets are sealed with"),
-        "{error}"
-    );
-    assert!(error.contains("--secrets-key-reset"), "{error}");
-    // A file that is no key at all.
+    // A file that is no key at all stops the node.
     std::fs::write(&key_file, "not a key\n").unwrap();
     let error = heterogen::start(common::test_config(&dir))
         .await
         .err()
-        .unwrap()
+        .expect("a node with a broken key file started")
         .to_string();
+    assert!(error.starts_with("cannot use the secrets key: "), "{error}");
     assert!(error.contains("is not a secrets key file"), "{error}");
 
-    // The right key again: the secret is there.
+    // The key lost and a new one made: the node refuses secrets…
+    std::fs::remove_file(&key_file).unwrap();
+    let node = heterogen::start(common::test_config(&dir)).await.unwrap();
+    let url = format!("http://{}/", node.local_addr());
+    let body = json!({"sid": id, "name": "A", "value": "v"});
+    let (status, reply) = common::call_url(&client, &url, "setWorkerSecret", body.clone()).await;
+    assert_eq!(status, 503, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("--secrets-key-reset"),
+        "{reply}"
+    );
+    node.shutdown().await.unwrap();
+    // …and takes them again with the right key.
     std::fs::write(&key_file, &original).unwrap();
     let node = heterogen::start(common::test_config(&dir)).await.unwrap();
     let url = format!("http://{}/", node.local_addr());
-    let client = reqwest::Client::new();
-    let (_, listed) = common::call_url(&client, &url, "listWorkerSecrets", json!({"sid": id})).await;
-    assert_eq!(listed["secrets"][0]["name"], "A", "{listed}");
+    let (status, _) = common::call_url(&client, &url, "setWorkerSecret", body.clone()).await;
+    assert_eq!(status, 200);
     node.shutdown().await.unwrap();
 
     // Reset: the secrets sealed with the lost key are deleted, the new key is the cluster's.
@@ -402,7 +448,10 @@ async fn a_node_with_another_key_refuses_to_start_unless_reset() {
     let (_, listed) = common::call_url(&client, &url, "listWorkerSecrets", json!({"sid": id})).await;
     assert_eq!(listed["secrets"], json!([]), "{listed}");
     node.shutdown().await.unwrap();
-    // …and a plain start with it is accepted from then on.
+    // …and a plain start with it takes secrets from then on.
     let node = heterogen::start(common::test_config(&dir)).await.unwrap();
+    let url = format!("http://{}/", node.local_addr());
+    let (status, _) = common::call_url(&client, &url, "setWorkerSecret", body).await;
+    assert_eq!(status, 200);
     node.shutdown().await.unwrap();
 }

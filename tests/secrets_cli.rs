@@ -1,8 +1,8 @@
 //! `heterogen secrets set | list | rm` as real processes against a real node process: the value
 //! piped on stdin, outputs and `--json`, exit codes (1 for a refused request, 2 for a usage
 //! problem), a stranger's session refused; the value is found in no file of the data
-//! directory once the node has stopped (its log lines included: the script logged it), and a
-//! node started with another key exits with code 2 saying why.
+//! directory once the node has stopped (its log lines included: the script logged it); a
+//! broken key file stops a node (exit 2) and a node with another key refuses secrets, saying why.
 
 mod common;
 
@@ -266,7 +266,7 @@ async fn spawn_node_closed(dir: &Path, owner: &str) -> NodeProcess {
 }
 
 #[tokio::test]
-async fn no_plaintext_in_the_data_directory_and_another_key_stops_a_node() {
+async fn no_plaintext_in_the_data_directory_and_another_key_refuses_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut node = spawn_node(&data, &["--fsync", "false", "--js-threads", "2"]).await;
@@ -305,9 +305,9 @@ async fn no_plaintext_in_the_data_directory_and_another_key_stops_a_node() {
     );
     assert_eq!(files_holding(&data, VALUE.as_bytes()), Vec::<String>::new());
 
-    // Another key: exit 2, naming the problem and the way out.
-    let other = dir.path().join("other-key");
-    std::fs::write(&other, format!("{}\n", "5a".repeat(32))).unwrap();
+    // A key file that is no key: exit 2, naming the file.
+    let broken = dir.path().join("broken-key");
+    std::fs::write(&broken, "0123\n").unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_heterogen"))
         .args([
             "serve",
@@ -320,7 +320,7 @@ async fn no_plaintext_in_the_data_directory_and_another_key_stops_a_node() {
         ])
         .arg(&data)
         .arg("--secrets-key")
-        .arg(&other)
+        .arg(&broken)
         .env("RUST_LOG", "error")
         .output();
     let out = tokio::time::timeout(Duration::from_secs(30), out)
@@ -331,8 +331,26 @@ async fn no_plaintext_in_the_data_directory_and_another_key_stops_a_node() {
     let said = stderr(&out);
     assert!(said.contains("cannot use the secrets key"), "{said}");
     assert!(
+        said.contains(&format!("{} is not a secrets key file", broken.display())),
+        "{said}"
+    );
+
+    // Another key: the node runs but refuses secrets, naming the problem and the way out.
+    let other = dir.path().join("other-key");
+    std::fs::write(&other, format!("{}\n", "5a".repeat(32))).unwrap();
+    let node = spawn_node(
+        &data,
+        &["--fsync", "false", "--secrets-key", other.to_str().unwrap()],
+    )
+    .await;
+    let out = cli(&node, &["secrets", "set", &sid, "TOKEN"], Some("new-value"));
+    fails(&out, 1, "error (503): This node cannot seal secrets: ");
+    let said = stderr(&out);
+    assert!(
         said.contains("is not the key this cluster's secrets are sealed with"),
         "{said}"
     );
-    assert!(said.contains(other.to_str().unwrap()), "{said}");
+    assert!(said.contains("--secrets-key-reset"), "{said}");
+    let listed = ok(&cli(&node, &["secrets", "list", &sid], None));
+    assert!(listed.contains("TOKEN"), "{listed}");
 }

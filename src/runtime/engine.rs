@@ -103,6 +103,11 @@ pub trait SecretReader: Send + Sync {
     fn names(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Why this node cannot give the worker its secrets (its key is not the cluster's), if it
+    /// cannot: reading `Stels.secrets` then throws an `Error` saying so.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
     /// `text` with the values hidden, as a log line the script writes is stored and shown. The
     /// default replaces every non-empty value of [`SecretReader::values`] with `***`; the
     /// node's reader also finds JSON-escaped forms and leaves values of 1–3 characters alone.

@@ -65,6 +65,8 @@ impl Shelf {
 #[derive(Clone)]
 pub struct SecretBook {
     shelves: Arc<Shelves>,
+    /// Why this node holds no secrets (its key is not the cluster's), if it cannot.
+    refused: Option<Arc<str>>,
 }
 
 impl SecretBook {
@@ -85,13 +87,24 @@ impl SecretBook {
             page.revision,
             stop,
         ));
-        Ok((SecretBook { shelves }, task))
+        let refused = None;
+        Ok((SecretBook { shelves, refused }, task))
     }
 
     /// A book that holds nothing and follows nothing (for a runtime without secrets, in tests).
     pub fn empty() -> SecretBook {
         SecretBook {
             shelves: Arc::default(),
+            refused: None,
+        }
+    }
+
+    /// The book of a node whose key is not the cluster's: it holds nothing, and each worker's
+    /// view says `reason` ([`WorkerSecrets::refused`]), so a script learns why it has no secrets.
+    pub fn refusing(reason: &str) -> SecretBook {
+        SecretBook {
+            shelves: Arc::default(),
+            refused: Some(Arc::from(reason)),
         }
     }
 
@@ -100,6 +113,7 @@ impl SecretBook {
         WorkerSecrets {
             shelves: Arc::clone(&self.shelves),
             sid: Arc::from(sid),
+            refused: self.refused.clone(),
         }
     }
 }
@@ -109,9 +123,16 @@ impl SecretBook {
 pub struct WorkerSecrets {
     shelves: Arc<Shelves>,
     sid: Arc<str>,
+    refused: Option<Arc<str>>,
 }
 
 impl WorkerSecrets {
+    /// Why this node cannot give the worker its secrets, if it cannot (its key is not the
+    /// cluster's).
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
     fn shelf(&self) -> Option<Arc<Shelf>> {
         let shelves = self.shelves.read().unwrap_or_else(PoisonError::into_inner);
         shelves.get(&*self.sid).cloned()

@@ -57,9 +57,9 @@ pub enum KeyError {
     #[error(
         "{path} (fingerprint {ours}) is not the key this cluster's secrets are sealed with \
          (fingerprint {stored}, first used by node {stored_by}): every node of a cluster needs the \
-         same key file, so copy that node's file here or name it with --secrets-key. If that key \
-         is lost, its secrets are unreadable: start once with --secrets-key-reset to delete every \
-         stored secret and use this key"
+         same key file, so copy that node's file here (or name it with --secrets-key) and restart \
+         this node. If that key is lost, its secrets are unreadable: start once with \
+         --secrets-key-reset to delete every stored secret and use this key"
     )]
     Mismatch {
         /// This node's key file.

@@ -7,8 +7,10 @@
 //!   worker's sid and its name as associated data, so a sealed value moved to another worker or
 //!   name no longer opens.
 //! - [`SecretRepo`]: the records `["ami","secret",sid,name]` and the key's fingerprint
-//!   `["ami","secrets-key"]`, which makes a node whose key differs from the cluster's refuse to
-//!   start. Values go in and never come out: nothing here hands a value to a client.
+//!   `["ami","secrets-key"]`: the first key a cluster's node starts with is the cluster's, and a
+//!   node with another key refuses secrets (it cannot open the cluster's nor seal values the
+//!   others could open) while it runs everything else. Values go in and never come out:
+//!   nothing here hands a value to a client.
 //! - [`SecretBook`]: every worker's values, opened, kept current by a watch of the records; a
 //!   run reads its worker's through a [`WorkerSecrets`] view, so a change reaches a running
 //!   script without a restart, and [`WorkerSecrets::mask`] hides the values in log lines.
@@ -86,6 +88,9 @@ pub enum SecretError {
     /// Sealing failed (it cannot for values this small; reported rather than assumed).
     #[error("sealing the value failed")]
     Seal,
+    /// This node's key is not the cluster's: it seals nothing (the text says why and what to do).
+    #[error("This node cannot seal secrets: {0}")]
+    KeyRefused(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -97,12 +97,24 @@ pub enum KeyClaim {
 pub struct SecretRepo {
     store: Arc<dyn Store>,
     key: Arc<SecretsKey>,
+    /// Why this node seals nothing (its key is not the cluster's), if it does not.
+    refused: Option<Arc<str>>,
 }
 
 impl SecretRepo {
     /// The secrets of `store`, sealed with `key`.
     pub fn new(store: Arc<dyn Store>, key: Arc<SecretsKey>) -> SecretRepo {
-        SecretRepo { store, key }
+        SecretRepo {
+            store,
+            key,
+            refused: None,
+        }
+    }
+
+    /// From now on `set` fails with [`SecretError::KeyRefused`] saying `reason`; listing and
+    /// deleting, which need no key, go on.
+    pub fn refuse_sealing(&mut self, reason: &str) {
+        self.refused = Some(Arc::from(reason));
     }
 
     /// Seals `value` and stores it as secret `name` of worker `sid`, in a commit that checks
@@ -116,6 +128,9 @@ impl SecretRepo {
     ) -> Result<SetOutcome, SecretError> {
         check_name(name)?;
         check_value(value)?;
+        if let Some(reason) = &self.refused {
+            return Err(SecretError::KeyRefused(reason.to_string()));
+        }
         let (nonce, sealed) = self
             .key
             .seal(sid, name, value.as_bytes())
@@ -400,8 +415,16 @@ mod tests {
         assert_eq!(repo.claim_key(path, "n1", 2).await.unwrap(), KeyClaim::Matched);
         repo.set("w", "A", "value", 1).await.unwrap();
 
-        let other = SecretRepo::new(store.clone(), Arc::new(SecretsKey::from_bytes([2; 32])));
+        let mut other = SecretRepo::new(store.clone(), Arc::new(SecretsKey::from_bytes([2; 32])));
         let error = other.claim_key(path, "n2", 3).await.unwrap_err().to_string();
+        other.refuse_sealing(&error);
+        let refused = other.set("w", "B", "v", 3).await.unwrap_err().to_string();
+        assert!(
+            refused.starts_with("This node cannot seal secrets: /etc/heterogen"),
+            "{refused}"
+        );
+        assert_eq!(other.list("w").await.unwrap().len(), 1);
+        other = SecretRepo::new(store.clone(), Arc::new(SecretsKey::from_bytes([2; 32])));
         assert!(error.contains("first used by node n1"), "{error}");
         assert!(
             error.contains("/etc/heterogen/secrets-key (fingerprint"),

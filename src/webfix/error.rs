@@ -122,6 +122,7 @@ impl ApiError {
             SecretError::BadName(_) | SecretError::EmptyValue => Self::invalid_body(error),
             SecretError::TooMany { max } => Self::bad_request(error.to_string()).with("max", max),
             SecretError::Busy(_) => Self::new(409, error.to_string()),
+            SecretError::KeyRefused(_) => Self::new(503, error.to_string()),
             SecretError::Store(e) => Self::storage(e),
             SecretError::Seal => Self::internal(error),
         }

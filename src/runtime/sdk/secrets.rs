@@ -2,7 +2,8 @@
 //! set`). `Stels.secrets.NAME` is the value or `undefined`; the names are enumerable
 //! (`Object.keys`, `for…in`, `"NAME" in Stels.secrets`); assigning, deleting or defining a
 //! property throws a `TypeError`. Every read asks the node, so a secret set or deleted while the
-//! script runs is seen at the next read.
+//! script runs is seen at the next read. On a node whose secrets key is not the cluster's, every
+//! read throws an `Error` saying so (rather than reading `undefined` for a secret that exists).
 
 use std::sync::Arc;
 
@@ -17,19 +18,25 @@ const SECRETS_PRELUDE: &str = r#"(function (native, stels) {
   const readOnly = () => {
     throw new TypeError("Stels.secrets is read-only: an owner sets a worker's secrets with 'heterogen secrets set'");
   };
+  const read = (name) => {
+    const why = native.unavailable();
+    if (why !== undefined) throw new Error(`Stels.secrets cannot be read on this node: ${why}`);
+    return native.get(name);
+  };
   const secrets = new Proxy({}, {
     get(target, name) {
-      return typeof name === "string" ? native.get(name) : undefined;
+      return typeof name === "string" ? read(name) : undefined;
     },
     has(target, name) {
-      return typeof name === "string" && native.get(name) !== undefined;
+      return typeof name === "string" && read(name) !== undefined;
     },
     ownKeys() {
+      read("");
       return native.names();
     },
     getOwnPropertyDescriptor(target, name) {
       if (typeof name !== "string") return undefined;
-      const value = native.get(name);
+      const value = read(name);
       return value === undefined
         ? undefined
         : { value, writable: false, enumerable: true, configurable: true };
@@ -50,6 +57,8 @@ pub fn install_secrets<'js>(ctx: &Ctx<'js>, stels: &Object<'js>, env: &WorkerEnv
     native.set("get", Func::from(move |name: String| reader.get(&name)))?;
     let reader = Arc::clone(&env.secrets);
     native.set("names", Func::from(move || reader.names()))?;
+    let reader = Arc::clone(&env.secrets);
+    native.set("unavailable", Func::from(move || reader.unavailable()))?;
     let mut options = rquickjs::context::EvalOptions::default();
     options.strict = true;
     options.filename = Some("<stels:secrets>".to_string());
@@ -147,5 +156,35 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(out, serde_json::json!(["k-2", ["API_KEY", "OTHER"]]));
+
+        // A node that cannot read secrets says why at every read.
+        env.secrets = Arc::new(Unavailable);
+        for read in [
+            "Stels.secrets.A",
+            "Object.keys(Stels.secrets)",
+            "'A' in Stels.secrets",
+        ] {
+            let error = eval_body(&env, &format!("return {read};"), install)
+                .await
+                .unwrap_err();
+            assert!(
+                error.contains("Stels.secrets cannot be read on this node: another key"),
+                "{read}: {error}"
+            );
+        }
+    }
+
+    struct Unavailable;
+
+    impl SecretReader for Unavailable {
+        fn get(&self, _name: &str) -> Option<String> {
+            None
+        }
+        fn values(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn unavailable(&self) -> Option<String> {
+            Some("another key".into())
+        }
     }
 }
