@@ -689,7 +689,7 @@ async fn open_secrets(
             repo.refuse_sealing(&reason);
             return Ok((repo, SecretBook::refusing(&reason), tokio::spawn(async {})));
         }
-        Err(crate::secrets::KeyError::Mismatch { stored, .. }) if config.secrets_key_reset => {
+        Err(crate::secrets::KeyError::Mismatch { stored, .. }) => {
             let deleted = repo
                 .reset_key(&config.nid, now)
                 .await
