@@ -827,7 +827,11 @@ async fn unread_bytes_are_bounded_as_well_as_messages() {
         .iter()
         .map(|e| e.as_str().unwrap())
         .collect();
-    assert_eq!(events.iter().filter(|e| **e == "message").count(), 4, "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| **e == "message").count(),
+        4,
+        "{events:?}"
+    );
     assert_eq!(
         events[events.len() - 1],
         "close 1008 inbound queue full: 4000 bytes not yet read by the script"

@@ -287,19 +287,20 @@ type Sent = Arc<Mutex<Vec<(String, Value)>>>;
 async fn telegram() -> (SocketAddr, Sent) {
     use axum::extract::{Path, State};
     let sent: Sent = Arc::default();
-    let app = axum::Router::new()
-        .route(
-            "/{bot}/sendMessage",
-            axum::routing::post(
-                |State(sent): State<Sent>,
-                 Path(bot): Path<String>,
-                 axum::Json(body): axum::Json<Value>| async move {
-                    sent.lock().unwrap().push((bot, body));
-                    axum::Json(json!({"ok": true, "result": {"message_id": 1}}))
-                },
-            ),
-        )
-        .with_state(sent.clone());
+    let app =
+        axum::Router::new()
+            .route(
+                "/{bot}/sendMessage",
+                axum::routing::post(
+                    |State(sent): State<Sent>,
+                     Path(bot): Path<String>,
+                     axum::Json(body): axum::Json<Value>| async move {
+                        sent.lock().unwrap().push((bot, body));
+                        axum::Json(json!({"ok": true, "result": {"message_id": 1}}))
+                    },
+                ),
+            )
+            .with_state(sent.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
