@@ -2,10 +2,13 @@
 //! real node process: outputs, exit codes (0 / 1 on an error status / 2 on a usage problem),
 //! login with `--key`, and the streaming commands read for a while then interrupted.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
+use common::process::{fails, ok, stderr, stdout};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -80,42 +83,6 @@ async fn cli_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
 /// Saved logins of these tests: none, and never the user's own.
 fn config_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-client-config")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts exit code 0 and returns stdout.
-fn ok(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        stdout(out),
-        stderr(out)
-    );
-    stdout(out)
-}
-
-/// Asserts `code` and a piece of stderr.
-fn fails(out: &Output, code: i32, needle: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        stdout(out),
-        stderr(out)
-    );
-    assert!(
-        stderr(out).contains(needle),
-        "expected {needle:?} in stderr: {}",
-        stderr(out)
-    );
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {

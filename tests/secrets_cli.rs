@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use common::process::{NodeProcess, client_command, spawn_node};
+use common::process::{NodeProcess, client_command, fails, ok, spawn_node, stderr, stdout};
 use serde_json::Value;
 
 /// A value that nothing but the secret holds.
@@ -33,42 +33,6 @@ fn cli(node: &NodeProcess, args: &[&str], stdin: Option<&str>) -> Output {
     }
     drop(input);
     child.wait_with_output().unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts exit code 0; returns stdout.
-fn ok(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        stdout(out),
-        stderr(out)
-    );
-    stdout(out)
-}
-
-/// Asserts the exit code and a piece of stderr.
-fn fails(out: &Output, code: i32, needle: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        stdout(out),
-        stderr(out)
-    );
-    assert!(
-        stderr(out).contains(needle),
-        "{needle:?} not in stderr: {}",
-        stderr(out)
-    );
 }
 
 /// Creates a worker running `script` (started when `start`); returns its sid.

@@ -82,19 +82,41 @@ pub fn install_web<'js>(
     native.set("randomUUID", Func::from(|| uuid::Uuid::new_v4().to_string()))?;
     native.set("randomBytes", Func::from(random_bytes))?;
     native.set("sleep", stop_aware_sleep(ctx, run)?)?;
-    let log = env.log.clone();
     native.set(
         "listenerFailed",
-        Func::from(move |ctx: Ctx<'js>, error: Rest<Value<'js>>| {
-            log.log(
-                LogLevel::Error,
-                &format!("event listener failed: {}", format_args(&ctx, &error.0)),
-            );
-        }),
+        failure_logger(ctx, env, "event listener failed")?,
     )?;
-    let factory: Function = eval_prelude(ctx, WEB_PRELUDE, "<stels:web>")?;
+    export_globals(ctx, globals, native, WEB_PRELUDE, "<stels:web>", WEB_GLOBALS)
+}
+
+/// A native `(error) => void` that writes `what: <error>` to the worker's log at ERROR.
+fn failure_logger<'js>(
+    ctx: &Ctx<'js>,
+    env: &WorkerEnv,
+    what: &'static str,
+) -> rquickjs::Result<Function<'js>> {
+    let log = env.log.clone();
+    Function::new(ctx.clone(), move |ctx: Ctx<'js>, error: Rest<Value<'js>>| {
+        log.log(
+            LogLevel::Error,
+            &format!("{what}: {}", format_args(&ctx, &error.0)),
+        );
+    })
+}
+
+/// Evaluates `prelude` (named `file` in stacks), calls it with `native`, and sets each of
+/// `names` of what it returns as a global.
+fn export_globals<'js>(
+    ctx: &Ctx<'js>,
+    globals: &Object<'js>,
+    native: Object<'js>,
+    prelude: &str,
+    file: &str,
+    names: &[&str],
+) -> rquickjs::Result<()> {
+    let factory: Function = eval_prelude(ctx, prelude, file)?;
     let exports: Object = factory.call((native,))?;
-    for &name in WEB_GLOBALS {
+    for &name in names {
         let value: Value = exports.get(name)?;
         globals.set(name, value)?;
     }
@@ -151,23 +173,18 @@ pub fn install_timers<'js>(
     let native = Object::new(ctx.clone())?;
     native.set("sleep", stop_aware_sleep(ctx, run)?)?;
     native.set("max", MAX_TIMERS)?;
-    let log = env.log.clone();
     native.set(
         "callbackFailed",
-        Func::from(move |ctx: Ctx<'js>, error: Rest<Value<'js>>| {
-            log.log(
-                LogLevel::Error,
-                &format!("timer callback failed: {}", format_args(&ctx, &error.0)),
-            );
-        }),
+        failure_logger(ctx, env, "timer callback failed")?,
     )?;
-    let factory: Function = eval_prelude(ctx, TIMER_PRELUDE, "<stels:timers>")?;
-    let exports: Object = factory.call((native,))?;
-    for &name in TIMER_GLOBALS {
-        let value: Value = exports.get(name)?;
-        globals.set(name, value)?;
-    }
-    Ok(())
+    export_globals(
+        ctx,
+        globals,
+        native,
+        TIMER_PRELUDE,
+        "<stels:timers>",
+        TIMER_GLOBALS,
+    )
 }
 
 /// `Deno` with the few APIs a worker has; the rest throws, naming what is missing.
