@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use common::process::{NodeProcess, client_command, fails, ok, spawn_node, stderr, stdout};
+use common::process::{NodeProcess, client_command, fails, ok, spawn_node, stderr};
 use serde_json::Value;
 
 /// A value that nothing but the secret holds.
