@@ -38,22 +38,27 @@ fn main() {
 /// `HETEROGEN_GIT_REVISION`: the commit the binary is built from (`heterogen --version`),
 /// `unknown` outside a git checkout (a source archive).
 fn embed_git_revision(root: &Path) {
-    let git = root.join(".git");
-    if git.is_dir() {
-        println!("cargo:rerun-if-changed={}", git.join("HEAD").display());
-        println!("cargo:rerun-if-changed={}", git.join("refs").display());
-        println!("cargo:rerun-if-changed={}", git.join("packed-refs").display());
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .and_then(|output| String::from_utf8(output.stdout).ok())
+            .map(|text| text.trim().to_owned())
+            .filter(|text| !text.is_empty())
+    };
+    // A linked worktree keeps its HEAD in its own git directory and the refs in the common one.
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        println!("cargo:rerun-if-changed={}", Path::new(&dir).join("HEAD").display());
     }
-    let revision = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(root)
-        .output()
-        .ok()
-        .filter(|output| output.status.success())
-        .and_then(|output| String::from_utf8(output.stdout).ok())
-        .map(|text| text.trim().to_owned())
-        .filter(|text| !text.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned());
+    if let Some(common) = git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]) {
+        let common = Path::new(&common);
+        println!("cargo:rerun-if-changed={}", common.join("refs").display());
+        println!("cargo:rerun-if-changed={}", common.join("packed-refs").display());
+    }
+    let revision = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=HETEROGEN_GIT_REVISION={revision}");
 }
 

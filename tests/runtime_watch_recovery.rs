@@ -28,7 +28,8 @@ struct FaultyWatches {
     kill: std::sync::Mutex<CancellationToken>,
     /// New watches wait while this is false.
     open: tokio::sync::watch::Sender<bool>,
-    /// Watch calls waiting for `open`.
+    /// Watch calls of the worker records waiting for `open` (other parts of the node, such as
+    /// its secrets, watch their own prefixes).
     waiting: AtomicUsize,
 }
 
@@ -52,9 +53,14 @@ impl Store for FaultyWatches {
         self.inner.commit(write).await
     }
     async fn watch(&self, prefix: &Key, after: Revision) -> StoreResult<WatchStream> {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let workers = *prefix == Key::of(&["ami", "worker"]);
+        if workers {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+        }
         let _ = self.open.subscribe().wait_for(|open| *open).await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        if workers {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
         let inner = self.inner.watch(prefix, after).await?;
         let kill = self.kill.lock().unwrap().clone();
         let injected = futures_util::stream::once(async {
