@@ -51,7 +51,10 @@ fn embed_git_revision(root: &Path) {
     };
     // A linked worktree keeps its HEAD in its own git directory and the refs in the common one.
     if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
-        println!("cargo:rerun-if-changed={}", Path::new(&dir).join("HEAD").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            Path::new(&dir).join("HEAD").display()
+        );
     }
     if let Some(common) = git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]) {
         let common = Path::new(&common);
