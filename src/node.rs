@@ -604,17 +604,30 @@ async fn keep_membership(membership: Arc<Membership>, state: Arc<NetState>, shut
     }
 }
 
+/// The key file a setting names, or `default_name` in the data directory (made if missing, so
+/// that the key can be created there at first start).
+fn key_file(
+    config: &NodeConfig,
+    given: Option<&std::path::Path>,
+    default_name: &str,
+) -> Result<std::path::PathBuf, NodeError> {
+    if let Some(path) = given {
+        return Ok(path.to_path_buf());
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    Ok(config.data_dir.join(default_name))
+}
+
 /// A node nobody could log in to (no owners, not `--open`) takes the wallet of
 /// `data_dir/owner-key.json` as its owner, creating the file on a first start. Returns its address.
 fn adopt_first_owner(config: &mut NodeConfig) -> Result<Option<String>, NodeError> {
     if config.open || !config.owners.is_empty() {
         return Ok(None);
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
-        path: config.data_dir.display().to_string(),
-        source,
-    })?;
-    let path = config.data_dir.join(OWNER_KEY_FILE);
+    let path = key_file(config, None, OWNER_KEY_FILE)?;
     let (wallet, created) = crate::auth::keyfile::read_or_create(&path)?;
     let address = wallet.address().to_string();
     tracing::info!(
@@ -630,16 +643,7 @@ fn adopt_first_owner(config: &mut NodeConfig) -> Result<Option<String>, NodeErro
 /// The node's wallet for scripts: `--node-key`, or the one in the data directory, created at
 /// first start.
 fn node_identity(config: &NodeConfig, clock: &Clock) -> Result<NodeIdentity, NodeError> {
-    let path = match &config.node_key {
-        Some(path) => path.clone(),
-        None => {
-            std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
-                path: config.data_dir.display().to_string(),
-                source,
-            })?;
-            config.data_dir.join(NODE_KEY_FILE)
-        }
-    };
+    let path = key_file(config, config.node_key.as_deref(), NODE_KEY_FILE)?;
     let (wallet, created) = crate::auth::keyfile::read_or_create(&path).map_err(NodeError::NodeKey)?;
     tracing::info!(
         key = %path.display(),
@@ -665,16 +669,7 @@ async fn open_secrets(
     clock: &Clock,
     stop: &CancellationToken,
 ) -> Result<(SecretRepo, SecretBook, JoinHandle<()>), NodeError> {
-    let path = match &config.secrets_key {
-        Some(path) => path.clone(),
-        None => {
-            std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
-                path: config.data_dir.display().to_string(),
-                source,
-            })?;
-            config.data_dir.join(crate::secrets::KEY_FILE)
-        }
-    };
+    let path = key_file(config, config.secrets_key.as_deref(), crate::secrets::KEY_FILE)?;
     let (key, created) = SecretsKey::read_or_create(&path)?;
     let key = Arc::new(key);
     let mut repo = SecretRepo::new(store.clone(), key.clone());

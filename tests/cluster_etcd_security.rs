@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::cluster::refused_start;
 use common::etcd::EtcdCluster;
+use common::process::refused_start;
 use common::process::spawn_node;
 use serde_json::json;
 

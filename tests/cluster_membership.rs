@@ -8,8 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{Cluster, QUICK, refused_start};
+use common::cluster::{Cluster, QUICK};
 use common::eventually;
+use common::process::refused_start;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use common::process::{NodeProcess, client_command, fails, ok, spawn_node, stderr};
+use common::process::{NodeProcess, client_command, fails, ok, refused_start, spawn_node, stderr};
 use serde_json::Value;
 
 /// A value that nothing but the secret holds.
@@ -272,27 +272,8 @@ async fn no_plaintext_in_the_data_directory_and_another_key_refuses_secrets() {
     // A key file that is no key: exit 2, naming the file.
     let broken = dir.path().join("broken-key");
     std::fs::write(&broken, "0123\n").unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_heterogen"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--open",
-            "--fsync",
-            "false",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .arg("--secrets-key")
-        .arg(&broken)
-        .env("RUST_LOG", "error")
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), out)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
-    let said = stderr(&out);
+    let (code, said) = refused_start(&data, &["--secrets-key", broken.to_str().unwrap()], &[]).await;
+    assert_eq!(code, Some(2), "stderr: {said}");
     assert!(said.contains("cannot use the secrets key"), "{said}");
     assert!(
         said.contains(&format!("{} is not a secrets key file", broken.display())),

@@ -173,37 +173,3 @@ impl Cluster {
         node.child.kill().await.unwrap();
     }
 }
-
-/// Runs `heterogen serve --open ARGS` (with `env`) that must refuse to start; returns its exit
-/// code and stderr.
-pub async fn refused_start(
-    dir: &std::path::Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (Option<i32>, String) {
-    let output = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_heterogen"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--open",
-                "--fsync",
-                "false",
-                "--data-dir",
-            ])
-            .arg(dir)
-            .args(args)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
-            .output(),
-    )
-    .await
-    .expect("the refused node did not exit")
-    .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
