@@ -146,3 +146,19 @@ async fn globals_a_script_never_names_are_not_defined_for_it() {
     .await;
     assert_eq!(seen, json!(["undefined", false, false, "function"]));
 }
+
+#[tokio::test]
+async fn a_timer_never_fires_into_the_next_run() {
+    let node = TestNode::start_with(quick_runtime).await;
+    let entry = node
+        .start_worker(json!({"mode": "loop", "priority": "high", "dependencies": [],
+            "scriptContent": r#"globalThis.n = (globalThis.n || 0) + 1;
+                if (n === 1) { setTimeout(() => logger.info("late timer fired"), 100); logger.info("first run over"); }
+                else if (n === 2) { await Stels.sleep(400); logger.info("second run over"); }
+                else await Stels.sleep(60000);"#}))
+        .await;
+    let sid = sid(&entry);
+    let lines = node.wait_for_log(&sid, "second run over").await;
+    assert!(lines.iter().any(|l| l.contains("first run over")), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("late timer fired")), "{lines:?}");
+}

@@ -552,6 +552,5 @@
     Headers,
     Request,
     Response,
-    BODY,
   };
 })

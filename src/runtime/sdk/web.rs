@@ -126,7 +126,7 @@ fn export_globals<'js>(
 /// Timers as in browsers, within one run: pending callbacks are dropped when the run ends.
 const TIMER_PRELUDE: &str = r#"(function (native) {
   "use strict";
-  const pending = new Map();
+  const pending = new Set();
   let next = 1;
   function schedule(repeat, callback, ms, args) {
     if (typeof callback !== "function") {
@@ -137,7 +137,7 @@ const TIMER_PRELUDE: &str = r#"(function (native) {
     }
     const id = next++;
     const delay = Math.max(0, Number(ms) || 0);
-    pending.set(id, true);
+    pending.add(id);
     (async () => {
       do {
         if (!(await native.sleep(delay)) || !pending.has(id)) {
@@ -248,19 +248,21 @@ fn eval_prelude<'js>(ctx: &Ctx<'js>, source: &str, name: &str) -> rquickjs::Resu
     ctx.eval_with_options(source, options)
 }
 
-/// `(ms) => Promise<boolean>`: true once `ms` passed, false when the run was asked to stop
-/// first (callers then give up instead of firing into a stopping run).
+/// `(ms) => Promise<boolean>`: true once `ms` passed, false when the run was asked to stop or
+/// ended first (callers then give up instead of firing into a stopping run or the next one).
 fn stop_aware_sleep<'js>(ctx: &Ctx<'js>, run: &RunSignal) -> rquickjs::Result<Function<'js>> {
     let signal = run.clone();
     Function::new(
         ctx.clone(),
         Async(move |ms: Opt<f64>| {
             let stop = signal.stop_token();
+            let scope = signal.scope_token();
             let pause = super::lifecycle::sleep_duration(ms.0.unwrap_or(0.0));
             async move {
                 let elapsed = tokio::select! {
                     () = tokio::time::sleep(pause) => true,
                     () = stop.cancelled() => false,
+                    () = scope.cancelled() => false,
                 };
                 rquickjs::Result::Ok(elapsed)
             }
